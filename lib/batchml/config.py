@@ -1,0 +1,215 @@
+"""Job configuration: YAML parsed once into frozen dataclasses.
+
+A config file is a mapping of sections (``spark``, ``paths``, ``ingest``, ...) to settings.  Every
+job accepts ``--conf FILE`` (default ``conf/local.yaml``) and any number of ``--set key=value``
+overrides (``--set spark.shuffle_partitions=8``).  Unknown sections or settings, and values of the
+wrong type or out of range, fail at start with a :class:`ConfigError` naming the setting.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+import yaml
+
+DEFAULT_CONF = Path(__file__).resolve().parents[2] / "conf" / "local.yaml"
+
+
+class ConfigError(ValueError):
+    """A configuration file or override is invalid; the message names the setting."""
+
+
+def _check(pred: Callable[[Any], bool], what: str) -> dict:
+    return {"check": pred, "what": what}
+
+
+@dataclass(frozen=True)
+class SparkSettings:
+    """How the SparkSession is built (ignored where spark-submit already decided, e.g. the master)."""
+
+    master: str = "local[*]"
+    app_name: str = "batchml"
+    driver_memory: str = "4g"
+    shuffle_partitions: int = field(default=16, metadata=_check(lambda v: v >= 1, "an integer >= 1"))
+    max_partition_mb: int = field(default=128, metadata=_check(lambda v: v >= 1, "an integer >= 1"))
+    checkpoint_dir: str = "data/checkpoints"
+    ui: bool = False
+    log_level: str = field(
+        default="WARN",
+        metadata=_check(lambda v: v in {"ALL", "DEBUG", "INFO", "WARN", "ERROR", "FATAL", "OFF"},
+                        "one of ALL DEBUG INFO WARN ERROR FATAL OFF"),
+    )
+    extra: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class PathsSettings:
+    """Where data lives when a job flag does not say otherwise."""
+
+    data_dir: str = "data"
+
+
+@dataclass(frozen=True)
+class IngestSettings:
+    """Ingest behaviour shared by every dump format."""
+
+    max_reject_fraction: float = field(
+        default=0.01, metadata=_check(lambda v: 0.0 <= v <= 1.0, "a number in [0, 1]"))
+    remove_probe: bool = False
+    raw_max_chars: int = field(default=300, metadata=_check(lambda v: v >= 16, "an integer >= 16"))
+
+
+@dataclass(frozen=True)
+class GenerateSettings:
+    """Defaults of the synthetic dump generator (``jobs/generate.py``)."""
+
+    seed: int = 42
+    ratings: int = field(default=200_000, metadata=_check(lambda v: v >= 1, "an integer >= 1"))
+    users: int = field(default=0, metadata=_check(lambda v: v >= 0, "an integer >= 0 (0: derived)"))
+    items: int = field(default=0, metadata=_check(lambda v: v >= 0, "an integer >= 0 (0: derived)"))
+    rank: int = field(default=5, metadata=_check(lambda v: v >= 1, "an integer >= 1"))
+    noise: float = field(default=0.5, metadata=_check(lambda v: v >= 0, "a number >= 0"))
+    probe_fraction: float = field(
+        default=0.02, metadata=_check(lambda v: 0.0 <= v < 1.0, "a number in [0, 1)"))
+
+
+@dataclass(frozen=True)
+class Config:
+    """All settings of a run."""
+
+    spark: SparkSettings = field(default_factory=SparkSettings)
+    paths: PathsSettings = field(default_factory=PathsSettings)
+    ingest: IngestSettings = field(default_factory=IngestSettings)
+    generate: GenerateSettings = field(default_factory=GenerateSettings)
+
+    def replace(self, **overrides: str) -> "Config":
+        """Return a copy with dotted overrides applied (``cfg.replace(**{"spark.master": "local[2]"})``)."""
+        return build_config(_to_dict(self), [f"{k}={v}" for k, v in overrides.items()])
+
+
+def _to_dict(obj: Any) -> Any:
+    if dataclasses.is_dataclass(obj):
+        return {f.name: _to_dict(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+    if isinstance(obj, Mapping):
+        return {k: _to_dict(v) for k, v in obj.items()}
+    return obj
+
+
+def as_dict(cfg: Config) -> dict:
+    """Plain nested dict of a config (for logging and metrics files)."""
+    return _to_dict(cfg)
+
+
+def _coerce(value: Any, typ: Any, name: str) -> Any:
+    origin = typing.get_origin(typ)
+    if origin in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(typ) if a is not type(None)]
+        if value is None:
+            return None
+        return _coerce(value, args[0], name)
+    if typ is bool:
+        if isinstance(value, bool):
+            return value
+        raise ConfigError(f"setting '{name}' must be true or false, got {value!r}")
+    if typ is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"setting '{name}' must be an integer, got {value!r}")
+        return value
+    if typ is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"setting '{name}' must be a number, got {value!r}")
+        return float(value)
+    if typ is str:
+        if isinstance(value, (dict, list)):
+            raise ConfigError(f"setting '{name}' must be a string, got {value!r}")
+        return "" if value is None else str(value)
+    if origin in (Mapping, dict, typing.Mapping) or typ is Mapping:
+        if value is None:
+            return {}
+        if not isinstance(value, Mapping):
+            raise ConfigError(f"setting '{name}' must be a mapping, got {value!r}")
+        return types.MappingProxyType({str(k): str(v) for k, v in value.items()})
+    if origin in (tuple, list):
+        if not isinstance(value, (list, tuple)):
+            value = [value]
+        (item_t, *_) = typing.get_args(typ) or (str,)
+        return tuple(_coerce(v, item_t, name) for v in value)
+    if dataclasses.is_dataclass(typ):
+        return _build_section(typ, value, name)
+    raise ConfigError(f"setting '{name}' has an unsupported type {typ!r}")  # pragma: no cover
+
+
+def _build_section(cls: type, data: Any, prefix: str) -> Any:
+    if data is None:
+        data = {}
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"section '{prefix}' must be a mapping, got {data!r}")
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - set(fields))
+    if unknown:
+        where = f"{prefix}." if prefix else ""
+        raise ConfigError(
+            f"unknown setting '{where}{unknown[0]}' (known in {prefix or 'the top level'}: "
+            f"{', '.join(sorted(fields))})")
+    kwargs = {}
+    for name, f in fields.items():
+        full = f"{prefix}.{name}" if prefix else name
+        if name not in data:
+            continue
+        value = _coerce(data[name], hints[name], full)
+        check = f.metadata.get("check")
+        if check is not None and value is not None and not check(value):
+            raise ConfigError(f"setting '{full}' must be {f.metadata['what']}, got {data[name]!r}")
+        kwargs[name] = value
+    return cls(**kwargs)
+
+
+def _apply_override(data: dict, item: str) -> None:
+    if "=" not in item:
+        raise ConfigError(f"override {item!r} is not of the form key=value")
+    key, raw = item.split("=", 1)
+    key = key.strip()
+    parts = key.split(".")
+    if not key or any(not p for p in parts):
+        raise ConfigError(f"override {item!r} has an empty setting name")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"setting '{key}': cannot parse value {raw!r}: {exc}") from None
+    node = data
+    for p in parts[:-1]:
+        child = node.get(p)
+        if child is None:
+            child = node[p] = {}
+        if not isinstance(child, dict):
+            raise ConfigError(f"setting '{key}': '{p}' is not a section")
+        node = child
+    node[parts[-1]] = value
+
+
+def build_config(data: Mapping | None, overrides: list[str] | tuple[str, ...] = ()) -> Config:
+    """Build a :class:`Config` from a nested mapping plus ``key=value`` overrides."""
+    data = _to_dict(dict(data or {}))
+    for item in overrides:
+        _apply_override(data, item)
+    return _build_section(Config, data, "")
+
+
+def load_config(path: str | os.PathLike | None = None, overrides: list[str] | tuple[str, ...] = ()) -> Config:
+    """Read a YAML config file (default ``conf/local.yaml``) and apply overrides."""
+    path = Path(path) if path else DEFAULT_CONF
+    if not path.is_file():
+        raise ConfigError(f"config file {str(path)!r} does not exist")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"config file {str(path)!r} is not valid YAML: {exc}") from None
+    if data is not None and not isinstance(data, Mapping):
+        raise ConfigError(f"config file {str(path)!r} must hold a mapping of sections")
+    return build_config(data, overrides)

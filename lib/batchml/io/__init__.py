@@ -1,0 +1,1 @@
+"""Reading raw dumps (one module per format) and writing outputs atomically."""

@@ -1,0 +1,94 @@
+"""Atomic output directories: write to a temporary sibling, move into place only when complete.
+
+A failed or killed run leaves the previous output untouched; a re-run replaces it whole.  Works
+on every filesystem pyarrow knows (local paths, ``file://``, ``hdfs://``, ``s3://``, ...).
+"""
+from __future__ import annotations
+
+import json
+import logging
+import uuid
+from contextlib import contextmanager
+from typing import Iterator
+
+from pyarrow import fs as pafs
+
+LOG = logging.getLogger("batchml.io")
+
+
+def _filesystem(path: str) -> tuple[pafs.FileSystem, str]:
+    if "://" in path:
+        return pafs.FileSystem.from_uri(path)
+    import os
+    return pafs.LocalFileSystem(), os.path.abspath(path)
+
+
+def _uri(path: str, fs_path: str) -> str:
+    """The path Spark should use for ``fs_path`` on the filesystem of ``path``."""
+    if "://" in path:
+        scheme_host = path[: path.index("://") + 3] + path[path.index("://") + 3:].split("/", 1)[0]
+        return scheme_host + ("" if fs_path.startswith("/") else "/") + fs_path
+    return fs_path
+
+
+def exists(path: str) -> bool:
+    fs, p = _filesystem(path)
+    return fs.get_file_info(p).type != pafs.FileType.NotFound
+
+
+def remove_tree(path: str) -> None:
+    fs, p = _filesystem(path)
+    info = fs.get_file_info(p)
+    if info.type == pafs.FileType.Directory:
+        fs.delete_dir(p)
+    elif info.type == pafs.FileType.File:
+        fs.delete_file(p)
+
+
+@contextmanager
+def atomic_dir(path: str) -> Iterator[str]:
+    """Yield a temporary sibling of ``path`` to write into; on success it replaces ``path``.
+
+    On an exception the temporary directory is removed and ``path`` is left as it was.
+    """
+    fs, target = _filesystem(path)
+    parent = target.rstrip("/").rsplit("/", 1)[0] or "/"
+    name = target.rstrip("/").rsplit("/", 1)[-1]
+    token = uuid.uuid4().hex[:10]
+    tmp = f"{parent}/.{name}.tmp-{token}"
+    fs.create_dir(parent, recursive=True)
+    fs.create_dir(tmp, recursive=True)
+    try:
+        yield _uri(path, tmp)
+    except BaseException:
+        try:
+            fs.delete_dir(tmp)
+        except OSError:  # pragma: no cover - best effort clean-up
+            LOG.warning("could not remove temporary output %s", tmp)
+        raise
+    old = None
+    if fs.get_file_info(target).type != pafs.FileType.NotFound:
+        old = f"{parent}/.{name}.old-{token}"
+        fs.move(target, old)
+    try:
+        fs.move(tmp, target)
+    except BaseException:
+        if old is not None:
+            fs.move(old, target)
+        raise
+    if old is not None:
+        fs.delete_dir(old)
+    LOG.info("wrote %s", path)
+
+
+def write_json(path: str, obj: dict) -> None:
+    """Write a JSON document (pretty, UTF-8) to a local or remote path."""
+    fs, p = _filesystem(path)
+    with fs.open_output_stream(p) as out:
+        out.write(json.dumps(obj, indent=2, sort_keys=False, default=str).encode("utf-8"))
+
+
+def read_json(path: str) -> dict:
+    fs, p = _filesystem(path)
+    with fs.open_input_stream(p) as inp:
+        return json.loads(inp.read().decode("utf-8"))

@@ -1,0 +1,236 @@
+"""Reader for the Netflix Prize raw format (``MovieID:`` header lines, then data lines).
+
+The parse runs in parallel in two passes over the files, never through a single partition:
+
+1. :func:`block_summary` collects, per file split, its line count and the position and movie id of
+   each header line (a few thousand small rows for the whole Prize dump).
+2. On the driver, :func:`plan_movie_intervals` turns that into intervals of ``seq`` that share one
+   movie: the movie a split starts in comes from the last header of the earlier splits of the same
+   file (a file's first lines before any header belong to no movie: the last block of a file never
+   continues in another file).
+3. A broadcast join on a ``seq`` bucket plus a range condition gives every line its movie and its
+   line number; then :func:`parse_data_lines` validates the fields with Spark built-ins.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Sequence
+
+from pyspark.sql import Column, DataFrame, SparkSession
+from pyspark.sql import functions as F
+from pyspark.sql import types as T
+
+from batchml.io import reasons as R
+from batchml.io.text import Block, block_summary, line_offsets, read_lines, truncate_raw
+
+# movie state of an interval
+STATE_OK, STATE_NO_HEADER, STATE_BAD_HEADER = 0, 1, 2
+KIND_HEADER, KIND_DATA, KIND_BLANK, KIND_REJECT = "header", "data", "blank", "reject"
+
+_HEADER_TOKEN = r"^\s*([^,:]*):\s*$"
+_VALID_ID = r"^[0-9]{1,9}$"
+
+
+def header_token(value: Column) -> Column:
+    """The text before ``:`` of a header line (``"123:"`` -> ``"123"``, ``"12a:"`` -> ``"12a"``),
+    null for any other line."""
+    return F.when(value.rlike(_HEADER_TOKEN), F.trim(F.regexp_extract(value, _HEADER_TOKEN, 1)))
+
+
+def parse_id(token: Column) -> Column:
+    """A positive integer id from a token of digits, else null (no ANSI cast errors)."""
+    as_int = F.when(token.rlike(_VALID_ID), token.try_cast(T.IntegerType()))
+    return F.when(as_int > 0, as_int)
+
+
+@dataclass(frozen=True)
+class Interval:
+    start: int          # first seq (inclusive)
+    end: int            # last seq (exclusive)
+    movie: int | None
+    state: int
+
+
+def plan_movie_intervals(blocks: list[Block]) -> list[Interval]:
+    """Cover every line's seq with an interval carrying the movie in force there.
+
+    ``blocks`` must be sorted by (source, block) with ``marks`` = sorted (seq, header token).
+    Pure Python, runs on the driver over a few thousand rows.
+    """
+    out: list[Interval] = []
+    current, state = None, STATE_NO_HEADER
+    src = None
+    for b in blocks:
+        if b.source != src:
+            src, current, state = b.source, None, STATE_NO_HEADER
+        start = b.min_seq
+        for seq, token in b.marks:
+            if seq > start:
+                out.append(Interval(start, seq, current, state))
+            start = seq
+            movie = int(token) if token and token.isdigit() and len(token) <= 9 and int(token) > 0 else None
+            current, state = (movie, STATE_OK) if movie is not None else (None, STATE_BAD_HEADER)
+        end = b.min_seq + b.n_lines
+        if end > start:
+            out.append(Interval(start, end, current, state))
+    return out
+
+
+_INTERVAL_SCHEMA = T.StructType([
+    T.StructField("bucket", T.LongType(), False),
+    T.StructField("i_start", T.LongType(), False),
+    T.StructField("i_end", T.LongType(), False),
+    T.StructField("movie_id", T.IntegerType(), True),
+    T.StructField("state", T.IntegerType(), False),
+])
+
+
+def bucket_size(n_lines: int, n_intervals: int) -> int:
+    """Bucket width so that a line meets about two candidate intervals in the join."""
+    target = max(1, n_lines // max(1, n_intervals))
+    return max(256, 1 << math.ceil(math.log2(target)))
+
+
+def interval_table(spark: SparkSession, intervals: list[Interval], width: int) -> DataFrame:
+    """One row per (interval, seq bucket it overlaps): small enough to broadcast."""
+    rows = []
+    for iv in intervals:
+        for bucket in range(iv.start // width, (iv.end - 1) // width + 1):
+            rows.append((bucket, iv.start, iv.end, iv.movie, iv.state))
+    return spark.createDataFrame(rows, _INTERVAL_SCHEMA)
+
+
+def with_movie(lines_df: DataFrame, blocks: list[Block], intervals: list[Interval]) -> DataFrame:
+    """Add ``movie_id``, ``state`` and ``line`` (1-based within the file) to every line."""
+    spark = lines_df.sparkSession
+    n_lines = sum(b.n_lines for b in blocks)
+    width = bucket_size(n_lines, len(intervals))
+    table = interval_table(spark, intervals, width)
+    offs = line_offsets(blocks)
+    deltas = spark.createDataFrame(
+        [(b.source, b.block, offs[(b.source, b.block)] - b.min_seq + 1) for b in blocks],
+        "source string, block long, line_delta long")
+    lines = lines_df.withColumn("bucket", F.floor(F.col("seq") / F.lit(width)).cast("long"))
+    joined = (
+        lines.alias("l")
+        .join(F.broadcast(table).alias("i"),
+              on=(F.col("l.bucket") == F.col("i.bucket"))
+              & (F.col("l.seq") >= F.col("i.i_start")) & (F.col("l.seq") < F.col("i.i_end")),
+              how="left")
+        .join(F.broadcast(deltas).alias("d"),
+              on=(F.col("l.source") == F.col("d.source")) & (F.col("l.block") == F.col("d.block")),
+              how="left")
+    )
+    return joined.select(
+        F.col("l.value").alias("value"), F.col("l.source").alias("source"),
+        (F.col("l.seq") + F.col("d.line_delta")).alias("line"),
+        F.col("i.movie_id").alias("movie_id"),
+        F.coalesce(F.col("i.state"), F.lit(-1)).alias("state"),
+    )
+
+
+def parse_data_lines(df: DataFrame, fields: Sequence[str], raw_max_chars: int = 300) -> DataFrame:
+    """Classify and parse lines that already carry ``movie_id`` and ``state``.
+
+    ``fields`` names the comma-separated fields of a data line, a subset of
+    ``("user", "rating", "date")`` in file order: ratings files have all three, ``probe.txt`` only
+    ``user``, ``qualifying.txt`` ``user`` and ``date``.
+
+    Output columns: ``source, line, kind, movie_id, user_id, rating, date, reason, raw`` where kind is
+    header / data / blank / reject, and ``reason`` and ``raw`` are set for rejects only.
+    """
+    v = F.trim(F.col("value"))
+    parts = F.split(v, ",")
+    pos = {name: i for i, name in enumerate(fields)}
+    token = header_token(F.col("value"))
+    user_tok = F.trim(F.get(parts, pos["user"]))
+    user = parse_id(user_tok)
+    rating_tok = F.trim(F.get(parts, pos["rating"])) if "rating" in pos else F.lit(None)
+    rating = F.when(rating_tok.rlike(r"^[0-9]{1,3}$"), rating_tok.try_cast(T.IntegerType()))
+    date_tok = F.trim(F.get(parts, pos["date"])) if "date" in pos else F.lit(None)
+    date = F.when(date_tok.rlike(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$"), F.try_to_date(date_tok, "yyyy-MM-dd"))
+
+    is_blank = v == ""
+    is_header = token.isNotNull()
+    reason = (
+        F.when(is_blank, F.lit(None))
+        .when(is_header, F.when(parse_id(token).isNull(), F.lit(R.BAD_HEADER)))
+        .when(F.col("state") == STATE_NO_HEADER, F.lit(R.BEFORE_HEADER))
+        .when(F.col("state") == STATE_BAD_HEADER, F.lit(R.UNDER_BAD_HEADER))
+        .when(F.col("state") != STATE_OK, F.lit("internal: line not covered by the movie plan"))
+        .when(F.size(parts) != len(fields), F.lit(R.WRONG_FIELD_COUNT))
+        .when(user.isNull(), F.lit(R.BAD_USER_ID))
+    )
+    if "rating" in pos:
+        reason = reason.when(rating.isNull(), F.lit(R.BAD_RATING)).when(
+            (rating < 1) | (rating > 5), F.lit(R.RATING_OUT_OF_RANGE))
+    if "date" in pos:
+        reason = reason.when(date.isNull(), F.lit(R.BAD_DATE))
+    kind = (F.when(is_blank, F.lit(KIND_BLANK))
+            .when(F.col("reason").isNotNull(), F.lit(KIND_REJECT))
+            .when(is_header, F.lit(KIND_HEADER))
+            .otherwise(F.lit(KIND_DATA)))
+    ok = F.col("kind") == KIND_DATA
+    return (
+        df.withColumn("reason", reason)
+        .withColumn("kind", kind)
+        .select(
+            "source", "line", "kind",
+            F.when(ok, F.col("movie_id")).alias("movie_id"),
+            F.when(ok, user).alias("user_id"),
+            F.when(ok, rating).cast(T.IntegerType()).alias("rating"),
+            F.when(ok, date).alias("date"),
+            "reason",
+            F.when(F.col("kind") == KIND_REJECT, truncate_raw(F.col("value"), raw_max_chars)).alias("raw"),
+        )
+    )
+
+
+def read_netflix_blocks(spark: SparkSession, paths: Sequence[str], fields: Sequence[str],
+                        raw_max_chars: int = 300) -> DataFrame:
+    """Parse Netflix-format files (ratings, probe or qualifying) into the columns of
+    :func:`parse_data_lines`.  Runs one small Spark job (the split summary) right away."""
+    lines = read_lines(spark, paths)
+    blocks = block_summary(lines, mark=header_token(F.col("value")))
+    intervals = plan_movie_intervals(blocks)
+    return parse_data_lines(with_movie(lines, blocks, intervals), fields, raw_max_chars)
+
+
+RATING_FIELDS = ("user", "rating", "date")
+PROBE_FIELDS = ("user",)
+QUALIFYING_FIELDS = ("user", "date")
+
+
+_TITLE_LINE = r"^\s*([0-9]+),\s*(NULL|[0-9]{4})?\s*,(.*)$"
+
+
+def read_movie_titles(spark: SparkSession, path: str, encoding: str = "ISO-8859-1",
+                      raw_max_chars: int = 300) -> DataFrame:
+    """Parse ``movie_titles.csv``: ``MovieID,YearOfRelease,Title``, no header, no quoting, split on the
+    first two commas only; ``NULL`` (or empty) year is null.  Decoded from ISO-8859-1.
+
+    Output columns: ``source, line, kind, movie_id, year, title, reason, raw``.
+    """
+    raw = (
+        spark.read.option("encoding", encoding).option("sep", "\u0001").option("quote", "")
+        .option("escape", "").option("header", "false").option("ignoreLeadingWhiteSpace", "false")
+        .option("ignoreTrailingWhiteSpace", "false").schema("value string").csv(path)
+        .select(F.coalesce(F.col("value"), F.lit("")).alias("value"),
+                F.col("_metadata.file_path").alias("source"),
+                F.monotonically_increasing_id().alias("seq"))
+    )
+    ok = F.col("value").rlike(_TITLE_LINE)
+    movie = parse_id(F.regexp_extract("value", _TITLE_LINE, 1))
+    year_tok = F.regexp_extract("value", _TITLE_LINE, 2)
+    kind = (F.when(F.trim("value") == "", F.lit(KIND_BLANK))
+            .when(ok & movie.isNotNull(), F.lit(KIND_DATA)).otherwise(F.lit(KIND_REJECT)))
+    return raw.select(
+        # movie_titles is one split (~600 KB), so seq + 1 is its line number
+        "source", (F.col("seq") + 1).alias("line"), kind.alias("kind"),
+        F.when(ok, movie).alias("movie_id"),
+        F.when(ok & (year_tok != "NULL") & (year_tok != ""), year_tok.try_cast("int")).alias("year"),
+        F.when(ok, F.regexp_extract("value", _TITLE_LINE, 3)).alias("title"),
+        F.when(kind == KIND_REJECT, F.lit(R.BAD_TITLE_LINE)).alias("reason"),
+        F.when(kind == KIND_REJECT, truncate_raw(F.col("value"), raw_max_chars)).alias("raw"),
+    )

@@ -1,0 +1,64 @@
+"""Logging set-up and the ``stage`` context manager every job uses to report progress."""
+from __future__ import annotations
+
+import logging
+import time
+from contextlib import contextmanager
+from typing import Iterator
+
+LOG = logging.getLogger("batchml")
+
+
+def setup_logging(level: str = "INFO") -> None:
+    """Configure the ``batchml`` logger once (idempotent)."""
+    if not any(getattr(h, "_batchml", False) for h in LOG.handlers):
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s",
+                                               "%H:%M:%S"))
+        handler._batchml = True  # type: ignore[attr-defined]
+        LOG.addHandler(handler)
+        LOG.propagate = False
+    LOG.setLevel(level)
+
+
+class Stage:
+    """Handle yielded by :func:`stage`; ``rows`` and ``info`` are logged when the stage ends."""
+
+    def __init__(self, name: str):
+        self.name = name
+        self.rows: int | None = None
+        self.info: dict = {}
+        self.seconds: float = 0.0
+
+    def set_rows(self, n: int) -> int:
+        self.rows = int(n)
+        return self.rows
+
+
+@contextmanager
+def stage(name: str, spark=None, timings: dict | None = None) -> Iterator[Stage]:
+    """Log start, end, elapsed seconds and row count of a stage.
+
+    Sets the Spark job description so the UI names the Spark jobs of the stage, and records the
+    elapsed seconds in ``timings[name]`` when a dict is given.
+    """
+    st = Stage(name)
+    if spark is not None:
+        spark.sparkContext.setJobDescription(name)
+    LOG.info("stage %s: start", name)
+    t0 = time.perf_counter()
+    try:
+        yield st
+    except BaseException:
+        st.seconds = time.perf_counter() - t0
+        LOG.error("stage %s: failed after %.1fs", name, st.seconds)
+        raise
+    finally:
+        if spark is not None:
+            spark.sparkContext.setJobDescription(None)
+    st.seconds = time.perf_counter() - t0
+    if timings is not None:
+        timings[name] = round(st.seconds, 3)
+    extra = "".join(f", {k}={v}" for k, v in st.info.items())
+    rows = f", rows={st.rows:,}" if st.rows is not None else ""
+    LOG.info("stage %s: done in %.1fs%s%s", name, st.seconds, rows, extra)

@@ -1,0 +1,47 @@
+"""The one SparkSession builder used by jobs and tests."""
+from __future__ import annotations
+
+import os
+import sys
+
+from pyspark.sql import SparkSession
+
+from batchml.config import SparkSettings
+
+
+def launched_by_spark_submit() -> bool:
+    """True when this Python process was started by ``spark-submit`` (the JVM already exists and
+    spark-submit's ``--master`` and memory settings are in force)."""
+    return "PYSPARK_GATEWAY_PORT" in os.environ
+
+
+def build_session(settings: SparkSettings, app_name: str | None = None) -> SparkSession:
+    """Build (or return the active) SparkSession from :class:`SparkSettings`.
+
+    Under ``spark-submit`` the master and driver memory come from spark-submit; run directly with
+    ``python jobs/x.py`` they come from the settings.  Python workers use this interpreter unless
+    ``PYSPARK_PYTHON`` says otherwise.
+    """
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    builder = SparkSession.builder.appName(app_name or settings.app_name)
+    if not launched_by_spark_submit():
+        if settings.master.startswith("local"):
+            os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+        builder = builder.master(settings.master).config("spark.driver.memory", settings.driver_memory)
+    conf = {
+        "spark.sql.shuffle.partitions": str(settings.shuffle_partitions),
+        "spark.sql.files.maxPartitionBytes": f"{settings.max_partition_mb}m",
+        "spark.ui.enabled": "true" if settings.ui else "false",
+        "spark.sql.session.timeZone": "UTC",
+        "spark.sql.adaptive.enabled": "true",
+        "spark.driver.extraJavaOptions": "-Duser.timezone=UTC",
+        "spark.executor.extraJavaOptions": "-Duser.timezone=UTC",
+    }
+    conf.update(settings.extra)
+    for key, value in conf.items():
+        builder = builder.config(key, value)
+    spark = builder.getOrCreate()
+    spark.sparkContext.setLogLevel(settings.log_level)
+    if settings.checkpoint_dir:
+        spark.sparkContext.setCheckpointDir(settings.checkpoint_dir)
+    return spark

@@ -1,0 +1,155 @@
+"""A known rating model to generate data from: r = clip(round(mu + b_u + b_i + p_u.q_i + noise), 1, 5).
+
+Users have power-law activity (a few users rate thousands of items), items power-law popularity.
+Everything is deterministic given the seed.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+NETFLIX_MAX_CUSTOMER_ID = 2_649_429
+NETFLIX_FIRST_DATE = np.datetime64("1999-11-11")
+NETFLIX_LAST_DATE = np.datetime64("2005-12-31")
+
+
+@dataclass
+class RatingModel:
+    """Ground-truth parameters of a generated rating set."""
+
+    mu: float
+    user_bias: np.ndarray      # (n_users,)
+    item_bias: np.ndarray      # (n_items,)
+    user_factors: np.ndarray   # (n_users, rank)
+    item_factors: np.ndarray   # (n_items, rank)
+    noise: float
+    rating_min: float = 1.0
+    rating_max: float = 5.0
+
+    @property
+    def n_users(self) -> int:
+        return len(self.user_bias)
+
+    @property
+    def n_items(self) -> int:
+        return len(self.item_bias)
+
+    def mean(self, u: np.ndarray, i: np.ndarray) -> np.ndarray:
+        """Noise-free score mu + b_u + b_i + p_u.q_i (unclipped)."""
+        dot = np.einsum("ij,ij->i", self.user_factors[u], self.item_factors[i])
+        return self.mu + self.user_bias[u] + self.item_bias[i] + dot
+
+    def predict(self, u: np.ndarray, i: np.ndarray) -> np.ndarray:
+        """The true model's prediction, clipped to the rating scale (the RMSE floor predictor)."""
+        return np.clip(self.mean(u, i), self.rating_min, self.rating_max)
+
+    def expected_rating(self, u: np.ndarray, i: np.ndarray) -> np.ndarray:
+        """E[clip(round(mean + noise))]: the best possible predictor of the observed ratings."""
+        m = self.mean(u, i)
+        if self.noise == 0:
+            return np.clip(np.round(m), self.rating_min, self.rating_max)
+        levels = np.arange(self.rating_min, self.rating_max + 1)
+        erf = np.vectorize(math.erf)
+        # P(round(m+e) <= k) = Phi((k + 0.5 - m)/sigma)
+        cdf = lambda k: 0.5 * (1 + erf((k + 0.5 - m) / (self.noise * math.sqrt(2))))  # noqa: E731
+        expected = np.zeros_like(m)
+        prev = np.zeros_like(m)
+        for k in levels:
+            cur = cdf(k) if k < self.rating_max else np.ones_like(m)
+            expected += k * (cur - prev)
+            prev = cur
+        return expected
+
+
+def default_sizes(n_ratings: int, n_users: int = 0, n_items: int = 0) -> tuple[int, int]:
+    """Netflix-like shape: ~200 ratings per user, catalog growing with sqrt(N), capped at Prize size."""
+    items = n_items or int(np.clip(int(1.5 * math.sqrt(n_ratings)), 10, 17_770))
+    users = n_users or max(int(np.clip(n_ratings // 200, 30, 480_189)), math.ceil(4 * n_ratings / items))
+    if users * items < 2 * n_ratings:
+        raise ValueError(f"{n_ratings} ratings do not fit {users} users x {items} items at <50% density")
+    return users, items
+
+
+def make_model(n_users: int, n_items: int, rank: int, noise: float, rng: np.random.Generator,
+               mu: float = 3.6, user_bias_sd: float = 0.4, item_bias_sd: float = 0.5,
+               factor_sd: float = 0.6) -> RatingModel:
+    """Draw ground-truth biases and factors; ``factor_sd`` is the sd of p_u.q_i."""
+    scale = math.sqrt(factor_sd / math.sqrt(rank))
+    return RatingModel(
+        mu=mu,
+        user_bias=rng.normal(0, user_bias_sd, n_users),
+        item_bias=rng.normal(0, item_bias_sd, n_items),
+        user_factors=rng.normal(0, scale, (n_users, rank)),
+        item_factors=rng.normal(0, scale, (n_items, rank)),
+        noise=noise,
+    )
+
+
+def _powerlaw_weights(n: int, shape: float, cap: float, rng: np.random.Generator) -> np.ndarray:
+    w = rng.pareto(shape, n) + 1.0
+    w = np.minimum(w, np.quantile(w, 0.999) * cap)
+    return w / w.sum()
+
+
+def sample_pairs(n_ratings: int, n_users: int, n_items: int, rng: np.random.Generator,
+                 user_shape: float = 1.1, item_shape: float = 1.3) -> tuple[np.ndarray, np.ndarray]:
+    """Sample ``n_ratings`` distinct (user, item) pairs with power-law user activity and item
+    popularity.  Every user and every item gets at least one rating when n_ratings allows.
+    Returns int32 arrays sorted by (item, user)."""
+    if n_ratings > n_users * n_items // 2:
+        raise ValueError("too many ratings for the catalog")
+    pu = _powerlaw_weights(n_users, user_shape, 4.0, rng)
+    # a user may hold at most half of the catalog
+    pu = np.minimum(pu, 0.5 * n_items / n_ratings)
+    pu /= pu.sum()
+    pi = _powerlaw_weights(n_items, item_shape, 2.0, rng)
+    pi = np.minimum(pi, 0.6 * n_users / n_ratings)
+    pi /= pi.sum()
+    keys = np.empty(0, dtype=np.int64)
+    # seed coverage: every user and item appears once when possible
+    base = min(n_ratings, max(n_users, n_items))
+    cover_u = np.arange(base) % n_users
+    cover_i = rng.permutation(base) % n_items
+    keys = np.unique(cover_u.astype(np.int64) * n_items + cover_i)
+    for _ in range(50):
+        need = n_ratings - len(keys)
+        if need <= 0:
+            break
+        draw = int(need * 1.1) + 16
+        u = rng.choice(n_users, size=draw, p=pu)
+        i = rng.choice(n_items, size=draw, p=pi)
+        new = np.unique(u.astype(np.int64) * n_items + i)
+        new = new[~np.isin(new, keys, assume_unique=True)]
+        if len(new) > need:
+            new = rng.choice(new, size=need, replace=False)
+        keys = np.union1d(keys, new)
+    if len(keys) != n_ratings:
+        raise RuntimeError(f"could only place {len(keys)} of {n_ratings} distinct pairs")
+    users = (keys // n_items).astype(np.int32)
+    items = (keys % n_items).astype(np.int32)
+    order = np.lexsort((users, items))
+    return users[order], items[order]
+
+
+def draw_ratings(model: RatingModel, u: np.ndarray, i: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Observed integer ratings: the true mean plus Gaussian noise, rounded and clipped."""
+    raw = model.mean(u, i) + rng.normal(0, model.noise, len(u))
+    return np.clip(np.round(raw), model.rating_min, model.rating_max).astype(np.int8)
+
+
+def draw_dates(n: int, rng: np.random.Generator, first=NETFLIX_FIRST_DATE,
+               last=NETFLIX_LAST_DATE) -> np.ndarray:
+    """Dates (datetime64[D]) uniform in [first, last], skewed toward the end like the Prize data."""
+    span = int((last - first).astype(int))
+    offs = (span * np.sqrt(rng.random(n))).astype(np.int64)
+    return first + offs.astype("timedelta64[D]")
+
+
+def sparse_ids(n: int, rng: np.random.Generator, max_id: int = NETFLIX_MAX_CUSTOMER_ID) -> np.ndarray:
+    """``n`` distinct sorted ids in 1..max_id with gaps; max_id itself is always one of them."""
+    if n > max_id:
+        raise ValueError("more users than ids")
+    ids = rng.choice(np.arange(1, max_id, dtype=np.int64), size=n - 1, replace=False)
+    return np.sort(np.append(ids, max_id)).astype(np.int64)

@@ -1,0 +1,308 @@
+"""Synthetic Netflix Prize dumps in the exact raw format, with the ground truth saved beside them.
+
+Layouts: ``combined`` (Kaggle's ``combined_data_1..4.txt``) or ``training_set``
+(``training_set/mv_0000001.txt`` ...), optionally gzipped; plus ``movie_titles.csv`` (ISO-8859-1,
+commas in titles, ``NULL`` years), ``probe.txt`` and ``qualifying.txt``.  Broken lines of every
+reject kind can be planted; their counts by reason are saved in ``ground_truth/truth.json``.
+"""
+from __future__ import annotations
+
+import gzip
+import json
+import logging
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from batchml.io import reasons as R
+from batchml.synth.model import (RatingModel, default_sizes, draw_dates, draw_ratings, make_model,
+                                 sample_pairs, sparse_ids)
+
+LOG = logging.getLogger("batchml.synth")
+
+FAMOUS = [
+    "The Lord of the Rings: The Fellowship of the Ring",
+    "The Lord of the Rings: The Two Towers",
+    "The Lord of the Rings: The Return of the King",
+    "Battlestar Galactica: Season 1",
+    "Battlestar Galactica: Season 2",
+]
+WRESTLING = ["WWE: WrestleMania XX", "WWE: Royal Rumble 2004", "WWE: SummerSlam 2003"]
+_WORDS = ("Night Day Love Money Trouble Summer River City Ghost Island Road King Queen Winter Dream "
+          "House Garden Fire Star Dance Secret Letter Return Shadow Story Heart Game Blue Red").split()
+_ACCENTED = ["Café Society", "Amélie", "Señor Ávila", "Zoë's Crème Brûlée", "Über Öl", "Ça Ira"]
+
+
+@dataclass
+class NetflixDump:
+    """What was written, for tests and demos."""
+
+    path: Path
+    n_ratings: int
+    n_users: int
+    n_items: int
+    files: list[str]
+    planted: dict[str, int]
+    truth: dict
+
+
+def _titles(n_items: int, rng: np.random.Generator) -> tuple[list[str], list[int | None]]:
+    titles, years = [], []
+    for m in range(n_items):
+        k = rng.random()
+        if k < 0.08:
+            t = f"{_ACCENTED[m % len(_ACCENTED)]} {m}"
+        elif k < 0.2:
+            a, b, c = rng.choice(_WORDS, 3)
+            t = f"{a}, {b} and Other {c} {m}"
+        else:
+            a, b = rng.choice(_WORDS, 2)
+            t = f"The {a} of {b} {m}"
+        titles.append(t)
+        years.append(None if rng.random() < 0.03 else int(rng.integers(1920, 2006)))
+    return titles, years
+
+
+def _assign_named_items(model: RatingModel, counts: np.ndarray, titles: list[str],
+                        rng: np.random.Generator) -> dict[str, int]:
+    """Give well-known titles to popular items; LOTR and BSG share a taste, wrestling the opposite."""
+    order = np.argsort(-counts, kind="stable")
+    named = {}
+    taste = rng.normal(0, 1, model.item_factors.shape[1])
+    taste *= np.linalg.norm(model.item_factors, axis=1).mean() * 1.5 / np.linalg.norm(taste)
+    picks = list(order[: len(FAMOUS)])
+    for title, idx in zip(FAMOUS, picks):
+        titles[idx] = title
+        model.item_factors[idx] = taste + rng.normal(0, 0.05, len(taste))
+        model.item_bias[idx] = abs(model.item_bias[idx]) + 0.3
+        named[title] = int(idx)
+    mid = order[len(order) // 4: len(order) // 4 + len(WRESTLING)]
+    for title, idx in zip(WRESTLING, mid):
+        titles[idx] = title
+        model.item_factors[idx] = -taste + rng.normal(0, 0.05, len(taste))
+        model.item_bias[idx] = -abs(model.item_bias[idx]) - 0.3
+        named[title] = int(idx)
+    return named
+
+
+def _write_lines(fh, arr: pa.Array) -> None:
+    """Write a string array whose values already end in newlines, straight from its buffer."""
+    if isinstance(arr, pa.ChunkedArray):
+        for chunk in arr.chunks:
+            _write_lines(fh, chunk)
+        return
+    if len(arr) == 0:
+        return
+    offsets = np.frombuffer(arr.buffers()[1], dtype=np.int32)[arr.offset: arr.offset + len(arr) + 1]
+    fh.write(memoryview(arr.buffers()[2])[offsets[0]: offsets[-1]])
+
+
+def _join_nl(*cols: pa.Array, sep: str = ",", end: str = "\n") -> pa.Array:
+    line = pc.binary_join_element_wise(*cols, sep)
+    return pc.binary_join_element_wise(line, pa.scalar(""), end)
+
+
+def _str(a: np.ndarray) -> pa.Array:
+    return pc.cast(pa.array(a), pa.string())
+
+
+def _block_lines(movie_ids: np.ndarray, starts: np.ndarray, body: pa.Array) -> pa.Array:
+    """Interleave ``movie_id:`` header lines before each movie's rows (rows sorted by movie)."""
+    headers = pc.binary_join_element_wise(_str(movie_ids), pa.scalar(""), ":\n")
+    n_rows, n_heads = len(body), len(movie_ids)
+    pos_head = starts + np.arange(n_heads)
+    seg = np.searchsorted(starts, np.arange(n_rows), side="right")
+    pos_row = np.arange(n_rows) + seg
+    take = np.empty(n_rows + n_heads, dtype=np.int64)
+    take[pos_row] = np.arange(n_rows)
+    take[pos_head] = n_rows + np.arange(n_heads)
+    return pa.concat_arrays([body, headers]).take(pa.array(take))
+
+
+class _Sink:
+    """A text file (optionally gzip) that can drop the final newline."""
+
+    def __init__(self, path: Path, gz: bool):
+        self.path = path
+        self.fh = gzip.open(path, "wb", compresslevel=3) if gz else open(path, "wb")
+
+    def write(self, arr: pa.Array) -> None:
+        _write_lines(self.fh, arr)
+
+    def close(self, trailing_newline: bool = True) -> None:
+        self.fh.close()
+        if not trailing_newline:
+            if str(self.path).endswith(".gz"):
+                data = gzip.decompress(self.path.read_bytes())
+                self.path.write_bytes(gzip.compress(data.rstrip(b"\n"), compresslevel=3))
+            else:
+                with open(self.path, "rb+") as fh:
+                    fh.seek(-1, os.SEEK_END)
+                    if fh.read(1) == b"\n":
+                        fh.seek(-1, os.SEEK_END)
+                        fh.truncate()
+
+
+def _planted_lines(rng: np.random.Generator, cust: np.ndarray, n: int) -> dict[str, list[str]]:
+    """Broken rating lines of every kind, ``n`` of each (written inside valid movie blocks)."""
+    c = lambda: int(rng.choice(cust))  # noqa: E731
+    kinds = {
+        R.WRONG_FIELD_COUNT: lambda: f"{c()},3",
+        R.BAD_USER_ID: lambda: f"x{c()},3,2005-09-06",
+        R.BAD_RATING: lambda: f"{c()},{rng.choice(['x', '3.5', ''])},2005-09-06",
+        R.RATING_OUT_OF_RANGE: lambda: f"{c()},{rng.choice([0, 6, 9])},2004-01-02",
+        R.BAD_DATE: lambda: f"{c()},4,{rng.choice(['2005-02-30', '2005-13-01', 'yesterday'])}",
+    }
+    return {reason: [make() for _ in range(n)] for reason, make in kinds.items()}
+
+
+def write_netflix_dump(out: str | os.PathLike, n_ratings: int, seed: int = 42, n_users: int = 0,
+                       n_items: int = 0, rank: int = 5, noise: float = 0.5,
+                       probe_fraction: float = 0.02, qualifying_fraction: float = 0.02,
+                       layout: str = "combined", n_files: int = 4, gz: bool = False,
+                       plant: int = 0, trailing_newline: bool = False) -> NetflixDump:
+    """Write a Netflix-Prize-format dump of ``n_ratings`` ratings drawn from a known model.
+
+    ``plant`` > 0 writes that many broken lines of each reject kind (plus a bad header block and
+    rating lines before the first header of a file).  ``trailing_newline=False`` leaves the last
+    file without a final newline, as some real files are.
+    """
+    t0 = time.perf_counter()
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    n_users, n_items = default_sizes(n_ratings, n_users, n_items)
+    model = make_model(n_users, n_items, rank, noise, rng)
+    users, items = sample_pairs(n_ratings, n_users, n_items, rng)
+    counts = np.bincount(items, minlength=n_items)
+    titles, years = _titles(n_items, rng)
+    named = _assign_named_items(model, counts, titles, rng)
+    ratings = draw_ratings(model, users, items, rng)
+    dates = draw_dates(n_ratings, rng)
+    cust = sparse_ids(n_users, rng)
+    movie_ids = np.arange(1, n_items + 1, dtype=np.int64)
+    LOG.info("sampled %d ratings, %d users, %d items in %.1fs", n_ratings, n_users, n_items,
+             time.perf_counter() - t0)
+
+    # ---- training files
+    starts_all = np.searchsorted(items, np.arange(n_items))
+    if layout == "combined":
+        bounds = np.linspace(0, n_items, n_files + 1).astype(int)
+        groups = [(f"combined_data_{k + 1}.txt", bounds[k], bounds[k + 1]) for k in range(n_files)]
+    elif layout == "training_set":
+        (out / "training_set").mkdir(exist_ok=True)
+        groups = [(f"training_set/mv_{m + 1:07d}.txt", m, m + 1) for m in range(n_items)]
+    else:
+        raise ValueError(f"unknown layout {layout!r}")
+    planted = {r: 0 for r in R.NETFLIX_REASONS}
+    plants = _planted_lines(rng, cust, plant) if plant else {}
+    plant_at = {}
+    if plant:
+        # each broken line goes after a random rating line of a random movie (never in file 1's head)
+        for reason, lines in plants.items():
+            for line in lines:
+                plant_at.setdefault(int(rng.integers(0, n_items)), []).append(line)
+                planted[reason] += 1
+    files = []
+    date_str = pc.strftime(pa.array(dates.astype("datetime64[s]")), format="%Y-%m-%d")
+    chunk_movies = max(1, int(2_000_000 / max(1, n_ratings / n_items)))
+    for gi, (name, m0, m1) in enumerate(groups):
+        path = out / (name + (".gz" if gz else ""))
+        sink = _Sink(path, gz)
+        if plant and gi == 1:
+            head = [f"{int(cust[0])},3,2005-01-01", f"{int(cust[-1])},4,2005-01-02"]
+            sink.write(pa.array([s + "\n" for s in head]))
+            planted[R.BEFORE_HEADER] += len(head)
+        for c0 in range(m0, m1, chunk_movies):
+            c1 = min(m1, c0 + chunk_movies)
+            r0, r1 = starts_all[c0], (starts_all[c1] if c1 < n_items else n_ratings)
+            body = _join_nl(_str(cust[users[r0:r1]]), _str(ratings[r0:r1]), date_str[r0:r1])
+            block = _block_lines(movie_ids[c0:c1], starts_all[c0:c1] - r0, body)
+            extra = [m for m in range(c0, c1) if m in plant_at]
+            if extra:
+                lines = block.to_pylist()
+                for m in sorted(extra, reverse=True):
+                    at = (starts_all[m] - r0) + (m - c0) + 1 + int(counts[m] > 0)
+                    lines[at:at] = [s + "\n" for s in plant_at[m]]
+                block = pa.array(lines)
+            sink.write(block)
+        if plant and gi == len(groups) - 1:
+            bad = ["12a:\n", f"{int(cust[1])},5,2005-03-03\n", f"{int(cust[2])},1,2005-03-04\n"]
+            sink.write(pa.array(bad))
+            planted[R.BAD_HEADER] += 1
+            planted[R.UNDER_BAD_HEADER] += 2
+        sink.close(trailing_newline=trailing_newline or gi != len(groups) - 1)
+        files.append(str(path.relative_to(out)))
+
+    # ---- titles (ISO-8859-1, no quoting, commas inside titles, NULL years)
+    with open(out / "movie_titles.csv", "w", encoding="iso-8859-1", newline="\n") as fh:
+        for m, (t, y) in enumerate(zip(titles, years)):
+            fh.write(f"{m + 1},{'NULL' if y is None else y},{t}\n")
+
+    # ---- probe: a subset of the training pairs; qualifying: unrated pairs with dates
+    n_probe = int(round(n_ratings * probe_fraction))
+    probe_rows = np.sort(rng.choice(n_ratings, size=n_probe, replace=False)) if n_probe else np.array([], int)
+    _write_pair_blocks(out / "probe.txt", items[probe_rows], cust[users[probe_rows]], None)
+    n_q = int(round(n_ratings * qualifying_fraction))
+    taken = set((items.astype(np.int64) * n_users + users).tolist()) if n_q else set()
+    qu, qi = [], []
+    while len(qu) < n_q:
+        u, i = int(rng.integers(0, n_users)), int(rng.integers(0, n_items))
+        if i * n_users + u not in taken:
+            taken.add(i * n_users + u)
+            qu.append(u)
+            qi.append(i)
+    qu, qi = np.array(qu, dtype=np.int64), np.array(qi, dtype=np.int64)
+    order = np.lexsort((qu, qi))
+    qu, qi = qu[order], qi[order]
+    qdates = draw_dates(len(qu), rng, first=np.datetime64("2005-01-01"))
+    _write_pair_blocks(out / "qualifying.txt", qi, cust[qu], qdates)
+
+    # ---- ground truth
+    gt = out / "ground_truth"
+    gt.mkdir(exist_ok=True)
+    pu, pi = users[probe_rows], items[probe_rows]
+    pr = ratings[probe_rows].astype(float)
+    truth = {
+        "seed": seed, "n_ratings": n_ratings, "n_users": n_users, "n_items": n_items, "rank": rank,
+        "mu": model.mu, "noise_sigma": noise, "layout": layout, "gzip": gz,
+        "n_probe": n_probe, "n_qualifying": int(len(qu)),
+        "probe_rmse_true_model": _rmse(model.predict(pu, pi), pr) if n_probe else None,
+        "probe_rmse_expected_rating": _rmse(model.expected_rating(pu, pi), pr) if n_probe else None,
+        "planted_rejects": {k: v for k, v in planted.items() if v},
+        "named_items": {t: int(movie_ids[i]) for t, i in named.items()},
+        "files": files,
+    }
+    pd.DataFrame({"customer_id": cust, "bias": model.user_bias,
+                  "factors": list(model.user_factors)}).to_parquet(gt / "users.parquet")
+    pd.DataFrame({"movie_id": movie_ids, "bias": model.item_bias,
+                  "factors": list(model.item_factors)}).to_parquet(gt / "items.parquet")
+    (gt / "truth.json").write_text(json.dumps(truth, indent=2))
+    LOG.info("wrote Netflix dump to %s in %.1fs", out, time.perf_counter() - t0)
+    return NetflixDump(out, n_ratings, n_users, n_items, files, truth["planted_rejects"], truth)
+
+
+def _rmse(pred: np.ndarray, actual: np.ndarray) -> float:
+    return float(np.sqrt(np.mean((pred - actual) ** 2)))
+
+
+def _write_pair_blocks(path: Path, movie_idx: np.ndarray, cust_ids: np.ndarray,
+                       dates: np.ndarray | None) -> None:
+    """``MovieID:`` blocks of ``CustomerID`` (probe) or ``CustomerID,Date`` (qualifying) lines."""
+    n_items = int(movie_idx.max()) + 1 if len(movie_idx) else 0
+    starts = np.searchsorted(movie_idx, np.arange(n_items))
+    present = np.unique(movie_idx)
+    if dates is None:
+        body = pc.binary_join_element_wise(_str(cust_ids), pa.scalar(""), "\n")
+    else:
+        ds = pc.strftime(pa.array(dates.astype("datetime64[s]")), format="%Y-%m-%d")
+        body = _join_nl(_str(cust_ids), ds)
+    with open(path, "wb") as fh:
+        if len(present):
+            _write_lines(fh, _block_lines(present + 1, starts[present], body))
