@@ -1,0 +1,41 @@
+"""Dense integer ids for source ids, and the de-duplication every ingest format shares."""
+from __future__ import annotations
+
+from pyspark.sql import DataFrame
+from pyspark.sql import functions as F
+from pyspark.sql import types as T
+
+
+def index_ids(ids_df: DataFrame, *, col_id: str, col_idx: str, numeric: bool = False) -> DataFrame:
+    """Map the distinct values of ``col_id`` to a dense index 0..n-1, in sorted id order.
+
+    Sorting is numeric when ``numeric`` (Netflix customer ids), else lexicographic, so the index is
+    deterministic.  Runs distributed (range sort, then ``zipWithIndex``): no single-partition step.
+
+    Returns columns ``col_idx`` int, ``col_id`` string.
+    """
+    distinct = ids_df.select(F.col(col_id)).where(F.col(col_id).isNotNull()).distinct()
+    key = F.col(col_id).cast(T.LongType()) if numeric else F.col(col_id).cast(T.StringType())
+    ordered = distinct.orderBy(key).select(F.col(col_id).cast(T.StringType()).alias(col_id))
+    spark = ids_df.sparkSession
+    # persisted so the count pass of zipWithIndex and the index pass see the same partitions
+    ids = ordered.rdd.map(lambda row: row[0]).persist()
+    indexed = ids.zipWithIndex().map(lambda id_i: (int(id_i[1]), id_i[0]))
+    schema = T.StructType([T.StructField(col_idx, T.IntegerType(), False),
+                           T.StructField(col_id, T.StringType(), False)])
+    return spark.createDataFrame(indexed, schema)
+
+
+def keep_latest(df: DataFrame, *, keys: list[str], order: list[str], value_cols: list[str]) -> DataFrame:
+    """One row per ``keys``: the one with the greatest ``order`` tuple (e.g. timestamp, then file,
+    then line).  Adds ``n_copies`` (how many rows shared the key) so duplicates can be counted.
+
+    Returns columns ``keys + value_cols + order + ["n_copies"]``.
+    """
+    best = F.max_by(F.struct(*[F.col(c) for c in value_cols + order]),
+                    F.struct(*[F.col(c) for c in order]))
+    return (
+        df.groupBy(*keys)
+        .agg(best.alias("_best"), F.count(F.lit(1)).alias("n_copies"))
+        .select(*keys, *[F.col(f"_best.{c}").alias(c) for c in value_cols + order], "n_copies")
+    )

@@ -1,0 +1,87 @@
+"""The figures users ask of a dataset first, and the line accounting that must reconcile."""
+from __future__ import annotations
+
+from pyspark.sql import DataFrame
+from pyspark.sql import functions as F
+
+from batchml import schema as S
+
+
+def line_counts(parsed: DataFrame, role: str, extra_rejects: DataFrame | None = None) -> dict:
+    """Per source file: lines read, headers, accepted, blank, rejected (and by reason).
+
+    ``parsed`` has ``source, kind, reason``.  ``extra_rejects`` (``source, reason``) are data lines
+    rejected after parsing (e.g. probe pairs naming an unknown user): they move from accepted to
+    rejected.  ``role`` (ratings, titles, probe, qualifying) is recorded with each file.
+    """
+    rows = parsed.groupBy("source", "kind", "reason").count().collect()
+    out: dict[str, dict] = {}
+    for r in rows:
+        c = out.setdefault(r["source"], {"role": role, "lines": 0, "headers": 0, "accepted": 0, "blank": 0,
+                                         "rejected": 0, "rejected_by_reason": {}})
+        n = int(r["count"])
+        c["lines"] += n
+        if r["kind"] == "header":
+            c["headers"] += n
+        elif r["kind"] == "data":
+            c["accepted"] += n
+        elif r["kind"] == "blank":
+            c["blank"] += n
+        else:
+            c["rejected"] += n
+            c["rejected_by_reason"][r["reason"]] = c["rejected_by_reason"].get(r["reason"], 0) + n
+    if extra_rejects is not None:
+        for r in extra_rejects.groupBy("source", "reason").count().collect():
+            c = out[r["source"]]
+            n = int(r["count"])
+            c["accepted"] -= n
+            c["rejected"] += n
+            c["rejected_by_reason"][r["reason"]] = c["rejected_by_reason"].get(r["reason"], 0) + n
+    for c in out.values():
+        c["reconciles"] = c["lines"] == c["headers"] + c["accepted"] + c["blank"] + c["rejected"]
+    return out
+
+
+def dataset_stats(ratings: DataFrame, users: DataFrame, items: DataFrame) -> dict:
+    """Counts, mean, histogram, date range and per-user / per-item activity of a ratings table."""
+    agg = ratings.agg(
+        F.count(F.lit(1)).alias("n"), F.avg(S.RATING_COL).alias("mean"),
+        F.min(S.TS_COL).alias("first"), F.max(S.TS_COL).alias("last"),
+        F.countDistinct(S.USER_COL).alias("users"), F.countDistinct(S.ITEM_COL).alias("items"),
+    ).first()
+    hist = {str(r[S.RATING_COL]): int(r["count"]) for r in
+            ratings.groupBy(S.RATING_COL).count().orderBy(S.RATING_COL).collect()}
+
+    def activity(col: str) -> dict:
+        per = ratings.groupBy(col).count()
+        r = per.agg(F.min("count").alias("min"),
+                    F.percentile_approx("count", [0.5, 0.99], 10000).alias("q"),
+                    F.max("count").alias("max")).first()
+        if r["min"] is None:
+            return {"min": 0, "median": 0, "p99": 0, "max": 0}
+        return {"min": int(r["min"]), "median": int(r["q"][0]), "p99": int(r["q"][1]), "max": int(r["max"])}
+
+    return {
+        "ratings": int(agg["n"]),
+        "users": users.count(), "items": items.count(),
+        "users_with_ratings": int(agg["users"]), "items_with_ratings": int(agg["items"]),
+        "mean_rating": float(agg["mean"]) if agg["mean"] is not None else None,
+        "rating_histogram": hist,
+        "date_range": [str(agg["first"]), str(agg["last"])] if agg["first"] is not None else None,
+        "ratings_per_user": activity(S.USER_COL),
+        "ratings_per_item": activity(S.ITEM_COL),
+    }
+
+
+def reconcile(counts: dict, *, duplicates: int, removed: int, ratings_written: int) -> dict:
+    """Line accounting of every file, and ratings written = accepted - duplicates - removed."""
+    accepted = sum(c["accepted"] for c in counts.values() if c["role"] == "ratings")
+    return {
+        "all_files_reconcile": all(c["reconciles"] for c in counts.values()),
+        "lines_read": sum(c["lines"] for c in counts.values()),
+        "rating_lines_accepted": accepted,
+        "duplicates_dropped": duplicates,
+        "probe_pairs_removed": removed,
+        "ratings_written": ratings_written,
+        "ratings_reconcile": ratings_written == accepted - duplicates - removed,
+    }
