@@ -7,6 +7,7 @@ wrong type or out of range, fail at start with a :class:`ConfigError` naming the
 """
 from __future__ import annotations
 
+import collections.abc
 import dataclasses
 import os
 import types
@@ -79,6 +80,37 @@ class GenerateSettings:
 
 
 @dataclass(frozen=True)
+class FactorizeSettings:
+    """Factorization job (``jobs/factorize.py``): held-out test, validation grid, ALS and biases."""
+
+    test: str = field(default="random:0.1", metadata=_check(
+        lambda v: bool(v.strip()), "probe, random:F, temporal:F or a ratings directory"))
+    seed: int = 42
+    validation_fraction: float = field(
+        default=0.1, metadata=_check(lambda v: 0.0 < v < 1.0, "a number in (0, 1)"))
+    ranks: tuple[int, ...] = field(
+        default=(50,), metadata=_check(lambda v: len(v) > 0 and all(r >= 1 for r in v),
+                                       "a non-empty list of integers >= 1"))
+    regs: tuple[float, ...] = field(
+        default=(0.03, 0.1, 0.3), metadata=_check(lambda v: len(v) > 0 and all(r >= 0 for r in v),
+                                                  "a non-empty list of numbers >= 0"))
+    bias_reg_user: float = field(default=10.0, metadata=_check(lambda v: v >= 0, "a number >= 0"))
+    bias_reg_item: float = field(default=25.0, metadata=_check(lambda v: v >= 0, "a number >= 0"))
+    bias_sweeps: int = field(default=4, metadata=_check(lambda v: v >= 1, "an integer >= 1"))
+    iters: int = field(default=10, metadata=_check(lambda v: v >= 1, "an integer >= 1"))
+    rounds: int = field(default=2, metadata=_check(lambda v: v >= 1, "an integer >= 1"))
+    checkpoint_interval: int = field(default=5, metadata=_check(lambda v: v >= 1, "an integer >= 1"))
+    als_blocks: int = field(default=0, metadata=_check(lambda v: v >= 0, "an integer >= 0 (0: auto)"))
+    rating_min: float = 1.0
+    rating_max: float = 5.0
+    model: str = field(default="biased", metadata=_check(lambda v: v in {"biased", "aligned"},
+                                                         "one of biased aligned"))
+    overfit_ratio: float = field(
+        default=0.8, metadata=_check(lambda v: 0.0 < v <= 1.0, "a number in (0, 1]"))
+    item_cf_neighbours: int = field(default=50, metadata=_check(lambda v: v >= 1, "an integer >= 1"))
+
+
+@dataclass(frozen=True)
 class Config:
     """All settings of a run."""
 
@@ -86,6 +118,7 @@ class Config:
     paths: PathsSettings = field(default_factory=PathsSettings)
     ingest: IngestSettings = field(default_factory=IngestSettings)
     generate: GenerateSettings = field(default_factory=GenerateSettings)
+    factorize: FactorizeSettings = field(default_factory=FactorizeSettings)
 
     def replace(self, **overrides: str) -> "Config":
         """Return a copy with dotted overrides applied (``cfg.replace(**{"spark.master": "local[2]"})``)."""
@@ -128,7 +161,7 @@ def _coerce(value: Any, typ: Any, name: str) -> Any:
         if isinstance(value, (dict, list)):
             raise ConfigError(f"setting '{name}' must be a string, got {value!r}")
         return "" if value is None else str(value)
-    if origin in (Mapping, dict, typing.Mapping) or typ is Mapping:
+    if origin in (collections.abc.Mapping, dict) or typ is Mapping:
         if value is None:
             return {}
         if not isinstance(value, Mapping):

@@ -1,0 +1,198 @@
+"""Netflix raw-format ingest against an independent plain-Python parse of generated files."""
+from __future__ import annotations
+
+import json
+import os
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+from chispa import assert_df_equality
+from pyspark.sql import functions as F
+
+from batchml.cli import JobError
+from batchml.config import build_config
+from batchml.ingest import check_netflix_format, discover_netflix, ingest_netflix
+from batchml.io import netflix as NF
+from batchml.io import reasons as R
+from batchml.io.text import block_summary, read_lines
+from batchml.synth.netflix import write_netflix_dump
+from netflix_reference import parse_file, parse_titles
+
+DATA_SCHEMA = "source string, line long, movie_id int, user_id int, rating int, date date"
+REJECT_SCHEMA = "source string, line long, reason string"
+
+
+@contextmanager
+def tiny_splits(spark, nbytes=2048):
+    """Force many file splits so headers and rating blocks straddle partition boundaries."""
+    old = {k: spark.conf.get(k) for k in ("spark.sql.files.maxPartitionBytes",
+                                          "spark.sql.files.openCostInBytes")}
+    spark.conf.set("spark.sql.files.maxPartitionBytes", str(nbytes))
+    spark.conf.set("spark.sql.files.openCostInBytes", "0")
+    try:
+        yield
+    finally:
+        for k, v in old.items():
+            spark.conf.set(k, v)
+
+
+@pytest.fixture(scope="module")
+def dump(tmp_path_factory):
+    return write_netflix_dump(tmp_path_factory.mktemp("nf") / "raw", n_ratings=3000, seed=7, plant=2)
+
+
+def reference(spark, root: Path, files, fields=NF.RATING_FIELDS):
+    data, rejects, kinds = [], [], {}
+    for rel in files:
+        d, r, k = parse_file(root / rel, fields)
+        data += [(rel, *row) for row in d]
+        rejects += [(rel, *row) for row in r]
+        kinds[rel] = k
+    return (spark.createDataFrame(data, DATA_SCHEMA), spark.createDataFrame(rejects, REJECT_SCHEMA), kinds)
+
+
+def spark_parse(spark, root: Path, files, fields=NF.RATING_FIELDS):
+    from batchml.ingest import source_name
+    parsed = NF.read_netflix_blocks(spark, [str(root / f) for f in files], fields)
+    return parsed.withColumn("source", source_name(str(root))).cache()
+
+
+def test_parse_matches_reference_across_split_boundaries(spark, dump):
+    with tiny_splits(spark):
+        paths = [str(dump.path / f) for f in dump.files]
+        blocks = block_summary(read_lines(spark, paths), mark=NF.header_token(F.col("value")))
+        assert len(blocks) > 4 * len(paths), "the test must cut files into many splits"
+        # some split starts inside a movie block (its first line is not a header)
+        assert any(b.marks and b.marks[0][0] > b.min_seq for b in blocks)
+        parsed = spark_parse(spark, dump.path, dump.files)
+        exp_data, exp_rej, kinds = reference(spark, dump.path, dump.files)
+        got_data = parsed.where("kind = 'data'").select(*exp_data.columns)
+        assert_df_equality(got_data, exp_data, ignore_row_order=True, ignore_nullable=True)
+        got_rej = parsed.where("kind = 'reject'").select("source", "line", "reason")
+        assert_df_equality(got_rej, exp_rej, ignore_row_order=True, ignore_nullable=True)
+        counts = {r["source"]: r["n"] for r in parsed.groupBy("source").agg(F.count("*").alias("n")).collect()}
+        assert counts == {f: sum(k.values()) for f, k in kinds.items()}
+
+
+def test_every_reject_reason_is_planted_and_found(spark, dump):
+    parsed = spark_parse(spark, dump.path, dump.files)
+    found = {r["reason"]: r["count"] for r in parsed.where("kind = 'reject'").groupBy("reason").count().collect()}
+    assert set(found) == set(R.NETFLIX_REASONS)
+    assert found == dump.planted
+    raw = parsed.where(F.col("reason") == R.BAD_HEADER).select("raw").first()["raw"]
+    assert raw == "12a:"
+
+
+def test_missing_trailing_newline_keeps_last_line(spark, dump):
+    last = dump.path / dump.files[-1]
+    assert not last.read_bytes().endswith(b"\n")
+    parsed = spark_parse(spark, dump.path, dump.files[-1:])
+    n_lines = last.read_bytes().count(b"\n") + 1
+    assert parsed.count() == n_lines
+    assert parsed.agg(F.max("line")).first()[0] == n_lines
+
+
+def test_gzip_and_training_set_layout(spark, tmp_path):
+    d = write_netflix_dump(tmp_path / "raw", n_ratings=800, seed=3, layout="training_set", gz=True, plant=1)
+    files = discover_netflix(str(d.path))
+    assert files.layout == "training_set" and all(f.endswith(".gz") for f in files.ratings)
+    assert len(files.ratings) == d.n_items
+    parsed = spark_parse(spark, d.path, d.files)
+    exp_data, exp_rej, _ = reference(spark, d.path, d.files)
+    assert_df_equality(parsed.where("kind = 'data'").select(*exp_data.columns), exp_data,
+                       ignore_row_order=True, ignore_nullable=True)
+    assert_df_equality(parsed.where("kind = 'reject'").select("source", "line", "reason"), exp_rej,
+                       ignore_row_order=True, ignore_nullable=True)
+
+
+def test_titles_latin1_commas_and_null_years(spark, dump):
+    got = NF.read_movie_titles(spark, str(dump.path / "movie_titles.csv")).where("kind = 'data'")
+    exp = parse_titles(dump.path / "movie_titles.csv")
+    assert any("," in t for _, t in exp.values()) and any(y is None for y, _ in exp.values())
+    assert any(any(ord(ch) > 127 for ch in t) for _, t in exp.values())
+    expected = spark.createDataFrame([(m, y, t) for m, (y, t) in exp.items()], "movie_id int, year int, title string")
+    assert_df_equality(got.select("movie_id", "year", "title"), expected, ignore_row_order=True,
+                       ignore_nullable=True)
+
+
+def test_probe_and_qualifying_parse(spark, dump):
+    probe = spark_parse(spark, dump.path, ["probe.txt"], NF.PROBE_FIELDS)
+    exp, rej, _ = reference(spark, dump.path, ["probe.txt"], NF.PROBE_FIELDS)
+    assert probe.where("kind = 'data'").count() == exp.count() == dump.truth["n_probe"]
+    assert rej.count() == 0
+    qual = spark_parse(spark, dump.path, ["qualifying.txt"], NF.QUALIFYING_FIELDS)
+    exp_q, _, _ = reference(spark, dump.path, ["qualifying.txt"], NF.QUALIFYING_FIELDS)
+    assert_df_equality(qual.where("kind = 'data'").select("source", "line", "movie_id", "user_id", "date"),
+                       exp_q.select("source", "line", "movie_id", "user_id", "date"),
+                       ignore_row_order=True, ignore_nullable=True)
+
+
+def _cfg(**ingest):
+    return build_config({"ingest": ingest})
+
+
+def test_ingest_end_to_end_reconciles(spark, dump, tmp_path):
+    out = tmp_path / "ds"
+    res = ingest_netflix(spark, _cfg(), str(dump.path), str(out), remove_probe=True)
+    s = json.loads((out / "_stats.json").read_text())
+    exp = {}
+    for f in dump.files:
+        for (_, movie, user, rating, date) in parse_file(dump.path / f)[0]:
+            exp[(str(user), str(movie))] = (float(rating), str(date))
+    probe_pairs = set()
+    for (_, movie, user, _, _) in parse_file(dump.path / "probe.txt", NF.PROBE_FIELDS)[0]:
+        probe_pairs.add((str(user), str(movie)))
+    ratings = spark.read.parquet(str(out / "ratings"))
+    users = spark.read.parquet(str(out / "users"))
+    items = spark.read.parquet(str(out / "items"))
+    got = {(r["user_id"], r["item_id"]): (r["rating"], str(r["ts"].date()))
+           for r in ratings.join(users, "user_idx").join(items, "item_idx").collect()}
+    assert got == {k: v for k, v in exp.items() if k not in probe_pairs}
+    assert s["ratings"] == len(exp) - len(probe_pairs)
+    assert s["reconcile"]["ratings_reconcile"] and s["reconcile"]["all_files_reconcile"]
+    assert s["reconcile"]["probe_pairs_removed"] == len(probe_pairs)
+    # dense indices
+    assert sorted(r[0] for r in users.select("user_idx").collect()) == list(range(users.count()))
+    assert sorted(int(r[0]) for r in items.select("item_id").collect()) == list(range(1, dump.n_items + 1))
+    rejects = spark.read.parquet(str(out / "rejects"))
+    assert rejects.count() == sum(dump.planted.values())
+    assert spark.read.parquet(str(out / "probe")).count() == len(probe_pairs)
+    assert s["qualifying"]["pairs"] == dump.truth["n_qualifying"]
+    assert not list(tmp_path.glob(".ds.*")), "no temporary siblings left behind"
+    assert res.stats["timings_s"]["total"] > 0
+
+
+def test_too_many_rejects_fails_and_keeps_previous_output(spark, dump, tmp_path):
+    out = tmp_path / "ds"
+    out.mkdir()
+    (out / "marker").write_text("previous good output")
+    with pytest.raises(JobError, match=r"max_reject_fraction.*bad date"):
+        ingest_netflix(spark, _cfg(max_reject_fraction=0.0), str(dump.path), str(out))
+    assert (out / "marker").read_text() == "previous good output"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ds"]
+
+
+def test_wrong_format_fails_fast(tmp_path):
+    d = tmp_path / "notnetflix"
+    d.mkdir()
+    (d / "combined_data_1.txt").write_text(
+        "marketplace\tcustomer_id\treview_id\nUS\t1\tR1\nUS\t2\tR2\n")
+    with pytest.raises(JobError, match=r"combined_data_1\.txt is not a Netflix Prize ratings file"):
+        check_netflix_format(discover_netflix(str(d)).ratings)
+    with pytest.raises(JobError, match="no Netflix ratings files"):
+        discover_netflix(str(tmp_path))
+
+
+def test_duplicates_keep_latest_and_blank_lines(spark, tmp_path):
+    d = tmp_path / "dup"
+    d.mkdir()
+    (d / "combined_data_1.txt").write_text("1:\n10,3,2005-01-01\n10,5,2005-06-01\n\n11,2,2004-01-01\n")
+    (d / "combined_data_2.txt").write_text("1:\n10,1,2005-03-01\n2:\n11,4,2003-03-03")
+    out = tmp_path / "ds"
+    res = ingest_netflix(spark, _cfg(), str(d), str(out))
+    rows = {(r["user_idx"], r["item_idx"]): r["rating"] for r in spark.read.parquet(str(out / "ratings")).collect()}
+    assert rows == {(0, 0): 5.0, (1, 0): 2.0, (1, 1): 4.0}
+    assert res.stats["duplicates_dropped"] == 2
+    assert res.stats["files"]["combined_data_1.txt"]["blank"] == 1
+    assert res.stats["reconcile"]["ratings_reconcile"]
