@@ -111,6 +111,43 @@ class FactorizeSettings:
 
 
 @dataclass(frozen=True)
+class TumorSettings:
+    """Tumor CNN: image preparation (``jobs/tumor_prepare.py``) and distributed training
+    (``jobs/tumor_train.py``)."""
+
+    # class folder name (matched case-insensitively) -> label (0: no tumor, 1: tumor)
+    classes: Mapping[str, str] = field(
+        default_factory=lambda: {"yes": "1", "no": "0"},
+        metadata=_check(lambda v: len(v) > 0 and set(v.values()) <= {"0", "1"},
+                        "a non-empty mapping of folder name to label 0 or 1"))
+    size: int = field(default=175, metadata=_check(lambda v: 8 <= v <= 2048, "an integer in [8, 2048]"))
+    test_fraction: float = field(
+        default=0.33, metadata=_check(lambda v: 0.0 < v < 1.0, "a number in (0, 1)"))
+    seed: int = 42
+    raw_max_chars: int = field(default=200, metadata=_check(lambda v: v >= 16, "an integer >= 16"))
+    workers: int = field(default=2, metadata=_check(lambda v: v >= 1, "an integer >= 1"))
+    threads_per_worker: int = field(
+        default=0, metadata=_check(lambda v: v >= 0, "an integer >= 0 (0: cores / workers)"))
+    epochs: int = field(default=10, metadata=_check(lambda v: v >= 1, "an integer >= 1"))
+    batch_size: int = field(default=64, metadata=_check(lambda v: v >= 1, "an integer >= 1 (per worker)"))
+    learning_rate: float = field(default=1e-3, metadata=_check(lambda v: v > 0, "a number > 0"))
+    l2: float = field(default=1e-3, metadata=_check(lambda v: v >= 0, "a number >= 0"))
+    architecture: str = field(default="seed", metadata=_check(lambda v: v in {"seed", "small"},
+                                                              "one of seed small"))
+    augment: bool = True
+    max_rotation_deg: float = field(
+        default=10.0, metadata=_check(lambda v: 0 <= v <= 180, "a number of degrees in [0, 180]"))
+    class_weights: bool = True
+    use_gpu: bool = False
+    port_range: str = field(
+        default="0", metadata=_check(lambda v: v.strip() == "0" or (
+            len(v.split("-")) == 2 and all(p.strip().isdigit() for p in v.split("-"))
+            and 0 < int(v.split("-")[0]) <= int(v.split("-")[1]) < 65536),
+            "0 (any free port) or LOW-HIGH, e.g. 20000-20100"))
+    grid_images: int = field(default=36, metadata=_check(lambda v: v >= 0, "an integer >= 0"))
+
+
+@dataclass(frozen=True)
 class Config:
     """All settings of a run."""
 
@@ -119,6 +156,7 @@ class Config:
     ingest: IngestSettings = field(default_factory=IngestSettings)
     generate: GenerateSettings = field(default_factory=GenerateSettings)
     factorize: FactorizeSettings = field(default_factory=FactorizeSettings)
+    tumor: TumorSettings = field(default_factory=TumorSettings)
 
     def replace(self, **overrides: str) -> "Config":
         """Return a copy with dotted overrides applied (``cfg.replace(**{"spark.master": "local[2]"})``)."""
