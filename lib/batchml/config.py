@@ -148,6 +148,28 @@ class TumorSettings:
 
 
 @dataclass(frozen=True)
+class SimilaritySettings:
+    """Similarity job (``jobs/similarity.py``): metric, top-K, the heavy-user cap and salting."""
+
+    metric: str = field(default="jaccard", metadata=_check(
+        lambda v: v in {"jaccard", "cosine", "cosine_binary", "pearson"},
+        "one of jaccard cosine cosine_binary pearson"))
+    top_k: int = field(default=20, metadata=_check(lambda v: v >= 1, "an integer >= 1"))
+    min_support: int = field(default=2, metadata=_check(lambda v: v >= 1, "an integer >= 1"))
+    max_items_per_user: int = field(
+        default=500, metadata=_check(lambda v: v >= 0, "an integer >= 0 (0: no cap)"))
+    salt_buckets: int = field(default=8, metadata=_check(lambda v: v >= 1, "an integer >= 1 (1: off)"))
+    salt_min_items: int = field(
+        default=200, metadata=_check(lambda v: v >= 0, "an integer >= 0 (users above it are salted)"))
+    seed: int = 42
+    exact: bool = False
+    users: bool = False
+    holdout_fraction: float = field(
+        default=0.1, metadata=_check(lambda v: 0.0 <= v < 1.0, "a number in [0, 1) (0: no evaluation)"))
+    liked_min_rating: float = 4.0
+
+
+@dataclass(frozen=True)
 class Config:
     """All settings of a run."""
 
@@ -157,6 +179,7 @@ class Config:
     generate: GenerateSettings = field(default_factory=GenerateSettings)
     factorize: FactorizeSettings = field(default_factory=FactorizeSettings)
     tumor: TumorSettings = field(default_factory=TumorSettings)
+    similarity: SimilaritySettings = field(default_factory=SimilaritySettings)
 
     def replace(self, **overrides: str) -> "Config":
         """Return a copy with dotted overrides applied (``cfg.replace(**{"spark.master": "local[2]"})``)."""
