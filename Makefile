@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 DEMO   := data/demo
 PYTEST_ARGS ?=
 
-.PHONY: demo test test-fast bench clean venv
+.PHONY: demo test test-fast bench clean venv dist-env
 
 venv: $(STAMP)
 
@@ -27,3 +27,7 @@ test-fast: $(STAMP)
 
 clean:
 	rm -rf $(VENV) data/demo dist .pytest_cache
+
+dist-env: $(STAMP)
+	mkdir -p dist
+	$(VENV)/bin/venv-pack -p $(VENV) -o dist/batchml-env.tar.gz --force

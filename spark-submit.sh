@@ -50,6 +50,7 @@ if [ -z "$job" ]; then
   exit 2
 fi
 
+export BATCHML_HOME="$here"
 export PYSPARK_PYTHON="${PYSPARK_PYTHON:-$py}"
 export PYSPARK_DRIVER_PYTHON="$py"
 args=(--master "$master" --driver-memory "$driver_memory"

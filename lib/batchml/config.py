@@ -18,7 +18,9 @@ from typing import Any, Callable, Mapping
 
 import yaml
 
-DEFAULT_CONF = Path(__file__).resolve().parents[2] / "conf" / "local.yaml"
+# The checkout's conf/local.yaml: spark-submit.sh exports BATCHML_HOME (the library may then be
+# imported from the shipped zip); otherwise the package sits at <checkout>/lib/batchml.
+DEFAULT_CONF = Path(os.environ.get("BATCHML_HOME") or Path(__file__).resolve().parents[2]) / "conf" / "local.yaml"
 
 
 class ConfigError(ValueError):

@@ -1,0 +1,32 @@
+import pytest
+
+from batchml.io.atomic import atomic_dir
+
+
+def test_success_replaces_previous_output(tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "old").write_text("old")
+    with atomic_dir(str(out)) as tmp:
+        (tmp_path / tmp.rsplit("/", 1)[-1] / "new").write_text("new")
+    assert sorted(p.name for p in out.iterdir()) == ["new"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
+
+
+def test_failure_leaves_previous_output_untouched(tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "old").write_text("old")
+    with pytest.raises(RuntimeError):
+        with atomic_dir(str(out)) as tmp:
+            (tmp_path / tmp.rsplit("/", 1)[-1] / "half").write_text("half-written")
+            raise RuntimeError("killed")
+    assert (out / "old").read_text() == "old"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
+
+
+def test_first_write_creates_parents(tmp_path):
+    out = tmp_path / "a" / "b" / "out"
+    with atomic_dir(str(out)) as tmp:
+        assert tmp.endswith(tuple("0123456789abcdef"))
+    assert out.is_dir()
