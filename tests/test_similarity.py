@@ -1,0 +1,307 @@
+"""Similarity: Jaccard / cosine / Pearson top-K against plain-Python references, the heavy-user cap,
+salting, user-user, "because you liked X", item-CF prediction, and the job end to end."""
+from __future__ import annotations
+
+import json
+import math
+import random
+from collections import defaultdict
+
+import numpy as np
+import pytest
+from chispa import assert_approx_df_equality, assert_df_equality
+from pyspark.sql import functions as F, types as T
+
+from batchml import similarity as S
+from batchml.schema import ITEM_COL, RATING_COL, USER_COL
+from jobs_loader import load_job
+
+RATINGS3 = T.StructType([
+    T.StructField(USER_COL, T.IntegerType(), False),
+    T.StructField(ITEM_COL, T.IntegerType(), False),
+    T.StructField(RATING_COL, T.FloatType(), False),
+])
+SIMILAR = T.StructType([
+    T.StructField(ITEM_COL, T.IntegerType()),
+    T.StructField(S.OTHER_COL, T.IntegerType()),
+    T.StructField(S.SIMILARITY_COL, T.DoubleType()),
+    T.StructField(S.CO_COUNT_COL, T.LongType()),
+    T.StructField(S.RANK_COL, T.IntegerType()),
+])
+
+
+# ----------------------------------------------------------------------------- data and oracles
+def edge_case_rows(seed: int = 7) -> list[tuple[int, int, float]]:
+    """A heavy user, many small users (ties), an item with one user, a user with one item."""
+    rng = random.Random(seed)
+    r: dict[tuple[int, int], float] = {}
+    for i in range(24):                       # user 0 rates every item but the lonely one (24)
+        r[(0, i)] = float(rng.randint(1, 5))
+    for u in range(1, 31):                    # small users over items 0..11: many equal Jaccards
+        for i in rng.sample(range(12), rng.randint(2, 5)):
+            r[(u, i)] = float(rng.randint(1, 5))
+    r[(31, 3)] = 4.0                          # a user with one item
+    r[(32, 24)] = 5.0                         # item 24 has a single user, who also rates 5 and 6
+    r[(32, 5)] = 2.0
+    r[(32, 6)] = 3.0
+    return [(u, i, v) for (u, i), v in sorted(r.items())]
+
+
+def power_law_rows(n: int = 2500, seed: int = 3) -> list[tuple[int, int, float]]:
+    """Generated with the known model: power-law users (a few rate a large share of the catalog)."""
+    from batchml.synth.model import draw_ratings, make_model, sample_pairs
+    rng = np.random.default_rng(seed)
+    model = make_model(120, 80, 3, 0.5, rng)
+    u, i = sample_pairs(n, 120, 80, rng)
+    v = draw_ratings(model, u, i, rng)
+    return [(int(a), int(b), float(c)) for a, b, c in zip(u, i, v)]
+
+
+def sets_of(rows, key: int = 1, member: int = 0) -> dict[int, set[int]]:
+    out: dict[int, set[int]] = defaultdict(set)
+    for row in rows:
+        out[row[key]].add(row[member])
+    return out
+
+
+def ranked(scores: dict[int, list[tuple[float, int, int]]], k: int) -> list[tuple]:
+    """Top-k per item of (similarity, other, co) lists: similarity desc, other asc."""
+    out = []
+    for a, lst in scores.items():
+        lst = sorted(lst, key=lambda t: (-t[0], t[1]))
+        out += [(a, b, s, co, rank) for rank, (s, b, co) in enumerate(lst[:k], start=1)]
+    return out
+
+
+def jaccard_reference(rows, k: int, min_support: int = 1, key: int = 1, member: int = 0):
+    """Brute force over plain sets, as the seed's mostSimilarFast: J = |A & B| / |A | B|."""
+    users_of = sets_of(rows, key, member)
+    scores: dict[int, list] = defaultdict(list)
+    for a, ua in users_of.items():
+        for b, ub in users_of.items():
+            co = len(ua & ub)
+            if a != b and co >= max(min_support, 1):
+                scores[a].append((co / len(ua | ub), b, co))
+    return ranked(scores, k), scores
+
+
+def metric_reference(rows, metric: str) -> list[tuple]:
+    """Every pair (both directions) with cosine_binary, cosine or Pearson, from plain formulas."""
+    by_item: dict[int, dict[int, float]] = defaultdict(dict)
+    for u, i, v in rows:
+        by_item[i][u] = v
+    mean = {i: sum(d.values()) / len(d) for i, d in by_item.items()}
+    norm = {i: math.sqrt(sum(x * x for x in d.values())) for i, d in by_item.items()}
+    out = []
+    for a, da in by_item.items():
+        for b, db in by_item.items():
+            common = set(da) & set(db)
+            if a == b or not common:
+                continue
+            if metric == "cosine_binary":
+                s = len(common) / math.sqrt(len(da) * len(db))
+            elif metric == "cosine":
+                s = sum(da[u] * db[u] for u in common) / (norm[a] * norm[b])
+            else:
+                xs = {u: da[u] - mean[a] for u in common}
+                ys = {u: db[u] - mean[b] for u in common}
+                den = math.sqrt(sum(x * x for x in xs.values()) * sum(y * y for y in ys.values()))
+                if den == 0:
+                    continue
+                s = sum(xs[u] * ys[u] for u in common) / den
+            out.append((a, b, s, len(common)))
+    return out
+
+
+def ratings_df(spark, rows, partitions: int = 2):
+    return spark.createDataFrame(rows, RATINGS3).repartition(partitions)
+
+
+def expected_df(spark, rows):
+    return spark.createDataFrame(rows, SIMILAR)
+
+
+# ---------------------------------------------------------------------------------------- Jaccard
+def test_jaccard_top_k_equals_brute_force_on_edge_cases(spark):
+    rows = edge_case_rows()
+    k = 4
+    expected, scores = jaccard_reference(rows, k)
+    # the data must exercise what the test claims: ties across the top-k cut, a heavy user,
+    # an item with one user, a user with one item
+    assert any(len(lst) > k and sorted(s for s, _, _ in lst)[::-1][k - 1] ==
+               sorted(s for s, _, _ in lst)[::-1][k] for lst in scores.values())
+    assert len(sets_of(rows)[24]) == 1 and len(sets_of(rows, 0, 1)[31]) == 1
+    assert len(sets_of(rows, 0, 1)[0]) == 24
+
+    got = S.similar_items(ratings_df(spark, rows), metric="jaccard", top_k=k)
+    assert got.columns == [ITEM_COL, S.OTHER_COL, S.SIMILARITY_COL, S.CO_COUNT_COL, S.RANK_COL]
+    assert_df_equality(got, expected_df(spark, expected), ignore_row_order=True,
+                       ignore_nullable=True)
+
+
+def test_salted_join_gives_the_exact_result_on_power_law_data(spark):
+    rows = power_law_rows()
+    per_user = sets_of(rows, 0, 1)
+    assert max(map(len, per_user.values())) > 30          # a heavy user is salted below
+    expected, _ = jaccard_reference(rows, 5, min_support=2)
+    got = S.similar_items(ratings_df(spark, rows, 3), metric="jaccard", top_k=5, min_support=2,
+                          salt_buckets=4, salt_min_items=10, seed=11)
+    assert_df_equality(got, expected_df(spark, expected), ignore_row_order=True,
+                       ignore_nullable=True)
+
+
+def test_user_user_similarity_is_the_same_code_with_roles_swapped(spark):
+    rows = edge_case_rows()
+    expected, _ = jaccard_reference(rows, 3, key=0, member=1)      # users' item sets
+    got = S.similar_items(ratings_df(spark, rows), metric="jaccard", top_k=3,
+                          col_user=ITEM_COL, col_item=USER_COL)
+    assert got.columns[0] == USER_COL
+    want = expected_df(spark, expected).withColumnRenamed(ITEM_COL, USER_COL)
+    assert_df_equality(got, want, ignore_row_order=True, ignore_nullable=True)
+
+
+def test_empty_ratings_give_an_empty_table(spark):
+    got = S.similar_items(spark.createDataFrame([], RATINGS3), metric="pearson", top_k=3,
+                          max_items_per_user=2, salt_buckets=2)
+    assert got.count() == 0
+    assert got.columns == [ITEM_COL, S.OTHER_COL, S.SIMILARITY_COL, S.CO_COUNT_COL, S.RANK_COL]
+
+
+# ---------------------------------------------------------------------------- cosine, Pearson
+@pytest.mark.parametrize("metric", ["cosine_binary", "cosine", "pearson"])
+def test_cosine_and_pearson_match_plain_python(spark, metric):
+    rows = edge_case_rows(seed=5)
+    want = metric_reference(rows, metric)
+    assert len(want) > 100 and (metric != "pearson" or min(s for *_, s, _ in want) < 0)
+    got = (S.similar_items(ratings_df(spark, rows), metric=metric, top_k=1000, salt_buckets=3,
+                           salt_min_items=4)
+           .drop(S.RANK_COL))
+    schema = T.StructType(SIMILAR.fields[:4])
+    assert_approx_df_equality(got, spark.createDataFrame(want, schema), 1e-9,
+                              ignore_row_order=True, ignore_nullable=True)
+
+
+# ------------------------------------------------------------------------------------------ cap
+def test_user_cap_is_deterministic_reported_and_exact_on_what_it_keeps(spark):
+    rows = power_law_rows(n=1500, seed=9)
+    cap = 12
+    n_per_user = {u: len(s) for u, s in sets_of(rows, 0, 1).items()}
+    heavy = {u for u, n in n_per_user.items() if n > cap}
+    assert len(heavy) >= 3
+
+    def kept(df, seed):
+        out = S.filter_user_cap(df, max_items_per_user=cap, seed=seed)
+        return sorted((r[USER_COL], r[ITEM_COL]) for r in out.select(USER_COL, ITEM_COL).collect())
+
+    base = ratings_df(spark, rows, 3)
+    first = kept(base, 42)
+    again = kept(spark.createDataFrame(rows[::-1], RATINGS3).repartition(5), 42)
+    assert first == again                                     # independent of order/partitioning
+    assert kept(base, 43) != first                            # the seed picks the sample
+    per_user = defaultdict(int)
+    for u, _ in first:
+        per_user[u] += 1
+    assert per_user == {u: min(n, cap) for u, n in n_per_user.items()}
+    assert set(first) <= {(u, i) for u, i, _ in rows}
+
+    params = S.SimilarityParams(metric="jaccard", top_k=5, min_support=1, max_items_per_user=cap,
+                                salt_buckets=2, salt_min_items=5, seed=42)
+    top, report = S.compute_similar(base, params)
+    keep = set(first)
+    expected, _ = jaccard_reference([r for r in rows if (r[0], r[1]) in keep], 5)
+    assert_df_equality(top, expected_df(spark, expected), ignore_row_order=True,
+                       ignore_nullable=True)
+    top.unpersist()
+    assert report["users_capped"] == len(heavy)
+    assert report["ratings_dropped_by_cap"] == sum(n_per_user[u] - cap for u in heavy)
+    assert report["pairs_without_cap"] == sum(n * (n - 1) // 2 for n in n_per_user.values())
+    assert report["pairs_generated"] == sum(min(n, cap) * (min(n, cap) - 1) // 2
+                                            for n in n_per_user.values())
+    assert report["max_user_items_kept"] == cap
+
+
+# ------------------------------------------------------------------------ because you liked X
+def test_because_you_liked_excludes_seen_and_names_the_reason(spark):
+    ratings = ratings_df(spark, [(0, 1, 5.0), (0, 2, 4.0), (0, 3, 2.0), (0, 4, 5.0), (1, 1, 5.0)])
+    similar = expected_df(spark, [
+        (1, 10, 0.5, 3, 1), (1, 11, 0.2, 2, 2), (1, 2, 0.9, 4, 3),   # 2 is seen by user 0
+        (2, 11, 0.6, 3, 1), (2, 12, 0.1, 1, 2),
+        (3, 13, 0.99, 5, 1),                                       # 3 rated 2: not liked
+        (4, 10, 0.5, 2, 1),                                        # ties 1->10: same score/rating
+    ])
+    got = S.because_you_liked(ratings, similar, users=[0], min_rating=4.0, top_n=3)
+    schema = "user_idx int, item_idx int, score double, because_idx int, because_rating double, rank int"
+    want = spark.createDataFrame([(0, 11, 0.6, 2, 4.0, 1), (0, 10, 0.5, 1, 5.0, 2),
+                                  (0, 12, 0.1, 2, 4.0, 3)], schema)
+    assert_df_equality(got, want, ignore_row_order=True, ignore_nullable=True)
+    # no liked items -> no rows
+    assert S.because_you_liked(ratings, similar, users=[7]).count() == 0
+
+
+# ------------------------------------------------------------------------------- item-CF predict
+def test_predict_item_cf_by_hand(spark):
+    train = ratings_df(spark, [(0, 1, 4.0), (0, 2, 2.0), (0, 3, 5.0), (1, 3, 1.0), (2, 9, 3.0)])
+    similar = expected_df(spark, [
+        (0, 1, 0.5, 2, 1), (0, 2, 0.25, 1, 2), (0, 3, -0.4, 1, 3),     # negative: not used
+        (5, 3, 0.3, 1, 1),
+    ])
+    pairs = spark.createDataFrame([(0, 0, 3.0), (1, 0, 2.0), (1, 5, 4.0), (2, 5, 1.0), (3, 0, None)],
+                                  "user_idx int, item_idx int, rating double")
+    got = S.predict_item_cf(train, pairs, similar)
+    mu = (4 + 2 + 5 + 1 + 3) / 5                                    # 3.0
+    want = spark.createDataFrame([
+        (0, 0, 3.0, (0.5 * 4 + 0.25 * 2) / (0.5 + 0.25)),           # 3.3333
+        (1, 0, 2.0, mu),                                            # only a negative neighbour
+        (1, 5, 4.0, 1.0),                                           # one neighbour (3), rated 1
+        (2, 5, 1.0, mu),                                            # neighbour not rated
+        (3, 0, None, mu),                                           # unknown user
+    ], "user_idx int, item_idx int, rating double, prediction double")
+    assert_approx_df_equality(got, want, 1e-12, ignore_row_order=True, ignore_nullable=True)
+    fixed = S.predict_item_cf(train, pairs.select(USER_COL, ITEM_COL), similar, global_mean=2.5)
+    assert fixed.columns == [USER_COL, ITEM_COL, "prediction"]
+    assert {(r[0], r[1]): r[2] for r in fixed.collect()}[(3, 0)] == 2.5
+
+
+# ------------------------------------------------------------------------------------------- job
+def _write_dataset(path, rows):
+    from batchml.synth.ratings_tables import write_dataset
+    u, i, v = (np.array(c) for c in zip(*rows))
+    return write_dataset(path, u, i, v)
+
+
+def test_job_writes_exact_tables_titles_and_metrics(spark, test_config, tmp_path, capsys):
+    job = load_job("similarity")
+    rows = power_law_rows(n=1200, seed=4)
+    data = _write_dataset(tmp_path / "ds", rows)
+    out = tmp_path / "sim"
+    args = job.build_parser().parse_args([
+        "--dataset", str(data), "--output", str(out), "--top-k", "3", "--exact",
+        "--show", "Item 5", "--show-user", "0"])
+    cfg = test_config.replace(**{"similarity.holdout_fraction": 0.2, "similarity.salt_min_items": 5})
+    assert job.run(spark, cfg, args) == 0
+
+    expected, _ = jaccard_reference(rows, 3)
+    assert_df_equality(spark.read.parquet(str(out / "similar_items")), expected_df(spark, expected),
+                       ignore_row_order=True, ignore_nullable=True)
+    readable = spark.read.parquet(str(out / "similar_items_readable"))
+    row = readable.where((F.col(ITEM_COL) == 5) & (F.col(S.RANK_COL) == 1)).first()
+    assert row["title"] == "Item 5" and row["other_title"] == f"Item {row[S.OTHER_COL]}"
+    metrics = json.loads((out / "metrics.json").read_text())
+    sim = metrics["similarity"]
+    assert sim["max_items_per_user"] == 0 and sim["users_capped"] == 0
+    n_users = sets_of(rows, 0, 1)
+    assert sim["pairs_generated"] == sum(len(s) * (len(s) - 1) // 2 for s in n_users.values())
+    ev = metrics["evaluation"]
+    assert ev["train"] + ev["test"] == len(rows) and ev["item_cf"]["n"] == ev["test"]
+    assert ev["item_cf"]["rmse"] > 0 and ev["global_mean"]["rmse"] > 0
+    assert {"cap", "pairs", "similarity", "top_k", "write", "eval_predict"} <= set(metrics["timings_s"])
+    printed = capsys.readouterr().out
+    assert "most similar to 'Item 5'" in printed and "because user 0 liked" in printed
+
+
+def test_job_rejects_an_unknown_metric_before_starting_spark(tmp_path):
+    job = load_job("similarity")
+    code = job.main(["--dataset", str(tmp_path), "--output", str(tmp_path / "o"),
+                     "--set", "similarity.metric=euclid"])
+    assert code == 2
+    assert not (tmp_path / "o").exists()
