@@ -1,0 +1,41 @@
+"""Prepare brain MRI scans: class folders -> de-duplicated, split, decoded Parquet image shards.
+
+    ./spark-submit.sh jobs/tumor_prepare.py --input DIR --output DIR [--size 175] [--test-fraction 0.33]
+
+Writes OUTPUT/images (Parquet, partitioned by split=train|test), OUTPUT/rejects and OUTPUT/_stats.json.
+"""
+from __future__ import annotations
+
+import json
+import sys
+
+from batchml.cli import job_parser, run_job
+
+
+def build_parser():
+    parser = job_parser(__doc__.strip().splitlines()[0])
+    parser.add_argument("--input", required=True, help="directory of class folders (yes/, no/, ...)")
+    parser.add_argument("--output", required=True, help="dataset directory to write (replaced atomically)")
+    parser.add_argument("--size", type=int, default=None, help="side in px of the square scans (tumor.size)")
+    parser.add_argument("--test-fraction", type=float, default=None,
+                        help="fraction of distinct images per class in the test split (tumor.test_fraction)")
+    return parser
+
+
+def run(spark, cfg, args) -> int:
+    from batchml.tumor.prepare import prepare_images
+    result = prepare_images(spark, cfg.tumor, args.input, args.output, size=args.size,
+                            test_fraction=args.test_fraction)
+    s = result.stats
+    print(json.dumps({k: s[k] for k in ("files_read", "accepted", "duplicates_removed", "rejected",
+                                         "rejected_by_reason", "by_class", "by_split", "reconcile",
+                                         "timings_s")}, indent=2))
+    return 0
+
+
+def main(argv=None) -> int:
+    return run_job(build_parser(), argv, run, app_name="batchml-tumor-prepare")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

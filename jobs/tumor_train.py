@@ -1,0 +1,49 @@
+"""Train the tumor CNN with distributed TensorFlow on Spark and report BER on the test split.
+
+    ./spark-submit.sh jobs/tumor_train.py --data DIR --output DIR [--workers 2] [--epochs N] [--batch-size 64]
+
+DATA is a directory written by jobs/tumor_prepare.py.  OUTPUT gets checkpoints/ (a re-run resumes),
+model.keras, predictions/ (Parquet), metrics.json and test_grid.png.
+"""
+from __future__ import annotations
+
+import json
+import sys
+
+from batchml.cli import job_parser, run_job
+
+
+def build_parser():
+    parser = job_parser(__doc__.strip().splitlines()[0])
+    parser.add_argument("--data", required=True, help="image shards written by tumor_prepare")
+    parser.add_argument("--output", required=True, help="model directory (checkpoints, model, metrics)")
+    parser.add_argument("--workers", type=int, default=None, help="TensorFlow workers = barrier tasks (tumor.workers)")
+    parser.add_argument("--epochs", type=int, default=None, help="total epochs (tumor.epochs)")
+    parser.add_argument("--batch-size", type=int, default=None, help="batch per worker (tumor.batch_size)")
+    return parser
+
+
+def run(spark, cfg, args) -> int:
+    from batchml.cli import JobError
+    from batchml.distributed import DistributedError
+    from batchml.tumor.train import train_and_evaluate
+    for name in ("workers", "epochs", "batch_size"):
+        value = getattr(args, name)
+        if value is not None and value < 1:
+            raise JobError(f"--{name.replace('_', '-')} must be >= 1, got {value}")
+    try:
+        m = train_and_evaluate(spark, cfg.tumor, args.data, args.output, workers=args.workers,
+                               epochs=args.epochs, batch_size=args.batch_size)
+    except DistributedError as exc:
+        raise JobError(str(exc)) from None
+    print(json.dumps({k: m[k] for k in ("ber", "accuracy", "roc_auc", "threshold", "confusion", "workers",
+                                         "start_epoch", "epochs", "images_per_s", "timings_s")}, indent=2))
+    return 0
+
+
+def main(argv=None) -> int:
+    return run_job(build_parser(), argv, run, app_name="batchml-tumor-train")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
