@@ -9,7 +9,7 @@ import sys
 
 from batchml.cli import job_parser, run_job
 
-FORMATS = ("netflix",)
+from batchml.ingest import FORMATS  # noqa: E402
 
 
 def build_parser():
@@ -23,8 +23,8 @@ def build_parser():
 
 
 def run(spark, cfg, args) -> int:
-    from batchml.ingest import ingest_netflix
-    result = ingest_netflix(spark, cfg, args.input, args.output, remove_probe=args.remove_probe)
+    from batchml.ingest import ingest
+    result = ingest(spark, cfg, args.format, args.input, args.output, remove_probe=args.remove_probe)
     s = result.stats
     print(json.dumps({k: s[k] for k in ("ratings", "users", "items", "mean_rating", "rating_histogram",
                                          "date_range", "duplicates_dropped", "reconcile", "timings_s")},

@@ -12,7 +12,8 @@ from pyspark.sql import functions as F
 
 from batchml.cli import JobError
 from batchml.config import build_config
-from batchml.ingest import check_netflix_format, discover_netflix, ingest_netflix
+from batchml.ingest import ingest_netflix
+from batchml.io.netflix_dump import check_netflix_format, discover_netflix
 from batchml.io import netflix as NF
 from batchml.io import reasons as R
 from batchml.io.text import block_summary, read_lines
@@ -53,7 +54,7 @@ def reference(spark, root: Path, files, fields=NF.RATING_FIELDS):
 
 
 def spark_parse(spark, root: Path, files, fields=NF.RATING_FIELDS):
-    from batchml.ingest import source_name
+    from batchml.io.files import source_name
     parsed = NF.read_netflix_blocks(spark, [str(root / f) for f in files], fields)
     return parsed.withColumn("source", source_name(str(root))).cache()
 
