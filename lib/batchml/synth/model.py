@@ -93,6 +93,17 @@ def _powerlaw_weights(n: int, shape: float, cap: float, rng: np.random.Generator
     return w / w.sum()
 
 
+def _sorted_unique(a: np.ndarray) -> np.ndarray:
+    """np.unique by sorting (numpy 2.4's default hash path is far slower on large int arrays)."""
+    a = np.sort(a, kind="stable")
+    if len(a) == 0:
+        return a
+    keep = np.empty(len(a), dtype=bool)
+    keep[0] = True
+    np.not_equal(a[1:], a[:-1], out=keep[1:])
+    return a[keep]
+
+
 def sample_pairs(n_ratings: int, n_users: int, n_items: int, rng: np.random.Generator,
                  user_shape: float = 1.1, item_shape: float = 1.3) -> tuple[np.ndarray, np.ndarray]:
     """Sample ``n_ratings`` distinct (user, item) pairs with power-law user activity and item
@@ -112,7 +123,7 @@ def sample_pairs(n_ratings: int, n_users: int, n_items: int, rng: np.random.Gene
     base = min(n_ratings, max(n_users, n_items))
     cover_u = np.arange(base) % n_users
     cover_i = rng.permutation(base) % n_items
-    keys = np.unique(cover_u.astype(np.int64) * n_items + cover_i)
+    keys = _sorted_unique(cover_u.astype(np.int64) * n_items + cover_i)
     for _ in range(50):
         need = n_ratings - len(keys)
         if need <= 0:
@@ -120,11 +131,11 @@ def sample_pairs(n_ratings: int, n_users: int, n_items: int, rng: np.random.Gene
         draw = int(need * 1.1) + 16
         u = rng.choice(n_users, size=draw, p=pu)
         i = rng.choice(n_items, size=draw, p=pi)
-        new = np.unique(u.astype(np.int64) * n_items + i)
+        new = _sorted_unique(u.astype(np.int64) * n_items + i)
         new = new[~np.isin(new, keys, assume_unique=True)]
         if len(new) > need:
             new = rng.choice(new, size=need, replace=False)
-        keys = np.union1d(keys, new)
+        keys = _sorted_unique(np.concatenate([keys, new]))
     if len(keys) != n_ratings:
         raise RuntimeError(f"could only place {len(keys)} of {n_ratings} distinct pairs")
     users = (keys // n_items).astype(np.int32)

@@ -112,6 +112,16 @@ def _str(a: np.ndarray) -> pa.Array:
     return pc.cast(pa.array(a), pa.string())
 
 
+def _date_strings(dates: np.ndarray) -> pa.Array:
+    """'YYYY-MM-DD' strings of datetime64[D] values via a lookup table of the distinct days (fast)."""
+    if len(dates) == 0:
+        return pa.array([], pa.string())
+    first = dates.min()
+    offs = (dates - first).astype(np.int64)
+    table = np.datetime_as_string(first + np.arange(offs.max() + 1).astype("timedelta64[D]"), unit="D")
+    return pa.array(table.tolist(), pa.string()).take(pa.array(offs))
+
+
 def _block_lines(movie_ids: np.ndarray, starts: np.ndarray, body: pa.Array) -> pa.Array:
     """Interleave ``movie_id:`` header lines before each movie's rows (rows sorted by movie)."""
     headers = pc.binary_join_element_wise(_str(movie_ids), pa.scalar(""), ":\n")
@@ -210,7 +220,7 @@ def write_netflix_dump(out: str | os.PathLike, n_ratings: int, seed: int = 42, n
                 plant_at.setdefault(int(rng.integers(0, n_items)), []).append(line)
                 planted[reason] += 1
     files = []
-    date_str = pc.strftime(pa.array(dates.astype("datetime64[s]")), format="%Y-%m-%d")
+    date_str = _date_strings(dates)
     chunk_movies = max(1, int(2_000_000 / max(1, n_ratings / n_items)))
     for gi, (name, m0, m1) in enumerate(groups):
         path = out / (name + (".gz" if gz else ""))
@@ -250,15 +260,15 @@ def write_netflix_dump(out: str | os.PathLike, n_ratings: int, seed: int = 42, n
     probe_rows = np.sort(rng.choice(n_ratings, size=n_probe, replace=False)) if n_probe else np.array([], int)
     _write_pair_blocks(out / "probe.txt", items[probe_rows], cust[users[probe_rows]], None)
     n_q = int(round(n_ratings * qualifying_fraction))
-    taken = set((items.astype(np.int64) * n_users + users).tolist()) if n_q else set()
-    qu, qi = [], []
-    while len(qu) < n_q:
-        u, i = int(rng.integers(0, n_users)), int(rng.integers(0, n_items))
-        if i * n_users + u not in taken:
-            taken.add(i * n_users + u)
-            qu.append(u)
-            qi.append(i)
-    qu, qi = np.array(qu, dtype=np.int64), np.array(qi, dtype=np.int64)
+    train_keys = np.sort(items.astype(np.int64) * n_users + users)
+    qkeys = np.empty(0, dtype=np.int64)
+    while len(qkeys) < n_q:
+        cand = rng.integers(0, n_users * n_items, size=2 * (n_q - len(qkeys)) + 16, dtype=np.int64)
+        pos = np.minimum(np.searchsorted(train_keys, cand), len(train_keys) - 1)
+        cand = cand[train_keys[pos] != cand]
+        qkeys = np.concatenate([qkeys, cand[~np.isin(cand, qkeys)]])
+        qkeys = qkeys[np.sort(np.unique(qkeys, return_index=True)[1])][:n_q]
+    qi, qu = qkeys // n_users, qkeys % n_users
     order = np.lexsort((qu, qi))
     qu, qi = qu[order], qi[order]
     qdates = draw_dates(len(qu), rng, first=np.datetime64("2005-01-01"))
@@ -301,7 +311,7 @@ def _write_pair_blocks(path: Path, movie_idx: np.ndarray, cust_ids: np.ndarray,
     if dates is None:
         body = pc.binary_join_element_wise(_str(cust_ids), pa.scalar(""), "\n")
     else:
-        ds = pc.strftime(pa.array(dates.astype("datetime64[s]")), format="%Y-%m-%d")
+        ds = _date_strings(dates)
         body = _join_nl(_str(cust_ids), ds)
     with open(path, "wb") as fh:
         if len(present):
