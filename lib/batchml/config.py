@@ -172,6 +172,26 @@ class SimilaritySettings:
 
 
 @dataclass(frozen=True)
+class RecommendSettings:
+    """Recommendation job (``jobs/recommend.py``) and query command: top-N, popular lists, fold-in,
+    ranking evaluation."""
+
+    top_n: int = field(default=10, metadata=_check(lambda v: v >= 1, "an integer >= 1"))
+    min_ratings: int = field(
+        default=0, metadata=_check(lambda v: v >= 0, "an integer >= 0 (items with fewer are never recommended)"))
+    prior_strength: float = field(
+        default=25.0, metadata=_check(lambda v: v >= 0, "a number >= 0 (pseudo-ratings at the global mean)"))
+    relevance_threshold: float = 4.0
+    fold_in_reg: float = field(
+        default=0.1, metadata=_check(lambda v: v > 0, "a number > 0 (times the number of ratings, as ALS)"))
+    fold_in_bias_reg: float = field(default=10.0, metadata=_check(lambda v: v >= 0, "a number >= 0"))
+    user_block_size: int = field(default=1024, metadata=_check(lambda v: v >= 1, "an integer >= 1"))
+    seed: int = 42
+    evaluate: bool = True
+    readable: bool = True
+
+
+@dataclass(frozen=True)
 class Config:
     """All settings of a run."""
 
@@ -182,6 +202,7 @@ class Config:
     factorize: FactorizeSettings = field(default_factory=FactorizeSettings)
     tumor: TumorSettings = field(default_factory=TumorSettings)
     similarity: SimilaritySettings = field(default_factory=SimilaritySettings)
+    recommend: RecommendSettings = field(default_factory=RecommendSettings)
 
     def replace(self, **overrides: str) -> "Config":
         """Return a copy with dotted overrides applied (``cfg.replace(**{"spark.master": "local[2]"})``)."""
