@@ -110,6 +110,8 @@ class FactorizeSettings:
     overfit_ratio: float = field(
         default=0.8, metadata=_check(lambda v: 0.0 < v <= 1.0, "a number in (0, 1]"))
     item_cf_neighbours: int = field(default=50, metadata=_check(lambda v: v >= 1, "an integer >= 1"))
+    item_cf_max_items_per_user: int = field(
+        default=100, metadata=_check(lambda v: v >= 0, "an integer >= 0 (0: exact, no cap)"))
 
 
 @dataclass(frozen=True)

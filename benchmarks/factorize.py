@@ -1,0 +1,135 @@
+"""Factorization benchmark on generated data with known noise (default 2M ratings).
+
+    .venv/bin/python benchmarks/factorize.py [--ratings 2000000] [--rank 50] [--regs 0.03,0.1,0.3]
+        [--iters 10] [--rounds 2] [--test probe] [--no-surprise]
+
+One run of the factorize pipeline (:func:`batchml.factorize.run_factorize`) prints every RMSE-table
+row, the ground-truth floor and ALS+bias RMSE / floor (target <= 1.03); the fit time of ALS+bias
+(biases + ALS, first round) against plain MLlib ALS with the same rank and iterations (target ratio
+<= 1.5); and, on the same train/test rows, scikit-surprise ``SVD`` and ``BaselineOnly`` (the
+``bench`` extra; skipped with a message when it is not installed).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def make_dataset(out: Path, n_ratings: int, seed: int, noise: float, rank: int) -> Path:
+    from batchml.synth.model import default_sizes, draw_dates, draw_ratings, make_model, sample_pairs
+    from batchml.synth.ratings_tables import write_dataset
+
+    tag = out / "_bench.json"
+    want = {"n_ratings": n_ratings, "seed": seed, "noise": noise, "rank": rank}
+    if tag.is_file() and json.loads(tag.read_text()) == want:
+        return out
+    rng = np.random.default_rng(seed)
+    n_users, n_items = default_sizes(n_ratings)
+    model = make_model(n_users, n_items, rank, noise, rng)
+    u, i = sample_pairs(n_ratings, n_users, n_items, rng)
+    r = draw_ratings(model, u, i, rng)
+    ts = draw_dates(n_ratings, rng)
+    probe = np.sort(rng.choice(n_ratings, size=n_ratings // 50, replace=False))
+    write_dataset(out, u, i, r, ts=ts, model=model, probe=probe)
+    tag.write_text(json.dumps(want))
+    return out
+
+
+def surprise_rows(spark, cfg, dataset: str) -> list[tuple[str, float, float, float]]:
+    """(name, rmse, fit seconds, predict seconds) of surprise SVD and BaselineOnly on the same split."""
+    try:
+        from surprise import SVD, BaselineOnly, Dataset, Reader
+    except ImportError as exc:  # the bench extra is optional
+        print(f"scikit-surprise not available ({exc}); skipping its rows")
+        return []
+    from batchml.factorize import read_test_split
+    from batchml.schema import ITEM_COL, RATING_COL, RATINGS, USER_COL
+
+    ratings = spark.read.parquet(f"{dataset}/{RATINGS}").select(USER_COL, ITEM_COL, RATING_COL)
+    train, test = read_test_split(spark, ratings, dataset, cfg.factorize.test, seed=cfg.factorize.seed)
+    train_pd = train.toPandas()
+    test_pd = test.select(USER_COL, ITEM_COL, RATING_COL).toPandas()
+    s = cfg.factorize
+    reader = Reader(rating_scale=(s.rating_min, s.rating_max))
+    trainset = Dataset.load_from_df(train_pd[[USER_COL, ITEM_COL, RATING_COL]], reader).build_full_trainset()
+    testset = list(zip(test_pd[USER_COL], test_pd[ITEM_COL], test_pd[RATING_COL].astype(float)))
+    rows = []
+    for name, algo in (("surprise SVD (defaults)", SVD(random_state=s.seed)),
+                       ("surprise BaselineOnly", BaselineOnly(verbose=False))):
+        t0 = time.perf_counter()
+        algo.fit(trainset)
+        t1 = time.perf_counter()
+        preds = algo.test(testset)
+        t2 = time.perf_counter()
+        err = np.array([p.est - p.r_ui for p in preds])
+        rows.append((name, float(math.sqrt(np.mean(err ** 2))), t1 - t0, t2 - t1))
+    return rows
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--ratings", type=int, default=2_000_000)
+    ap.add_argument("--seed", type=int, default=42)
+    ap.add_argument("--noise", type=float, default=0.5)
+    ap.add_argument("--true-rank", type=int, default=5)
+    ap.add_argument("--rank", default="50", help="rank grid, comma-separated")
+    ap.add_argument("--regs", default=None, help="ALS reg grid (default: factorize.regs)")
+    ap.add_argument("--iters", type=int, default=10)
+    ap.add_argument("--rounds", type=int, default=2)
+    ap.add_argument("--test", default="probe")
+    ap.add_argument("--data", default=str(ROOT / "data" / "bench"))
+    ap.add_argument("--no-surprise", action="store_true")
+    args = ap.parse_args(argv)
+
+    from batchml.config import load_config
+    from batchml.factorize import format_table, run_factorize
+    from batchml.logs import setup_logging
+    from batchml.spark import build_session
+
+    setup_logging("INFO")
+    dataset = make_dataset(Path(args.data) / f"factorize-{args.ratings}", args.ratings, args.seed,
+                           args.noise, args.true_rank)
+    overrides = [f"factorize.ranks=[{args.rank}]", f"factorize.iters={args.iters}",
+                 f"factorize.rounds={args.rounds}", f"factorize.test={args.test}",
+                 "spark.log_level=ERROR"]
+    if args.regs:
+        overrides.append(f"factorize.regs=[{args.regs}]")
+    cfg = load_config(ROOT / "conf" / "local.yaml", overrides)
+    spark = build_session(cfg.spark, app_name="batchml-bench-factorize")
+    try:
+        t0 = time.perf_counter()
+        metrics = run_factorize(spark, cfg, dataset=str(dataset),
+                                output=str(Path(args.data) / f"factorize-{args.ratings}-model"))
+        wall = time.perf_counter() - t0
+        sk = [] if args.no_surprise else surprise_rows(spark, cfg, str(dataset))
+    finally:
+        spark.stop()
+
+    print()
+    print(f"== factorize benchmark: {args.ratings:,} generated ratings, noise sd {args.noise}, "
+          f"true rank {args.true_rank}; pipeline wall time {wall:.0f}s")
+    print(format_table(metrics))
+    floor = metrics["floor"]["rmse"]
+    ab = metrics["table"]["als_bias"]["rmse"]
+    print(f"ALS+bias RMSE / floor = {ab:.4f} / {floor:.4f} = {ab / floor:.4f}  (target <= 1.03)")
+    f = metrics["fit_seconds"]
+    print(f"fit time, rank {metrics['chosen']['rank']}, {metrics['chosen']['iters']} iterations: "
+          f"ALS+bias (biases + ALS, round 1) {f['als_bias_round1']:.1f}s vs plain MLlib ALS "
+          f"{f['plain_als']:.1f}s: ratio {f['als_bias_round1'] / f['plain_als']:.2f}  (target <= 1.5); "
+          f"all {metrics['chosen']['rounds']} rounds {f['als_bias_all_rounds']:.1f}s")
+    for name, rmse, fit_s, pred_s in sk:
+        print(f"{name:<30} RMSE {rmse:.4f}  (/floor {rmse / floor:.4f})  fit {fit_s:.1f}s, "
+              f"predict {pred_s:.1f}s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

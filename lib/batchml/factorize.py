@@ -1,0 +1,707 @@
+"""Matrix factorization with bias terms: r̂(u,i) = μ + b_u + b_i + γ·p_u·q_i, clipped to the scale.
+
+Training (:func:`fit_als_biased`): regularized biases by alternating aggregations
+(:mod:`batchml.bias`), MLlib ALS on the residuals r − μ − b_u − b_i, and optionally further rounds
+(biases re-fit on r − p·q, ALS re-fit on the new residuals).  γ is 1 except in the "aligned" model
+(:func:`aligned_model`), whose factors are unit-norm and whose γ is a least-squares fit.
+
+Prediction (:func:`with_prediction`) joins pairs with the per-user and per-item tables; whatever is
+unknown falls back to what is known: no factor on one side → μ + b_u + b_i; unknown user →
+μ + b_i; unknown item → μ + b_u; both unknown → μ.  MLlib's ``coldStartStrategy`` is never relied
+on.  A plain-ALS model (no biases, μ = 0) falls back to its ``fallback`` value (the training mean).
+
+Model directory layout (written by :func:`save_model`, read by :func:`load_model`; the
+recommendation job reads it too)::
+
+    model.json   {"format": "batchml.factorize/1", "kind": "biased" | "aligned" | ..., "mu": float,
+                  "gamma": float, "rank": int, "rating_min": float, "rating_max": float,
+                  "fallback": float | null, "settings": {...training settings...}}
+    users/       Parquet: user_idx int, user_id string, bias double null, features array<float> null,
+                 n_ratings long null      (every user of the dataset's id map; null = not trained)
+    items/       Parquet: item_idx int, item_id string, title string null, year int null,
+                 bias double null, features array<float> null, n_ratings long null
+    metrics.json (written beside them by jobs/factorize.py: the RMSE table, timings, settings)
+
+Score for (u, i) = clip(μ + coalesce(b_u, 0) + coalesce(b_i, 0) + γ·coalesce(p_u·q_i, 0)).
+"""
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field, replace
+
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+
+from batchml.bias import BIAS_COL, COUNT_COL, Biases, fit_biases, with_bias_residual
+from batchml.io.atomic import exists, read_json, write_json
+from batchml.metrics import PREDICTION_COL, regression_metrics
+from batchml.schema import (ITEM_COL, ITEM_ID_COL, ITEMS, RATING_COL, TITLE_COL, USER_COL,
+                            USER_ID_COL, USERS, YEAR_COL)
+
+LOG = logging.getLogger("batchml.factorize")
+
+FEATURES_COL = "features"
+RESIDUAL_COL = "residual"
+MODEL_FORMAT = "batchml.factorize/1"
+MODEL_FILE = "model.json"
+_DOT = "_dot"
+
+
+class FactorizeError(ValueError):
+    """The data cannot be factorized as asked (empty or leaking test set, missing probe table)."""
+
+
+# ----------------------------------------------------------------------------------------- model
+@dataclass
+class FactorModel:
+    """μ plus per-user and per-item tables (index, ``bias`` double null, ``features`` array null).
+
+    ``user_df`` / ``item_df`` may be None (the global-mean model).  ``fallback``, when set, replaces
+    the whole score of a pair lacking a factor on either side (plain ALS).
+    """
+
+    mu: float
+    user_df: DataFrame | None = None
+    item_df: DataFrame | None = None
+    gamma: float = 1.0
+    rating_min: float = 1.0
+    rating_max: float = 5.0
+    kind: str = "biased"
+    rank: int = 0
+    fallback: float | None = None
+    settings: dict = field(default_factory=dict)
+
+    def unpersist(self) -> None:
+        for df in (self.user_df, self.item_df):
+            if df is not None:
+                df.unpersist()
+
+
+def _dot(a: F.Column, b: F.Column) -> F.Column:
+    """p·q of two array columns; null when either is null."""
+    prods = F.zip_with(a, b, lambda x, y: x.cast("double") * y.cast("double"))
+    return F.aggregate(prods, F.lit(0.0).cast("double"), lambda acc, x: acc + x)
+
+
+def _side(df: DataFrame | None, col_key: str, prefix: str) -> DataFrame | None:
+    if df is None:
+        return None
+    cols = [F.col(col_key)]
+    cols.append(F.col(BIAS_COL).alias(f"{prefix}b") if BIAS_COL in df.columns
+                else F.lit(None).cast("double").alias(f"{prefix}b"))
+    cols.append(F.col(FEATURES_COL).alias(f"{prefix}f") if FEATURES_COL in df.columns
+                else F.lit(None).cast("array<float>").alias(f"{prefix}f"))
+    return df.select(*cols)
+
+
+def with_prediction(pairs_df: DataFrame, model: FactorModel, *, col_user: str = USER_COL,
+                    col_item: str = ITEM_COL, col_prediction: str = PREDICTION_COL) -> DataFrame:
+    """Score (user, item) pairs with ``model``, falling back to what is known, clipped.
+
+    Returns the input columns plus ``col_prediction`` double (never null).
+    """
+    df = pairs_df
+    users = _side(model.user_df, col_user, "_u")
+    items = _side(model.item_df, col_item, "_i")
+    bu = bi = F.lit(None).cast("double")
+    dot = F.lit(None).cast("double")
+    if users is not None:
+        df = df.join(users, on=col_user, how="left")
+        bu = F.col("_ub")
+    if items is not None:
+        df = df.join(items, on=col_item, how="left")
+        bi = F.col("_ib")
+    if users is not None and items is not None:
+        dot = _dot(F.col("_uf"), F.col("_if"))
+    score = (F.lit(float(model.mu)) + F.coalesce(bu, F.lit(0.0)) + F.coalesce(bi, F.lit(0.0))
+             + F.lit(float(model.gamma)) * F.coalesce(dot, F.lit(0.0)))
+    if model.fallback is not None:
+        score = F.when(dot.isNull(), F.lit(float(model.fallback))).otherwise(score)
+    clipped = F.least(F.greatest(score, F.lit(float(model.rating_min))), F.lit(float(model.rating_max)))
+    return df.select(*pairs_df.columns, clipped.alias(col_prediction))
+
+
+def evaluate(model: FactorModel, ratings_df: DataFrame, *, col_user: str = USER_COL,
+             col_item: str = ITEM_COL, col_rating: str = RATING_COL) -> dict:
+    """RMSE / MAE / n of ``model`` on ``ratings_df`` (see :func:`batchml.metrics.regression_metrics`)."""
+    pred = with_prediction(ratings_df.select(col_user, col_item, col_rating), model,
+                           col_user=col_user, col_item=col_item)
+    return regression_metrics(pred, col_rating=col_rating)
+
+
+def _cached(df: DataFrame) -> DataFrame:
+    df = df.cache()
+    df.count()
+    return df
+
+
+def _combine(biases: Biases | None, user_factors: DataFrame | None, item_factors: DataFrame | None,
+             *, col_user: str, col_item: str) -> tuple[DataFrame | None, DataFrame | None]:
+    def side(bias_df, fac_df, key):
+        if bias_df is None:
+            return fac_df
+        b = bias_df.select(key, BIAS_COL, COUNT_COL)
+        if fac_df is None:
+            return b
+        return b.join(fac_df.select(key, FEATURES_COL), on=key, how="full")
+    if biases is None:
+        return user_factors, item_factors
+    return (side(biases.user_bias_df, user_factors, col_user),
+            side(biases.item_bias_df, item_factors, col_item))
+
+
+def global_mean_model(train_df: DataFrame, *, rating_min: float, rating_max: float,
+                      col_rating: str = RATING_COL) -> FactorModel:
+    """The training mean for every pair."""
+    mu = float(train_df.agg(F.avg(F.col(col_rating).cast("double"))).first()[0])
+    return FactorModel(mu=mu, rating_min=rating_min, rating_max=rating_max, kind="global_mean")
+
+
+def bias_model(biases: Biases, *, rating_min: float, rating_max: float, col_user: str = USER_COL,
+               col_item: str = ITEM_COL) -> FactorModel:
+    """μ + b_u + b_i from fitted :class:`Biases`."""
+    u, i = _combine(biases, None, None, col_user=col_user, col_item=col_item)
+    return FactorModel(mu=biases.mu, user_df=u, item_df=i, rating_min=rating_min,
+                       rating_max=rating_max, kind="bias_only",
+                       settings={"reg_user": biases.reg_user, "reg_item": biases.reg_item,
+                                 "sweeps": biases.sweeps})
+
+
+# ------------------------------------------------------------------------------------------- ALS
+def fit_als(ratings_df: DataFrame, *, rank: int, reg: float, iters: int, seed: int,
+            checkpoint_interval: int = 10, blocks: int = 0, col_user: str = USER_COL,
+            col_item: str = ITEM_COL, col_target: str = RATING_COL) -> tuple[DataFrame, DataFrame]:
+    """MLlib ALS (explicit) on ``col_target``; integer ids used as they are.
+
+    ``checkpoint_interval`` takes effect through the session's checkpoint dir.  Cold start is left
+    to :func:`with_prediction`'s fallback (``coldStartStrategy`` is irrelevant: we never call
+    ``ALSModel.transform``).
+
+    Returns
+    -------
+    (user_factors_df, item_factors_df) with columns ``col_user`` / ``col_item`` int and
+    ``features`` array<float>, cached.
+    """
+    from pyspark.ml.recommendation import ALS
+
+    spark = ratings_df.sparkSession
+    n_blocks = blocks or max(1, spark.sparkContext.defaultParallelism)
+    als = ALS(rank=rank, maxIter=iters, regParam=reg, userCol=col_user, itemCol=col_item,
+              ratingCol=col_target, implicitPrefs=False, nonnegative=False, seed=seed,
+              checkpointInterval=checkpoint_interval, coldStartStrategy="nan",
+              numUserBlocks=n_blocks, numItemBlocks=n_blocks)
+    model = als.fit(ratings_df.select(col_user, col_item, col_target))
+    uf = _cached(model.userFactors.select(F.col("id").alias(col_user), F.col(FEATURES_COL)))
+    itf = _cached(model.itemFactors.select(F.col("id").alias(col_item), F.col(FEATURES_COL)))
+    model.userFactors.unpersist()
+    model.itemFactors.unpersist()
+    return uf, itf
+
+
+def fit_plain_als(train_df: DataFrame, *, rank: int, reg: float, iters: int, seed: int,
+                  rating_min: float, rating_max: float, checkpoint_interval: int = 10,
+                  blocks: int = 0, fallback: float | None = None, col_user: str = USER_COL,
+                  col_item: str = ITEM_COL, col_rating: str = RATING_COL) -> FactorModel:
+    """Plain MLlib ALS on the raw ratings: r̂ = p·q; pairs without factors get ``fallback``
+    (default: the training mean)."""
+    if fallback is None:
+        fallback = float(train_df.agg(F.avg(F.col(col_rating).cast("double"))).first()[0])
+    uf, itf = fit_als(train_df, rank=rank, reg=reg, iters=iters, seed=seed,
+                      checkpoint_interval=checkpoint_interval, blocks=blocks, col_user=col_user,
+                      col_item=col_item, col_target=col_rating)
+    return FactorModel(mu=0.0, user_df=uf, item_df=itf, rating_min=rating_min,
+                       rating_max=rating_max, kind="plain_als", rank=rank, fallback=fallback,
+                       settings={"rank": rank, "reg": reg, "iters": iters})
+
+
+def with_factor_dot(ratings_df: DataFrame, model: FactorModel, *, col_out: str = _DOT,
+                    col_user: str = USER_COL, col_item: str = ITEM_COL) -> DataFrame:
+    """Add ``col_out`` = γ·p_u·q_i (0 where a factor is missing).
+
+    Returns the input columns plus ``col_out`` double.
+    """
+    uf = model.user_df.select(col_user, F.col(FEATURES_COL).alias("_pu"))
+    itf = model.item_df.select(col_item, F.col(FEATURES_COL).alias("_qi"))
+    dot = F.lit(float(model.gamma)) * F.coalesce(_dot(F.col("_pu"), F.col("_qi")), F.lit(0.0))
+    return (ratings_df.join(uf, on=col_user, how="left").join(itf, on=col_item, how="left")
+            .select(*ratings_df.columns, dot.alias(col_out)))
+
+
+@dataclass
+class BiasedFit:
+    """Result of :func:`fit_als_biased`: the final model and one entry per round."""
+
+    model: FactorModel
+    rounds: list[dict]
+    round_models: list[FactorModel]
+    biases: Biases
+
+
+def fit_als_biased(train_df: DataFrame, *, rank: int, reg: float, iters: int, rounds: int,
+                   reg_user: float, reg_item: float, sweeps: int, seed: int, rating_min: float,
+                   rating_max: float, checkpoint_interval: int = 10, blocks: int = 0,
+                   biases: Biases | None = None, eval_df: DataFrame | None = None,
+                   col_user: str = USER_COL, col_item: str = ITEM_COL,
+                   col_rating: str = RATING_COL) -> BiasedFit:
+    """Biases, then ALS on the residuals; rounds > 1 re-fit biases on r − p·q and ALS again.
+
+    Parameters
+    ----------
+    train_df : training ratings (cache it).
+    biases : first-round biases already fitted on ``train_df`` (skips that fit).
+    eval_df : optional ratings scored after every round (validation), besides the training set.
+
+    Returns
+    -------
+    :class:`BiasedFit`; ``rounds`` entries hold ``round``, ``train_rmse``, ``eval_rmse`` (when
+    ``eval_df``), ``bias_seconds``, ``als_seconds``.
+    """
+    keys = dict(col_user=col_user, col_item=col_item)
+    history: list[dict] = []
+    models: list[FactorModel] = []
+    model = None
+    first = biases
+    for rnd in range(1, rounds + 1):
+        t0 = time.perf_counter()
+        if rnd == 1 and first is not None:
+            b = first
+        elif rnd == 1:
+            b = fit_biases(train_df, reg_user=reg_user, reg_item=reg_item, sweeps=sweeps,
+                           col_rating=col_rating, **keys)
+        else:
+            offset_df = with_factor_dot(train_df, model, **keys)
+            b = fit_biases(offset_df, reg_user=reg_user, reg_item=reg_item, sweeps=sweeps,
+                           col_offset=_DOT, col_rating=col_rating, **keys)
+        if rnd == 1:
+            first = b
+        t1 = time.perf_counter()
+        resid = _cached(with_bias_residual(train_df, b, col_out=RESIDUAL_COL, col_rating=col_rating,
+                                           **keys))
+        uf, itf = fit_als(resid, rank=rank, reg=reg, iters=iters, seed=seed,
+                          checkpoint_interval=checkpoint_interval, blocks=blocks,
+                          col_target=RESIDUAL_COL, **keys)
+        resid.unpersist()
+        t2 = time.perf_counter()
+        u, i = _combine(b, uf, itf, **keys)
+        model = FactorModel(mu=b.mu, user_df=_cached(u), item_df=_cached(i), rating_min=rating_min,
+                            rating_max=rating_max, kind="biased", rank=rank,
+                            settings={"rank": rank, "reg": reg, "iters": iters, "rounds": rnd,
+                                      "reg_user": reg_user, "reg_item": reg_item,
+                                      "sweeps": sweeps})
+        entry = {"round": rnd, "train_rmse": evaluate(model, train_df, col_rating=col_rating,
+                                                      **keys)["rmse"],
+                 "bias_seconds": round(t1 - t0, 3), "als_seconds": round(t2 - t1, 3)}
+        if eval_df is not None:
+            entry["eval_rmse"] = evaluate(model, eval_df, col_rating=col_rating, **keys)["rmse"]
+        LOG.info("ALS+bias rank=%d reg=%g round %d: %s", rank, reg, rnd, entry)
+        history.append(entry)
+        models.append(model)
+    return BiasedFit(model=model, rounds=history, round_models=models, biases=first)
+
+
+def aligned_model(model: FactorModel, train_df: DataFrame, *, col_user: str = USER_COL,
+                  col_item: str = ITEM_COL, col_rating: str = RATING_COL) -> FactorModel:
+    """The "alignment" model: r̂ = μ + δ_u + δ_m + γ·α_u·β_m with α, β the unit-norm factors of
+    ``model`` and γ the least-squares fit of the training residuals r − μ − δ_u − δ_m on α·β."""
+
+    def unit(df: DataFrame) -> DataFrame:
+        norm = F.sqrt(F.aggregate(F.col(FEATURES_COL), F.lit(0.0).cast("double"),
+                                  lambda acc, x: acc + x.cast("double") * x.cast("double")))
+        unit_vec = F.transform(F.col(FEATURES_COL), lambda x: (x / norm).cast("float"))
+        return df.withColumn(FEATURES_COL, F.when(norm > 0, unit_vec))
+
+    unit_model = replace(model, user_df=_cached(unit(model.user_df)),
+                         item_df=_cached(unit(model.item_df)), gamma=1.0, kind="aligned")
+    keys = dict(col_user=col_user, col_item=col_item)
+    base = replace(unit_model, gamma=0.0, rating_min=float("-inf"), rating_max=float("inf"))
+    scored = with_factor_dot(with_prediction(train_df.select(col_user, col_item, col_rating), base,
+                                             **keys), unit_model, **keys)
+    resid = F.col(col_rating).cast("double") - F.col(PREDICTION_COL)
+    row = scored.agg(F.sum(resid * F.col(_DOT)).alias("xy"),
+                     F.sum(F.col(_DOT) * F.col(_DOT)).alias("xx")).first()
+    gamma = float(row["xy"] / row["xx"]) if row["xx"] else 0.0
+    LOG.info("aligned model: gamma=%.4f", gamma)
+    return replace(unit_model, gamma=gamma,
+                   settings={**model.settings, "gamma": gamma, "base": model.kind})
+
+
+# ----------------------------------------------------------------------------- hyper-parameters
+def search_biased(fit_df: DataFrame, val_df: DataFrame, *, ranks, regs, biases: Biases, iters: int,
+                  seed: int, rating_min: float, rating_max: float, checkpoint_interval: int = 10,
+                  blocks: int = 0, col_user: str = USER_COL, col_item: str = ITEM_COL,
+                  col_rating: str = RATING_COL) -> list[dict]:
+    """One-round ALS+bias for every (rank, reg) of the grid, fitted on ``fit_df`` (sharing the
+    biases, which do not depend on the grid) and scored on ``val_df``.
+
+    Returns one dict per candidate: rank, reg, train_rmse, val_rmse, seconds.
+    """
+    keys = dict(col_user=col_user, col_item=col_item)
+    resid = _cached(with_bias_residual(fit_df, biases, col_out=RESIDUAL_COL, col_rating=col_rating,
+                                       **keys))
+    rows = []
+    for rank in ranks:
+        for reg in regs:
+            t0 = time.perf_counter()
+            uf, itf = fit_als(resid, rank=rank, reg=reg, iters=iters, seed=seed,
+                              checkpoint_interval=checkpoint_interval, blocks=blocks,
+                              col_target=RESIDUAL_COL, **keys)
+            u, i = _combine(biases, uf, itf, **keys)
+            m = FactorModel(mu=biases.mu, user_df=u, item_df=i, rating_min=rating_min,
+                            rating_max=rating_max, rank=rank)
+            row = {"rank": rank, "reg": reg,
+                   "train_rmse": evaluate(m, fit_df, col_rating=col_rating, **keys)["rmse"],
+                   "val_rmse": evaluate(m, val_df, col_rating=col_rating, **keys)["rmse"],
+                   "seconds": round(time.perf_counter() - t0, 3)}
+            LOG.info("grid ALS+bias: %s", row)
+            rows.append(row)
+            uf.unpersist()
+            itf.unpersist()
+    resid.unpersist()
+    return rows
+
+
+def search_plain(fit_df: DataFrame, val_df: DataFrame, *, rank: int, regs, iters: int, seed: int,
+                 rating_min: float, rating_max: float, checkpoint_interval: int = 10,
+                 blocks: int = 0, col_user: str = USER_COL, col_item: str = ITEM_COL,
+                 col_rating: str = RATING_COL) -> list[dict]:
+    """Plain ALS at ``rank`` for every reg of the grid; one dict per candidate (rank, reg,
+    train_rmse, val_rmse, seconds)."""
+    keys = dict(col_user=col_user, col_item=col_item)
+    fallback = float(fit_df.agg(F.avg(F.col(col_rating).cast("double"))).first()[0])
+    rows = []
+    for reg in regs:
+        t0 = time.perf_counter()
+        m = fit_plain_als(fit_df, rank=rank, reg=reg, iters=iters, seed=seed,
+                          rating_min=rating_min, rating_max=rating_max,
+                          checkpoint_interval=checkpoint_interval, blocks=blocks,
+                          fallback=fallback, col_rating=col_rating, **keys)
+        row = {"rank": rank, "reg": reg,
+               "train_rmse": evaluate(m, fit_df, col_rating=col_rating, **keys)["rmse"],
+               "val_rmse": evaluate(m, val_df, col_rating=col_rating, **keys)["rmse"],
+               "seconds": round(time.perf_counter() - t0, 3)}
+        LOG.info("grid plain ALS: %s", row)
+        rows.append(row)
+        m.unpersist()
+    return rows
+
+
+def best_of(rows: list[dict], key: str = "val_rmse") -> dict:
+    """The grid row with the lowest ``key`` (ties: first in grid order)."""
+    return min(rows, key=lambda r: (r[key], rows.index(r)))
+
+
+def overfit_check(train_rmse: float, val_rmse: float, ratio: float, what: str) -> bool:
+    """Log a WARNING and return True when ``train_rmse < ratio * val_rmse``."""
+    if train_rmse is not None and val_rmse and train_rmse < ratio * val_rmse:
+        LOG.warning("%s looks overfit: training RMSE %.4f is far below validation RMSE %.4f "
+                    "(ratio %.2f < %.2f); the training RMSE is not a result, the held-out one is",
+                    what, train_rmse, val_rmse, train_rmse / val_rmse, ratio)
+        return True
+    return False
+
+
+# --------------------------------------------------------------------------------- ground truth
+def read_ground_truth(spark: SparkSession, gt_dir: str, users_df: DataFrame, items_df: DataFrame,
+                      *, rating_min: float, rating_max: float, col_user: str = USER_COL,
+                      col_item: str = ITEM_COL) -> FactorModel | None:
+    """The generating model saved by :mod:`batchml.synth` (``truth.json``, ``users.parquet``,
+    ``items.parquet``; ids ``user_id``/``customer_id`` and ``item_id``/``movie_id``), mapped to
+    the dataset's indices through its id maps.  None when ``gt_dir`` holds no ground truth."""
+    if not exists(f"{gt_dir}/truth.json"):
+        return None
+    truth = read_json(f"{gt_dir}/truth.json")
+
+    def side(name, id_cols, map_df, col_id, col_idx):
+        raw = spark.read.parquet(f"{gt_dir}/{name}.parquet")
+        src = next(c for c in id_cols if c in raw.columns)
+        return (raw.select(F.col(src).cast("string").alias(col_id), F.col("bias").cast("double")
+                           .alias(BIAS_COL), F.col("factors").cast("array<double>")
+                           .alias(FEATURES_COL))
+                .join(map_df.select(col_idx, col_id), on=col_id, how="inner")
+                .select(col_idx, BIAS_COL, FEATURES_COL))
+
+    u = side("users", ("user_id", "customer_id"), users_df, USER_ID_COL, col_user)
+    i = side("items", ("item_id", "movie_id"), items_df, ITEM_ID_COL, col_item)
+    return FactorModel(mu=float(truth["mu"]), user_df=_cached(u), item_df=_cached(i),
+                       rating_min=rating_min, rating_max=rating_max, kind="ground_truth",
+                       rank=int(truth.get("rank", 0)),
+                       settings={"noise_sigma": truth.get("noise_sigma")})
+
+
+# ------------------------------------------------------------------------------ save and load
+def save_model(model: FactorModel, path: str, *, users_df: DataFrame, items_df: DataFrame,
+               settings: dict | None = None) -> None:
+    """Write ``model`` in the layout of the module docstring into ``path`` (an existing empty dir,
+    e.g. the temporary dir of :func:`batchml.io.atomic.atomic_dir`)."""
+    def side(map_df, fac_df, key, keep):
+        cols = [c for c in keep if c in map_df.columns]
+        base = map_df.select(*cols)
+        fac = fac_df.select(
+            key,
+            (F.col(BIAS_COL) if BIAS_COL in fac_df.columns else F.lit(None)).cast("double")
+            .alias(BIAS_COL),
+            (F.col(FEATURES_COL) if FEATURES_COL in fac_df.columns else F.lit(None))
+            .cast("array<float>").alias(FEATURES_COL),
+            (F.col(COUNT_COL) if COUNT_COL in fac_df.columns else F.lit(None)).cast("long")
+            .alias(COUNT_COL))
+        return base.join(fac, on=key, how="left").select(*cols, BIAS_COL, FEATURES_COL, COUNT_COL)
+
+    side(users_df, model.user_df, USER_COL, [USER_COL, USER_ID_COL]).orderBy(USER_COL) \
+        .write.mode("overwrite").parquet(f"{path}/{USERS}")
+    side(items_df, model.item_df, ITEM_COL, [ITEM_COL, ITEM_ID_COL, TITLE_COL, YEAR_COL]) \
+        .orderBy(ITEM_COL).write.mode("overwrite").parquet(f"{path}/{ITEMS}")
+    meta = {"format": MODEL_FORMAT, "kind": model.kind, "mu": model.mu, "gamma": model.gamma,
+            "rank": model.rank, "rating_min": model.rating_min, "rating_max": model.rating_max,
+            "fallback": model.fallback, "settings": {**model.settings, **(settings or {})}}
+    write_json(f"{path}/{MODEL_FILE}", meta)
+
+
+@dataclass
+class SavedModel:
+    """A model read back by :func:`load_model`, with the id maps of its dataset."""
+
+    model: FactorModel
+    users_df: DataFrame  # user_idx, user_id
+    items_df: DataFrame  # item_idx, item_id
+    meta: dict
+
+    def predict(self, pairs_df: DataFrame, *, col_user_id: str = USER_ID_COL,
+                col_item_id: str = ITEM_ID_COL, col_prediction: str = PREDICTION_COL) -> DataFrame:
+        """Score pairs of source ids; unknown ids fall back (unknown user → μ + b_i, ...).
+
+        Returns the input columns plus ``col_prediction`` double.
+        """
+        u = self.users_df.select(F.col(USER_ID_COL).alias(col_user_id), USER_COL)
+        i = self.items_df.select(F.col(ITEM_ID_COL).alias(col_item_id), ITEM_COL)
+        indexed = pairs_df.join(u, on=col_user_id, how="left").join(i, on=col_item_id, how="left")
+        scored = with_prediction(indexed, self.model, col_prediction=col_prediction)
+        return scored.select(*pairs_df.columns, col_prediction)
+
+
+def load_model(path: str, spark: SparkSession | None = None) -> SavedModel:
+    """Read a model dir written by :func:`save_model` (see the module docstring for the layout)."""
+    spark = spark or SparkSession.getActiveSession()
+    if spark is None:
+        raise RuntimeError("load_model needs a SparkSession")
+    meta = read_json(f"{path}/{MODEL_FILE}")
+    if meta.get("format") != MODEL_FORMAT:
+        raise ValueError(f"{path} is not a {MODEL_FORMAT} model dir (format={meta.get('format')!r})")
+    users = spark.read.parquet(f"{path}/{USERS}")
+    items = spark.read.parquet(f"{path}/{ITEMS}")
+    model = FactorModel(
+        mu=float(meta["mu"]), gamma=float(meta["gamma"]), rating_min=float(meta["rating_min"]),
+        rating_max=float(meta["rating_max"]), kind=meta["kind"], rank=int(meta["rank"]),
+        fallback=meta.get("fallback"), settings=meta.get("settings", {}),
+        user_df=users.select(USER_COL, BIAS_COL, FEATURES_COL),
+        item_df=items.select(ITEM_COL, BIAS_COL, FEATURES_COL))
+    return SavedModel(model=model, users_df=users.select(USER_COL, USER_ID_COL),
+                      items_df=items.select(ITEM_COL, ITEM_ID_COL), meta=meta)
+
+
+# ------------------------------------------------------------------------------------ pipeline
+def read_test_split(spark: SparkSession, ratings_df: DataFrame, dataset: str, spec: str, *,
+                    seed: int) -> tuple[DataFrame, DataFrame]:
+    """(train, test) for a ``--test`` spec (see :mod:`batchml.ratings`)."""
+    from batchml.ratings import parse_test_spec, split_holdout, split_random, split_temporal
+    from batchml.schema import PROBE
+
+    ts = parse_test_spec(spec)
+    if ts.kind == "random":
+        return split_random(ratings_df, fraction=ts.fraction, seed=seed)
+    if ts.kind == "temporal":
+        return split_temporal(ratings_df, fraction=ts.fraction, seed=seed)
+    path = f"{dataset}/{PROBE}" if ts.kind == "probe" else ts.path
+    if not exists(path):
+        raise FactorizeError(f"test set {path} does not exist"
+                                + (" (the dataset has no probe table)" if ts.kind == "probe" else ""))
+    return split_holdout(ratings_df, spark.read.parquet(path))
+
+
+ITEM_CF_NOTE = ("item-CF row left out: batchml.similarity (predict_item_cf and the Jaccard top-K) "
+                "is not available in this checkout")
+
+
+def item_cf_metrics(train_df: DataFrame, test_df: DataFrame, *, neighbours: int,
+                    max_items_per_user: int, seed: int) -> tuple[dict | None, str | None]:
+    """RMSE of Jaccard-weighted item-CF (:func:`batchml.similarity.predict_item_cf` over the
+    Jaccard top-``neighbours`` similar items of the training set) on ``test_df``, or (None, note)
+    when :mod:`batchml.similarity` is not there.  ``max_items_per_user`` > 0 caps the items per
+    user in the co-occurrence self-join (deterministic hash sample); 0 is the exact computation."""
+    try:
+        from batchml.similarity import predict_item_cf, similar_items
+    except ImportError:
+        return None, ITEM_CF_NOTE
+    similar = similar_items(train_df, metric="jaccard", top_k=neighbours,
+                            max_items_per_user=max_items_per_user, seed=seed)
+    pred = predict_item_cf(train_df, test_df.select(USER_COL, ITEM_COL, RATING_COL), similar)
+    out = regression_metrics(pred)
+    out.update(neighbours=neighbours, max_items_per_user=max_items_per_user)
+    return out, None
+
+
+def run_factorize(spark: SparkSession, cfg, *, dataset: str, output: str,
+                  ground_truth: str | None = None) -> dict:
+    """The factorization job: split, choose hyper-parameters on validation, fit every model on the
+    training set, score them once on the test set, write the model dir and ``metrics.json``.
+
+    Returns the metrics dict written to ``metrics.json``.
+    """
+    from batchml.io.atomic import atomic_dir
+    from batchml.logs import stage
+    from batchml.ratings import split_random
+    from batchml.schema import RATINGS, TS_COL
+
+    s = cfg.factorize
+    lo, hi = s.rating_min, s.rating_max
+    timings: dict = {}
+    common = dict(iters=s.iters, seed=s.seed, checkpoint_interval=s.checkpoint_interval,
+                  blocks=s.als_blocks, rating_min=lo, rating_max=hi)
+
+    with stage("read", spark, timings) as st:
+        raw = spark.read.parquet(f"{dataset}/{RATINGS}")
+        cols = [USER_COL, ITEM_COL, F.col(RATING_COL).cast("float").alias(RATING_COL)]
+        cols += [TS_COL] if TS_COL in raw.columns else []
+        ratings = raw.select(*cols)
+        users_df = spark.read.parquet(f"{dataset}/{USERS}")
+        items_df = spark.read.parquet(f"{dataset}/{ITEMS}")
+        st.set_rows(ratings.count())
+
+    with stage("split_test", spark, timings) as st:
+        train, test = read_test_split(spark, ratings, dataset, s.test, seed=s.seed)
+        train, test = _cached(train), _cached(test)
+        n_train, n_test = train.count(), test.count()
+        leaked = train.join(test.select(USER_COL, ITEM_COL), on=[USER_COL, ITEM_COL],
+                            how="left_semi").count()
+        st.set_rows(n_train)
+        st.info.update(test=n_test, leaked=leaked)
+        if n_test == 0:
+            raise FactorizeError(f"test set {s.test!r} is empty (probe rows removed at ingest without "
+                             "their ratings?)")
+        if leaked:
+            raise FactorizeError(f"{leaked} test rows are also in the training set")
+
+    with stage("split_validation", spark, timings) as st:
+        fit_df, val_df = split_random(train, fraction=s.validation_fraction, seed=s.seed + 1)
+        fit_df, val_df = _cached(fit_df), _cached(val_df)
+        st.set_rows(fit_df.count())
+        st.info["validation"] = val_df.count()
+
+    with stage("grid_als_bias", spark, timings) as st:
+        fit_biases_ = fit_biases(fit_df, reg_user=s.bias_reg_user, reg_item=s.bias_reg_item,
+                                 sweeps=s.bias_sweeps)
+        grid = search_biased(fit_df, val_df, ranks=s.ranks, regs=s.regs, biases=fit_biases_,
+                             **common)
+        fit_biases_.unpersist()
+        chosen = best_of(grid)
+        st.info.update(rank=chosen["rank"], reg=chosen["reg"], val_rmse=round(chosen["val_rmse"], 4))
+    rank = chosen["rank"]
+    with stage("grid_plain_als", spark, timings) as st:
+        plain_grid = search_plain(fit_df, val_df, rank=rank, regs=s.regs, **common)
+        chosen_plain = best_of(plain_grid)
+        st.info.update(rank=rank, reg=chosen_plain["reg"])
+    overfit = {
+        "als_bias": overfit_check(chosen["train_rmse"], chosen["val_rmse"], s.overfit_ratio,
+                                  "ALS+bias"),
+        "plain_als": overfit_check(chosen_plain["train_rmse"], chosen_plain["val_rmse"],
+                                   s.overfit_ratio, "plain ALS"),
+    }
+    fit_df.unpersist()
+    val_df.unpersist()
+
+    models: dict[str, FactorModel] = {}
+    with stage("fit_global_mean", spark, timings):
+        models["global_mean"] = global_mean_model(train, rating_min=lo, rating_max=hi)
+    with stage("fit_biases", spark, timings) as st:
+        biases = fit_biases(train, reg_user=s.bias_reg_user, reg_item=s.bias_reg_item,
+                            sweeps=s.bias_sweeps)
+        models["bias_only"] = bias_model(biases, rating_min=lo, rating_max=hi)
+        st.set_rows(biases.user_bias_df.count())
+    with stage("fit_plain_als", spark, timings):
+        models["plain_als"] = fit_plain_als(train, rank=rank, reg=chosen_plain["reg"], **common)
+    with stage("fit_als_bias", spark, timings) as st:
+        fitted = fit_als_biased(train, rank=rank, reg=chosen["reg"], rounds=s.rounds,
+                                reg_user=s.bias_reg_user, reg_item=s.bias_reg_item,
+                                sweeps=s.bias_sweeps, biases=biases, **common)
+        models["als_bias"] = fitted.model
+        st.info["train_rmse"] = round(fitted.rounds[-1]["train_rmse"], 4)
+    with stage("fit_aligned", spark, timings):
+        models["aligned"] = aligned_model(fitted.model, train)
+
+    # ---- the test set, touched once
+    table: dict[str, dict] = {}
+    notes: list[str] = []
+    with stage("evaluate_test", spark, timings) as st:
+        for name, m in models.items():
+            table[name] = evaluate(m, test)
+        cf, note = item_cf_metrics(train, test, neighbours=s.item_cf_neighbours,
+                                   max_items_per_user=s.item_cf_max_items_per_user, seed=s.seed)
+        if cf is not None:
+            table["item_cf"] = cf
+        else:
+            notes.append(note)
+        for entry, m in zip(fitted.rounds, fitted.round_models):
+            entry["test_rmse"] = evaluate(m, test)["rmse"]
+        st.set_rows(n_test)
+        gt_dir = ground_truth or f"{dataset}/ground_truth"
+        truth = read_ground_truth(spark, gt_dir, users_df, items_df, rating_min=lo, rating_max=hi)
+        floor = evaluate(truth, test) if truth is not None else None
+        if truth is None and ground_truth:
+            notes.append(f"no ground truth found in {ground_truth}")
+    saved = models["aligned" if s.model == "aligned" else "als_bias"]
+    metrics = {
+        "dataset": dataset, "test": s.test, "n_train": n_train, "n_test": n_test,
+        "table": table, "order": [k for k in ROW_ORDER if k in table],
+        "floor": floor, "notes": notes,
+        "chosen": {"rank": rank, "als_bias_reg": chosen["reg"], "plain_als_reg": chosen_plain["reg"],
+                   "bias_reg_user": s.bias_reg_user, "bias_reg_item": s.bias_reg_item,
+                   "iters": s.iters, "rounds": s.rounds, "aligned_gamma": models["aligned"].gamma,
+                   "saved_model": s.model},
+        "validation": {"als_bias_grid": grid, "plain_als_grid": plain_grid,
+                       "overfit_warning": overfit},
+        "rounds": fitted.rounds,
+        "fit_seconds": {
+            "plain_als": timings["fit_plain_als"],
+            "als_bias_round1": round(timings["fit_biases"] + fitted.rounds[0]["als_seconds"], 3),
+            "als_bias_all_rounds": round(timings["fit_biases"] + timings["fit_als_bias"], 3)},
+        "timings_seconds": timings,
+    }
+    with stage("write", spark, timings):
+        with atomic_dir(output) as tmp:
+            save_model(saved, tmp, users_df=users_df, items_df=items_df,
+                       settings={"dataset": dataset, "test": s.test})
+            write_json(f"{tmp}/metrics.json", metrics)
+    metrics["timings_seconds"] = timings
+    return metrics
+
+
+ROW_ORDER = ("global_mean", "bias_only", "item_cf", "plain_als", "als_bias", "aligned")
+ROW_LABELS = {"global_mean": "global mean", "bias_only": "bias only (mu + b_u + b_i)",
+              "item_cf": "item-CF (Jaccard)", "plain_als": "plain MLlib ALS",
+              "als_bias": "ALS + bias", "aligned": "aligned (unit-norm, gamma)",
+              "floor": "ground-truth model (floor)"}
+
+
+def format_table(metrics: dict) -> str:
+    """The RMSE table of a :func:`run_factorize` result as text."""
+    floor = (metrics.get("floor") or {}).get("rmse")
+    lines = [f"test: {metrics['test']}  ({metrics['n_test']:,} rows; train {metrics['n_train']:,})",
+             f"{'model':<30} {'RMSE':>8} {'MAE':>8} {'/floor':>8}"]
+    rows = [(k, metrics["table"][k]) for k in metrics["order"]]
+    if metrics.get("floor"):
+        rows.append(("floor", metrics["floor"]))
+    for key, m in rows:
+        ratio = f"{m['rmse'] / floor:8.4f}" if floor else f"{'':>8}"
+        lines.append(f"{ROW_LABELS.get(key, key):<30} {m['rmse']:8.4f} {m['mae']:8.4f} {ratio}")
+    c = metrics["chosen"]
+    lines.append(f"chosen: rank={c['rank']} reg(ALS+bias)={c['als_bias_reg']:g} "
+                 f"reg(plain)={c['plain_als_reg']:g} lambda_u={c['bias_reg_user']:g} "
+                 f"lambda_i={c['bias_reg_item']:g} iters={c['iters']} rounds={c['rounds']} "
+                 f"gamma={c['aligned_gamma']:.3f}")
+    for r in metrics["rounds"]:
+        lines.append(f"round {r['round']}: train RMSE {r['train_rmse']:.4f}, "
+                     f"test RMSE {r.get('test_rmse', float('nan')):.4f}")
+    for note in metrics.get("notes", []):
+        lines.append(f"note: {note}")
+    lines.append("timings (s): " + ", ".join(f"{k}={v}" for k, v in metrics["timings_seconds"].items()))
+    return "\n".join(lines)

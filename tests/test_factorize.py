@@ -1,0 +1,348 @@
+"""Factorization: biases, splits, prediction fallbacks, the pipeline end to end, the model dir."""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from chispa import assert_approx_df_equality, assert_df_equality
+from pyspark.sql import functions as F, types as T
+
+from batchml.bias import BIAS_COL, fit_biases
+from batchml.config import build_config
+from batchml.factorize import (FEATURES_COL, FactorModel, aligned_model, load_model,
+                               overfit_check, run_factorize, with_prediction)
+from batchml.ratings import parse_test_spec, split_holdout, split_random, split_temporal
+from batchml.schema import ITEM_COL, RATING_COL, TS_COL, USER_COL
+from batchml.synth.model import draw_dates, draw_ratings, make_model, sample_pairs
+from batchml.synth.ratings_tables import write_dataset
+
+ROOT = Path(__file__).resolve().parents[1]
+
+RATINGS_T = T.StructType([
+    T.StructField(USER_COL, T.IntegerType(), False),
+    T.StructField(ITEM_COL, T.IntegerType(), False),
+    T.StructField(RATING_COL, T.FloatType(), False),
+])
+
+
+def _ratings_df(spark, u, i, r):
+    rows = [(int(a), int(b), float(c)) for a, b, c in zip(u, i, r)]
+    return spark.createDataFrame(rows, RATINGS_T)
+
+
+# ------------------------------------------------------------------------------------- biases
+def _numpy_biases(u, i, r, n_users, n_items, reg_user, reg_item):
+    """Joint solve of min sum (r - mu - b_u - b_i)^2 + reg_u sum b_u^2 + reg_i sum b_i^2, mu = mean."""
+    mu = r.mean()
+    n = n_users + n_items
+    a = np.zeros((n, n))
+    rhs = np.zeros(n)
+    for uu, ii, rr in zip(u, i, r):
+        ju, ji = uu, n_users + ii
+        a[ju, ju] += 1
+        a[ji, ji] += 1
+        a[ju, ji] += 1
+        a[ji, ju] += 1
+        rhs[ju] += rr - mu
+        rhs[ji] += rr - mu
+    a[np.arange(n_users), np.arange(n_users)] += reg_user
+    a[n_users + np.arange(n_items), n_users + np.arange(n_items)] += reg_item
+    b = np.linalg.solve(a, rhs)
+    return mu, b[:n_users], b[n_users:]
+
+
+def test_biases_match_joint_least_squares(spark):
+    rng = np.random.default_rng(3)
+    n_users, n_items = 30, 20
+    model = make_model(n_users, n_items, 2, 0.5, rng, user_bias_sd=0.8, item_bias_sd=0.8)
+    u, i = sample_pairs(240, n_users, n_items, rng)
+    r = draw_ratings(model, u, i, rng).astype(float)
+    reg_user, reg_item = 8.0, 12.0
+    biases = fit_biases(_ratings_df(spark, u, i, r), reg_user=reg_user, reg_item=reg_item,
+                        sweeps=40, tol=1e-9)
+    assert biases.sweeps < 40, "alternating updates did not converge"
+    mu, bu, bi = _numpy_biases(u, i, r, n_users, n_items, reg_user, reg_item)
+    assert biases.mu == pytest.approx(mu, abs=1e-9)
+    seen_u, seen_i = np.unique(u), np.unique(i)
+    exp_u = spark.createDataFrame([(int(k), float(bu[k])) for k in seen_u],
+                                  f"{USER_COL} int, {BIAS_COL} double")
+    exp_i = spark.createDataFrame([(int(k), float(bi[k])) for k in seen_i],
+                                  f"{ITEM_COL} int, {BIAS_COL} double")
+    assert_approx_df_equality(biases.user_bias_df.select(USER_COL, BIAS_COL), exp_u, 1e-7,
+                              ignore_row_order=True, ignore_nullable=True)
+    assert_approx_df_equality(biases.item_bias_df.select(ITEM_COL, BIAS_COL), exp_i, 1e-7,
+                              ignore_row_order=True, ignore_nullable=True)
+
+
+def test_biases_with_offset_fit_the_offset_target(spark):
+    # target = rating - offset: a constant offset of 1 shifts mu by -1 and leaves biases alone
+    df = spark.createDataFrame([(0, 0, 4.0, 1.0), (0, 1, 2.0, 1.0), (1, 0, 5.0, 1.0)],
+                               [USER_COL, ITEM_COL, RATING_COL, "off"])
+    plain = fit_biases(df, reg_user=1.0, reg_item=1.0, sweeps=5)
+    shifted = fit_biases(df, reg_user=1.0, reg_item=1.0, sweeps=5, col_offset="off")
+    assert shifted.mu == pytest.approx(plain.mu - 1.0)
+    assert_approx_df_equality(shifted.user_bias_df, plain.user_bias_df, 1e-12,
+                              ignore_row_order=True)
+
+
+def test_biases_on_empty_ratings_fail(spark):
+    with pytest.raises(ValueError, match="empty"):
+        fit_biases(spark.createDataFrame([], RATINGS_T), reg_user=1.0, reg_item=1.0)
+
+
+# --------------------------------------------------------------------------------- prediction
+SIDE_T = lambda key: T.StructType([  # noqa: E731
+    T.StructField(key, T.IntegerType(), False),
+    T.StructField(BIAS_COL, T.DoubleType(), True),
+    T.StructField(FEATURES_COL, T.ArrayType(T.FloatType()), True),
+])
+PAIRS_T = T.StructType([T.StructField(USER_COL, T.IntegerType(), True),
+                        T.StructField(ITEM_COL, T.IntegerType(), True)])
+PRED_T = T.StructType(PAIRS_T.fields + [T.StructField("prediction", T.DoubleType(), True)])
+
+
+@pytest.fixture(scope="module")
+def tiny_model(spark):
+    users = spark.createDataFrame([(0, 0.5, [1.0, 0.0]), (1, -0.25, None), (2, 0.0, [4.0, 4.0])],
+                                  SIDE_T(USER_COL))
+    items = spark.createDataFrame([(0, 0.25, [0.5, 2.0]), (1, 0.125, None), (2, -3.0, [-1.0, 0.0])],
+                                  SIDE_T(ITEM_COL))
+    return FactorModel(mu=3.0, user_df=users, item_df=items, rating_min=1.0, rating_max=5.0)
+
+
+def test_prediction_uses_what_is_known(spark, tiny_model):
+    pairs = spark.createDataFrame([(0, 0), (0, 1), (1, 0), (9, 0), (0, 9), (9, 9), (None, 0),
+                                   (2, 0), (0, 2)], PAIRS_T)
+    expected = spark.createDataFrame([
+        (0, 0, 3.0 + 0.5 + 0.25 + 0.5),   # full model
+        (0, 1, 3.0 + 0.5 + 0.125),        # item without factors: biases only
+        (1, 0, 3.0 - 0.25 + 0.25),        # user without factors
+        (9, 0, 3.0 + 0.25),               # unknown user: mu + b_i
+        (0, 9, 3.0 + 0.5),                # unknown item: mu + b_u
+        (9, 9, 3.0),                      # both unknown: mu
+        (None, 0, 3.25),                  # null id: as unknown
+        (2, 0, 5.0),                      # 3 + 0 + .25 + 10 clipped to the top of the scale
+        (0, 2, 1.0),                      # 3 + .5 - 3 - 1 = -0.5 clipped to the bottom
+    ], PRED_T)
+    assert_approx_df_equality(with_prediction(pairs, tiny_model), expected, 1e-9,
+                              ignore_row_order=True, ignore_nullable=True)
+
+
+def test_plain_model_falls_back_to_its_fallback(spark, tiny_model):
+    plain = FactorModel(mu=0.0, user_df=tiny_model.user_df.drop(BIAS_COL),
+                        item_df=tiny_model.item_df.drop(BIAS_COL), fallback=3.5)
+    pairs = spark.createDataFrame([(0, 0), (1, 0), (9, 0)], PAIRS_T)
+    expected = spark.createDataFrame([(0, 0, 1.0), (1, 0, 3.5), (9, 0, 3.5)], PRED_T)
+    # (0, 0): p.q = 0.5, clipped up to 1
+    assert_approx_df_equality(with_prediction(pairs, plain), expected, 1e-9,
+                              ignore_row_order=True, ignore_nullable=True)
+
+
+def test_global_mean_model_and_empty_pairs(spark):
+    gm = FactorModel(mu=3.6)
+    pairs = spark.createDataFrame([(1, 2)], PAIRS_T)
+    assert [r["prediction"] for r in with_prediction(pairs, gm).collect()] == [pytest.approx(3.6)]
+    assert with_prediction(spark.createDataFrame([], PAIRS_T), gm).count() == 0
+
+
+def test_aligned_model_unit_factors_and_least_squares_gamma(spark, tiny_model):
+    train = spark.createDataFrame([(0, 0, 4.0), (2, 2, 1.0), (0, 2, 2.0), (2, 0, 5.0)], RATINGS_T)
+    aligned = aligned_model(tiny_model, train)
+    uf = {r[USER_COL]: np.array(r[FEATURES_COL]) for r in aligned.user_df.collect()
+          if r[FEATURES_COL] is not None}
+    itf = {r[ITEM_COL]: np.array(r[FEATURES_COL]) for r in aligned.item_df.collect()
+           if r[FEATURES_COL] is not None}
+    for v in list(uf.values()) + list(itf.values()):
+        assert np.linalg.norm(v) == pytest.approx(1.0, abs=1e-6)
+    bu = {0: 0.5, 2: 0.0}
+    bi = {0: 0.25, 2: -3.0}
+    x, y = [], []
+    for u, i, r in [(0, 0, 4.0), (2, 2, 1.0), (0, 2, 2.0), (2, 0, 5.0)]:
+        a = np.array({0: [1, 0], 2: [1, 1]}[u], float)
+        b = np.array({0: [0.5, 2.0], 2: [-1, 0]}[i], float)
+        x.append(a @ b / np.linalg.norm(a) / np.linalg.norm(b))
+        y.append(r - 3.0 - bu[u] - bi[i])
+    x, y = np.array(x), np.array(y)
+    assert aligned.gamma == pytest.approx(float(x @ y / (x @ x)), rel=1e-6)
+
+
+def test_overfit_warning_is_logged():
+    log = logging.getLogger("batchml.factorize")
+    records = []
+    handler = logging.Handler()
+    handler.emit = records.append
+    log.addHandler(handler)
+    try:
+        assert overfit_check(0.21, 0.9, 0.8, "seed model")
+        assert not overfit_check(0.80, 0.85, 0.8, "fine model")
+    finally:
+        log.removeHandler(handler)
+    assert [r.levelno for r in records] == [logging.WARNING]
+    assert "overfit" in records[0].getMessage()
+
+
+# ------------------------------------------------------------------------------------- splits
+def test_parse_test_spec():
+    assert parse_test_spec("probe").kind == "probe"
+    assert parse_test_spec("random:0.1").fraction == 0.1
+    assert parse_test_spec("temporal:0.25").kind == "temporal"
+    assert parse_test_spec("/data/test").path == "/data/test"
+    for bad in ("random:x", "random:1.5", "temporal:0", ""):
+        with pytest.raises(ValueError):
+            parse_test_spec(bad)
+
+
+def test_random_split_is_deterministic_and_disjoint(spark):
+    rows = [(u, i, float(1 + (u * i) % 5)) for u in range(40) for i in range(25)]
+    df = spark.createDataFrame(rows, RATINGS_T)
+    train_a, test_a = split_random(df, fraction=0.2, seed=11)
+    train_b, test_b = split_random(df, fraction=0.2, seed=11)
+    assert_df_equality(test_a, test_b, ignore_row_order=True)
+    assert_df_equality(train_a, train_b, ignore_row_order=True)
+    _, test_c = split_random(df, fraction=0.2, seed=12)
+    assert test_c.join(test_a, on=[USER_COL, ITEM_COL], how="left_anti").count() > 0
+    keys = [USER_COL, ITEM_COL]
+    assert train_a.join(test_a, on=keys, how="inner").count() == 0
+    assert_df_equality(train_a.unionByName(test_a), df, ignore_row_order=True)
+    assert 0.15 * len(rows) < test_a.count() < 0.25 * len(rows)
+
+
+def test_temporal_split_holds_out_each_users_latest(spark):
+    schema = T.StructType(RATINGS_T.fields + [T.StructField(TS_COL, T.TimestampType(), True)])
+    import datetime as dt
+    day = lambda d: dt.datetime(2005, 1, d)  # noqa: E731
+    rows = [(1, i, 3.0, day(i + 1)) for i in range(10)] + [(2, i, 4.0, day(i + 1)) for i in range(3)]
+    rows += [(3, i, 2.0, None) for i in range(5)] + [(3, 9, 2.0, day(1))]
+    df = spark.createDataFrame(rows, schema)
+    train, test = split_temporal(df, fraction=0.2, seed=1)
+    # user 1: 10 ratings -> the 2 latest; user 2: floor(0.6) = 0; user 3: 6 -> the 1 dated rating
+    expected = spark.createDataFrame([(1, 8, 3.0, day(9)), (1, 9, 3.0, day(10)),
+                                      (3, 9, 2.0, day(1))], schema)
+    assert_df_equality(test, expected, ignore_row_order=True, ignore_nullable=True)
+    assert train.count() == len(rows) - 3
+    train2, test2 = split_temporal(df, fraction=0.2, seed=1)
+    assert_df_equality(test2, test, ignore_row_order=True)
+
+
+def test_holdout_pairs_are_removed_from_training(spark):
+    ratings = spark.createDataFrame([(0, 0, 5.0), (0, 1, 3.0), (1, 0, 4.0), (1, 2, 1.0)], RATINGS_T)
+    probe = spark.createDataFrame([(0, 1), (1, 2), (7, 7)], PAIRS_T)
+    train, test = split_holdout(ratings, probe)
+    assert_df_equality(train, spark.createDataFrame([(0, 0, 5.0), (1, 0, 4.0)], RATINGS_T),
+                       ignore_row_order=True)
+    assert_df_equality(test, spark.createDataFrame([(0, 1, 3.0), (1, 2, 1.0)], RATINGS_T),
+                       ignore_row_order=True)
+    # an explicit test table carries its own ratings
+    explicit = spark.createDataFrame([(0, 0, 2.0)], RATINGS_T)
+    train2, test2 = split_holdout(ratings, explicit)
+    assert train2.join(explicit, on=[USER_COL, ITEM_COL], how="inner").count() == 0
+    assert_df_equality(test2, explicit, ignore_row_order=True)
+
+
+# ------------------------------------------------------------------------------ end to end
+N_RATINGS = 20_000
+
+
+@pytest.fixture(scope="module")
+def generated(tmp_path_factory):
+    """Strong biases, low-rank interaction, known noise; 2% probe pairs (also in ratings)."""
+    out = tmp_path_factory.mktemp("fz") / "dataset"
+    rng = np.random.default_rng(5)
+    n_users, n_items = 300, 150
+    model = make_model(n_users, n_items, 3, 0.4, rng, user_bias_sd=0.8, item_bias_sd=0.8,
+                       factor_sd=0.8)
+    u, i = sample_pairs(N_RATINGS, n_users, n_items, rng)
+    r = draw_ratings(model, u, i, rng)
+    probe = np.sort(rng.choice(N_RATINGS, size=N_RATINGS // 50, replace=False))
+    write_dataset(out, u, i, r, ts=draw_dates(N_RATINGS, rng), model=model, probe=probe)
+    return out
+
+
+@pytest.fixture(scope="module")
+def factorized(spark, generated, tmp_path_factory):
+    cfg = build_config({"factorize": {
+        "test": "probe", "ranks": [3], "regs": [0.05], "iters": 8, "rounds": 2, "bias_sweeps": 3,
+        "bias_reg_user": 5.0, "bias_reg_item": 5.0, "item_cf_neighbours": 20,
+        "item_cf_max_items_per_user": 0, "model": "biased"}})
+    out = tmp_path_factory.mktemp("fz") / "model"
+    metrics = run_factorize(spark, cfg, dataset=str(generated), output=str(out))
+    return metrics, out
+
+
+@pytest.mark.slow
+def test_als_bias_beats_the_baselines(factorized):
+    metrics, _ = factorized
+    t = {k: v["rmse"] for k, v in metrics["table"].items()}
+    assert t["als_bias"] < t["bias_only"] < t["global_mean"]
+    assert t["als_bias"] < t["plain_als"]
+    assert metrics["floor"]["rmse"] <= t["als_bias"] < 1.15 * metrics["floor"]["rmse"]
+    assert {"global_mean", "bias_only", "plain_als", "als_bias", "aligned", "item_cf"} <= set(t)
+    assert all(v["n"] == metrics["n_test"] and v["n_missing"] == 0
+               for v in metrics["table"].values())
+    assert [r["round"] for r in metrics["rounds"]] == [1, 2]
+
+
+@pytest.mark.slow
+def test_probe_rows_never_reach_training(spark, generated, factorized):
+    """The saved per-user and per-item training counts equal ratings minus probe, by joins."""
+    metrics, out = factorized
+    ratings = spark.read.parquet(f"{generated}/ratings")
+    probe = spark.read.parquet(f"{generated}/probe")
+    assert metrics["n_test"] == probe.count()
+    outside = ratings.join(probe, on=[USER_COL, ITEM_COL], how="left_anti")
+    for key, table in ((USER_COL, "users"), (ITEM_COL, "items")):
+        expected = outside.groupBy(key).agg(F.count(F.lit(1)).alias("n_ratings"))
+        saved = (spark.read.parquet(f"{out}/{table}").where(F.col("n_ratings").isNotNull())
+                 .select(key, "n_ratings"))
+        assert_df_equality(saved, expected, ignore_row_order=True, ignore_nullable=True)
+
+
+@pytest.mark.slow
+def test_model_dir_predicts_source_ids(spark, factorized):
+    metrics, out = factorized
+    users = pd.read_parquet(f"{out}/users")
+    items = pd.read_parquet(f"{out}/items")
+    meta = json.loads((out / "model.json").read_text())
+    assert json.loads((out / "metrics.json").read_text())["table"] == metrics["table"]
+    pairs = [("u0", "i0"), ("u5", "i7"), ("u1", "nope"), ("ghost", "i3"), ("ghost", "nope")]
+    got = load_model(str(out), spark).predict(
+        spark.createDataFrame(pairs, ["user_id", "item_id"])).toPandas()
+    ub = users.set_index("user_id")
+    ib = items.set_index("item_id")
+    for uid, iid in pairs:
+        score = meta["mu"]
+        if uid in ub.index and ub.loc[uid, "bias"] == ub.loc[uid, "bias"]:
+            score += ub.loc[uid, "bias"]
+        if iid in ib.index and ib.loc[iid, "bias"] == ib.loc[iid, "bias"]:
+            score += ib.loc[iid, "bias"]
+        if uid in ub.index and iid in ib.index:
+            p, q = ub.loc[uid, "features"], ib.loc[iid, "features"]
+            if p is not None and q is not None:
+                score += meta["gamma"] * float(np.dot(p.astype(float), q.astype(float)))
+        want = min(max(score, meta["rating_min"]), meta["rating_max"])
+        row = got[(got.user_id == uid) & (got.item_id == iid)]
+        assert row.prediction.tolist() == [pytest.approx(want, abs=1e-6)], (uid, iid)
+
+
+@pytest.mark.slow
+def test_job_fails_cleanly_without_probe_table(tmp_path):
+    rng = np.random.default_rng(1)
+    model = make_model(20, 10, 2, 0.5, rng)
+    u, i = sample_pairs(60, 20, 10, rng)
+    write_dataset(tmp_path / "ds", u, i, draw_ratings(model, u, i, rng))
+    env = {**os.environ, "PYSPARK_PYTHON": sys.executable}
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "jobs" / "factorize.py"), "--dataset", str(tmp_path / "ds"),
+         "--output", str(tmp_path / "model"), "--test", "probe", "--set", "spark.master=local[1]",
+         "--set", "spark.checkpoint_dir=" + str(tmp_path / "ckpt")],
+        capture_output=True, text=True, env=env, timeout=300)
+    assert proc.returncode == 1, proc.stderr[-2000:]
+    assert "no probe table" in proc.stderr
+    assert not (tmp_path / "model").exists()
