@@ -160,20 +160,17 @@ def prepare_images(spark: SparkSession, settings: TumorSettings, input_dir: str,
         if unlabelled:
             LOG.info("files outside the class folders %s, skipped: %s", sorted(labels), unlabelled)
 
-        with stage("de-duplicate and split", spark, timings) as st:
+        with stage("de-duplicate", spark, timings) as st:
             dedup = with_dedup(labelled)
-            unique = dedup.where(F.col("keep") & (F.col("n_labels") == 1)).select(
-                S.PATH_COL, S.LABEL_COL, S.HASH_COL)
-            split = with_split(unique, test_fraction, settings.seed)
-            split.write.parquet(f"{staging}/split")
-            split = spark.read.parquet(f"{staging}/split")
             dedup.write.parquet(f"{staging}/dedup")
             dedup = spark.read.parquet(f"{staging}/dedup")
-            st.set_rows(split.count())
+            unique = dedup.where(F.col("keep") & (F.col("n_labels") == 1)).select(
+                S.PATH_COL, S.LABEL_COL, S.HASH_COL)
+            st.set_rows(unique.count())
 
         with stage("decode images", spark, timings) as st:
             content = read_files(spark, input_dir).select(S.PATH_COL, "content")
-            to_decode = split.join(content, on=S.PATH_COL, how="inner")
+            to_decode = unique.join(content, on=S.PATH_COL, how="inner")
             out_schema = T.StructType(
                 [f for f in to_decode.schema.fields if f.name != "content"]
                 + [T.StructField(S.WIDTH_COL, T.IntegerType()), T.StructField(S.HEIGHT_COL, T.IntegerType()),
@@ -186,8 +183,15 @@ def prepare_images(spark: SparkSession, settings: TumorSettings, input_dir: str,
             decoded = spark.read.parquet(f"{staging}/decoded")
             st.set_rows(decoded.count())
 
+        with stage("split", spark, timings) as st:
+            ok = decoded.where(F.col(S.ERROR_COL).isNull())
+            split = with_split(ok.select(S.PATH_COL, S.LABEL_COL, S.HASH_COL), test_fraction, settings.seed)
+            split.select(S.HASH_COL, S.SPLIT_COL).write.parquet(f"{staging}/split")
+            split = spark.read.parquet(f"{staging}/split")
+            st.set_rows(split.count())
+
         with stage("write shards and rejects", spark, timings) as st:
-            images = (decoded.where(F.col(S.ERROR_COL).isNull())
+            images = (ok.join(split, on=S.HASH_COL, how="inner")
                       .select(S.PATH_COL, S.LABEL_COL, S.HASH_COL, S.WIDTH_COL, S.HEIGHT_COL, S.MODE_COL,
                               S.FORMAT_COL, S.SIZE_COL, S.PIXELS_COL, S.SPLIT_COL))
             n_shards = max(1, -(-split.count() // SHARD_ROWS))
