@@ -24,6 +24,7 @@ from batchml.config import Config
 from batchml.indexing import index_ids, keep_latest
 from batchml.io import reasons as R
 from batchml.io.atomic import atomic_dir, remove_tree, write_json
+from batchml.io.delimited import with_lines
 from batchml.io.files import source_name
 from batchml.logs import stage
 from batchml.stats import dataset_stats, line_counts, reconcile
@@ -44,6 +45,11 @@ class ParsedDump:
     ``items``: ``source, line, kind, item_id, title, year, reason, raw`` or None.
     ``pairs``: extra (user, item[, ts]) tables such as Netflix ``probe`` and ``qualifying``, in the
     ratings columns.
+
+    A reader may give ``block, seq`` (from :func:`batchml.io.text.read_lines`) instead of ``line`` in
+    ``ratings``: the lines are then numbered after staging, from the staged Parquet.  An optional
+    ``title`` column in ``ratings`` (Amazon TSV product titles) names the items when ``items`` is None.
+    ``root`` is the directory that ``source`` names are relative to (default: the input).
     """
 
     format: str
@@ -52,14 +58,20 @@ class ParsedDump:
     pairs: dict[str, DataFrame] = field(default_factory=dict)
     numeric_ids: bool = False
     info: dict = field(default_factory=dict)
+    root: str | None = None
 
 
 def _readers() -> dict[str, Callable[[SparkSession, str, int], ParsedDump]]:
+    from batchml.io.amazon import parse_amazon_json_dump, parse_amazon_tsv_dump
+    from batchml.io.movielens import parse_movielens_dump
+    from batchml.io.netflix_csv import parse_netflix_csv_dump
     from batchml.io.netflix_dump import parse_netflix_dump
-    return {"netflix": parse_netflix_dump}
+    return {"netflix": parse_netflix_dump, "netflix-csv": parse_netflix_csv_dump,
+            "amazon-tsv": parse_amazon_tsv_dump, "amazon-json": parse_amazon_json_dump,
+            "movielens": parse_movielens_dump}
 
 
-FORMATS = ("netflix",)
+FORMATS = ("netflix", "netflix-csv", "amazon-tsv", "amazon-json", "movielens")
 
 
 def _stage_parquet(df: DataFrame, path: str) -> DataFrame:
@@ -108,13 +120,15 @@ def ingest(spark: SparkSession, cfg: Config, fmt: str, input_dir: str, output: s
     timings: dict = {}
     remove_probe = cfg.ingest.remove_probe if remove_probe is None else remove_probe
     dump = readers[fmt](spark, input_dir, cfg.ingest.raw_max_chars)
-    name = source_name(input_dir)
+    name = source_name(dump.root or input_dir)
     extras = [c for c in OPTIONAL_RATING_COLS if c in dump.ratings.columns]
 
     with atomic_dir(output) as tmp:
         staging = f"{tmp}/_staging"
         with stage("parse ratings files", spark, timings) as st:
             parsed = _stage_parquet(dump.ratings.withColumn("source", name), f"{staging}/ratings")
+            if "line" not in parsed.columns:
+                parsed = with_lines(parsed)
             counts = line_counts(parsed, "ratings")
             st.set_rows(sum(c["lines"] for c in counts.values()))
         examples = [r.asDict() for r in _rejects(parsed).orderBy("source", "line").limit(3).collect()]
@@ -128,6 +142,11 @@ def ingest(spark: SparkSession, cfg: Config, fmt: str, input_dir: str, output: s
                 item_rows = keep_latest(items_parsed.where(F.col("kind") == KIND_DATA),
                                         keys=["item_id"], order=["source", "line"],
                                         value_cols=["title", "year"]).select("item_id", "title", "year")
+                st.set_rows(item_rows.count())
+            elif "title" in parsed.columns:
+                item_rows = keep_latest(parsed.where(F.col("kind") == KIND_DATA), keys=["item_id"],
+                                        order=["ts", "source", "line"], value_cols=["title"]).select(
+                    "item_id", "title", F.lit(None).cast(T.IntegerType()).alias("year"))
                 st.set_rows(item_rows.count())
 
         with stage("de-duplicate and index ids", spark, timings) as st:
@@ -167,7 +186,7 @@ def ingest(spark: SparkSession, cfg: Config, fmt: str, input_dir: str, output: s
                 counts.update(line_counts(pdf, table, extra_rejects=unknown))
         removed = 0
         if remove_probe and S.PROBE in dump.pairs:
-            probe = spark.read.parquet(f"{tmp}/{S.PROBE}").select(S.USER_COL, S.ITEM_COL)
+            probe = _maybe_broadcast(spark.read.parquet(f"{tmp}/{S.PROBE}").select(S.USER_COL, S.ITEM_COL))
             removed = ratings.join(probe, on=[S.USER_COL, S.ITEM_COL], how="left_semi").count()
             ratings = ratings.join(probe, on=[S.USER_COL, S.ITEM_COL], how="left_anti")
 
@@ -183,9 +202,6 @@ def ingest(spark: SparkSession, cfg: Config, fmt: str, input_dir: str, output: s
         with stage("statistics", spark, timings):
             dup = latest.agg(F.sum(F.col("n_copies") - 1).alias("d")).first()["d"] or 0
             stats = dataset_stats(ratings, users, items)
-            if S.VERIFIED_COL in extras:
-                stats["verified_fraction"] = ratings.agg(
-                    F.avg(F.col(S.VERIFIED_COL).cast("double"))).first()[0]
             stats.update({"format": dump.format, **dump.info, "input": input_dir, "files": counts,
                           "duplicates_dropped": int(dup),
                           "probe_removed_from_ratings": bool(remove_probe and S.PROBE in dump.pairs),
@@ -207,12 +223,21 @@ def ingest_netflix(spark: SparkSession, cfg: Config, input_dir: str, output: str
     return ingest(spark, cfg, "netflix", input_dir, output, remove_probe)
 
 
+#: id maps up to this many rows are broadcast to the joins (Netflix: 480k users), so the big
+#: ratings side is not shuffled; larger maps (Amazon's tens of millions of users) sort-merge.
+BROADCAST_MAP_ROWS = 3_000_000
+
+
+def _maybe_broadcast(df: DataFrame) -> DataFrame:
+    return F.broadcast(df) if df.count() <= BROADCAST_MAP_ROWS else df
+
+
 def with_indices(df: DataFrame, users: DataFrame, items: DataFrame) -> DataFrame:
     """Replace ``user_id``/``item_id`` by dense ``user_idx``/``item_idx`` (inner joins: every id is in
     the maps by construction)."""
     return (
-        df.join(users, on=S.USER_ID_COL, how="inner")
-        .join(items.select(S.ITEM_ID_COL, S.ITEM_COL), on=S.ITEM_ID_COL, how="inner")
+        df.join(_maybe_broadcast(users), on=S.USER_ID_COL, how="inner")
+        .join(_maybe_broadcast(items.select(S.ITEM_ID_COL, S.ITEM_COL)), on=S.ITEM_ID_COL, how="inner")
     )
 
 
