@@ -61,7 +61,7 @@ def dataset_stats(ratings: DataFrame, users: DataFrame, items: DataFrame) -> dic
             return {"min": 0, "median": 0, "p99": 0, "max": 0}
         return {"min": int(r["min"]), "median": int(r["q"][0]), "p99": int(r["q"][1]), "max": int(r["max"])}
 
-    return {
+    out = {
         "ratings": int(agg["n"]),
         "users": users.count(), "items": items.count(),
         "users_with_ratings": int(agg["users"]), "items_with_ratings": int(agg["items"]),
@@ -71,6 +71,40 @@ def dataset_stats(ratings: DataFrame, users: DataFrame, items: DataFrame) -> dic
         "ratings_per_user": activity(S.USER_COL),
         "ratings_per_item": activity(S.ITEM_COL),
     }
+    out.update(review_stats(ratings))
+    return out
+
+
+def review_stats(ratings: DataFrame) -> dict:
+    """Amazon extras when the ratings have them: the fraction of verified purchases (among ratings
+    with a known flag) and helpful votes (total, share of ratings with at least one, max)."""
+    out: dict = {}
+    aggs = []
+    if S.VERIFIED_COL in ratings.columns:
+        aggs += [F.avg(F.col(S.VERIFIED_COL).cast("double")).alias("verified"),
+                 F.count(S.VERIFIED_COL).alias("verified_known")]
+    if S.HELPFUL_COL in ratings.columns:
+        aggs += [F.sum(S.HELPFUL_COL).alias("votes"), F.max(S.HELPFUL_COL).alias("votes_max"),
+                 F.avg((F.col(S.HELPFUL_COL) > 0).cast("double")).alias("voted")]
+    if not aggs:
+        return out
+    r = ratings.agg(*aggs).first().asDict()
+    if "verified" in r:
+        out["verified_fraction"] = r["verified"]
+        out["verified_known"] = int(r["verified_known"])
+    if "votes" in r:
+        out["helpful_votes"] = {"total": int(r["votes"] or 0), "max": r["votes_max"],
+                                "fraction_with_votes": r["voted"]}
+    return out
+
+
+def rejects_by_reason(counts: dict) -> dict:
+    """Rejected lines by reason over all input files (from :func:`line_counts` results)."""
+    out: dict[str, int] = {}
+    for c in counts.values():
+        for reason, n in c["rejected_by_reason"].items():
+            out[reason] = out.get(reason, 0) + n
+    return dict(sorted(out.items(), key=lambda x: (-x[1], x[0])))
 
 
 def reconcile(counts: dict, *, duplicates: int, removed: int, ratings_written: int) -> dict:
@@ -79,6 +113,8 @@ def reconcile(counts: dict, *, duplicates: int, removed: int, ratings_written: i
     return {
         "all_files_reconcile": all(c["reconciles"] for c in counts.values()),
         "lines_read": sum(c["lines"] for c in counts.values()),
+        "lines_rejected": sum(c["rejected"] for c in counts.values()),
+        "rejected_by_reason": rejects_by_reason(counts),
         "rating_lines_accepted": accepted,
         "duplicates_dropped": duplicates,
         "probe_pairs_removed": removed,

@@ -1,0 +1,245 @@
+"""Readers for Amazon review dumps: the Customer Reviews TSV files and McAuley's JSON lines.
+
+TSV (``amazon_reviews_us_<Category>_v1_00.tsv[.gz]``, many category files per run): a header line,
+15 tab-separated fields, **no quoting or escaping** -- a ``"`` is literal text -- so lines are read with
+``spark.read.text`` and split on tabs, never with the CSV quote machinery.
+
+JSON lines (gzip or plain), one review per line, in one of three schemas detected per file from its
+first lines:
+
+=======  ===============  =================  ==========  ====================  =================================
+schema   user             item               rating      time                  helpful / verified
+=======  ===============  =================  ==========  ====================  =================================
+2014     ``reviewerID``   ``asin``           ``overall`` ``unixReviewTime`` s  ``helpful[0]`` / --
+2018     ``reviewerID``   ``asin``           ``overall`` ``unixReviewTime`` s  ``vote`` ("1,234"; absent: 0) /
+                                                                                ``verified``
+2023     ``user_id``      ``parent_asin``    ``rating``  ``timestamp`` ms      ``helpful_vote`` /
+                                                                                ``verified_purchase``
+=======  ===============  =================  ==========  ====================  =================================
+
+Lines are parsed with ``try_parse_json`` + ``try_variant_get`` (Spark built-ins).  A line that is not
+a JSON object is ``not JSON``; one lacking (or with null / empty) user, item, rating or time is
+``missing key field``.
+"""
+from __future__ import annotations
+
+import json
+import logging
+from typing import Sequence
+
+from pyspark.sql import Column, DataFrame, SparkSession
+from pyspark.sql import functions as F
+from pyspark.sql import types as T
+
+from batchml import schema as S
+from batchml.cli import JobError
+from batchml.io import delimited as D
+from batchml.io import reasons as R
+from batchml.io.files import head_lines
+
+LOG = logging.getLogger("batchml.ingest")
+
+TSV_COLUMNS = ("marketplace", "customer_id", "review_id", "product_id", "product_parent", "product_title",
+               "product_category", "star_rating", "helpful_votes", "total_votes", "vine",
+               "verified_purchase", "review_headline", "review_body", "review_date")
+TSV_HEADER = "\t".join(TSV_COLUMNS)
+TSV_FILE = r".*\.tsv(\.gz)?"
+JSON_FILE = r".*\.(json|jsonl)(\.gz)?"
+
+_USER_ID = r"^[0-9]{1,20}$"
+_ITEM_ID = r"^[0-9A-Za-z]{1,32}$"
+_COUNT = r"^[0-9]{1,9}$"
+_DATE = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$"
+
+
+# ---------------------------------------------------------------------------------------------- TSV
+def check_amazon_tsv_format(paths: Sequence[str]) -> None:
+    """Fail fast unless each file has the 15-column tab-separated review layout."""
+    def looks_right(lines: list[str]) -> bool:
+        return D.mostly(lines, r"[^\t]*(\t[^\t]*){14}", skip_first_if=r"marketplace\tcustomer_id\t.*")
+
+    D.check_head(paths, looks_right=looks_right,
+                 what="an Amazon reviews TSV file (expected the header 'marketplace<TAB>customer_id<TAB>"
+                      "review_id<TAB>...' and 15 tab-separated fields per line)")
+
+
+def parse_amazon_tsv(lines_df: DataFrame, raw_max: int = 300) -> DataFrame:
+    """Classify and parse Amazon review TSV lines (``value, source, block, seq``).
+
+    Returns
+    -------
+    DataFrame
+        ``source, block, seq, kind, user_id, item_id, rating, ts, verified, helpful_votes, title,
+        reason, raw``.  Reasons in checking order: wrong field count, bad user id (``customer_id`` not
+        digits), bad item id (``product_id`` not alphanumeric), bad rating, rating out of range (1..5),
+        bad vote count (``helpful_votes`` / ``total_votes``), bad verified flag (not Y/N), bad date
+        (``review_date`` not a valid yyyy-MM-dd).
+    """
+    v = F.col("value")
+    parts = F.split(v, "\t", -1)
+
+    def field(name: str) -> Column:
+        return F.get(parts, TSV_COLUMNS.index(name))
+
+    user, item = F.trim(field("customer_id")), F.trim(field("product_id"))
+    rtok = F.trim(field("star_rating"))
+    rating = F.when(rtok.rlike(r"^[0-9]{1,3}$"), rtok.try_cast(T.IntegerType()))
+    helpful, total = F.trim(field("helpful_votes")), F.trim(field("total_votes"))
+    vflag = F.trim(field("verified_purchase"))
+    dtok = F.trim(field("review_date"))
+    date = F.when(dtok.rlike(_DATE), F.try_to_date(dtok, "yyyy-MM-dd"))
+    is_blank = F.trim(v) == ""
+    is_header = v.startswith("marketplace\tcustomer_id\t")
+    reason = (
+        F.when(is_blank | is_header, F.lit(None))
+        .when(F.size(parts) != len(TSV_COLUMNS), F.lit(R.WRONG_FIELD_COUNT))
+        .when(~user.rlike(_USER_ID), F.lit(R.BAD_USER_ID))
+        .when(~item.rlike(_ITEM_ID), F.lit(R.BAD_ITEM_ID))
+        .when(rating.isNull(), F.lit(R.BAD_RATING))
+        .when((rating < 1) | (rating > 5), F.lit(R.RATING_OUT_OF_RANGE))
+        .when(~helpful.rlike(_COUNT) | ~total.rlike(_COUNT), F.lit(R.BAD_VOTES))
+        .when(~vflag.isin("Y", "N"), F.lit(R.BAD_VERIFIED))
+        .when(date.isNull(), F.lit(R.BAD_DATE))
+    )
+    staged = lines_df.withColumn("reason", reason).withColumn("kind", D.kind_of(F.col("reason"), is_blank, is_header))
+    return D.ratings_columns(
+        staged, user=user, item=item, rating=rating, ts=date.cast(T.TimestampType()), raw_max=raw_max,
+        extra={S.VERIFIED_COL: vflag == "Y", S.HELPFUL_COL: helpful.cast(T.IntegerType()),
+               "title": field("product_title")})
+
+
+def read_amazon_tsv(spark: SparkSession, paths: Sequence[str], raw_max: int = 300) -> DataFrame:
+    """Read and parse Amazon review TSV files (plain or gzip); see :func:`parse_amazon_tsv`."""
+    return parse_amazon_tsv(D.read_text_lines(spark, paths), raw_max)
+
+
+def parse_amazon_tsv_dump(spark: SparkSession, root: str, raw_max: int):
+    """Find (directory, file or glob) and parse Amazon review TSV files into a
+    :class:`batchml.ingest.ParsedDump`; product titles come from the latest review of each item."""
+    from batchml.ingest import ParsedDump
+    found = D.resolve_input(root, TSV_FILE)
+    if not found.files:
+        raise JobError(f"{root} has no Amazon review TSV files (expected *.tsv or *.tsv.gz, e.g. "
+                       "amazon_reviews_us_Books_v1_00.tsv.gz)")
+    check_amazon_tsv_format(found.files)
+    LOG.info("Amazon TSV: %d files", len(found.files))
+    return ParsedDump(format="amazon-tsv", ratings=read_amazon_tsv(spark, found.files, raw_max),
+                      root=found.root, info={"n_files": len(found.files)})
+
+
+# --------------------------------------------------------------------------------------- JSON lines
+SCHEMA_KEYS = {
+    "2023": ("user_id", "parent_asin", "rating", "timestamp"),
+    "2018": ("reviewerID", "asin", "overall", "unixReviewTime"),
+    "2014": ("reviewerID", "asin", "overall", "unixReviewTime"),
+}
+_2018_ONLY = ("verified", "vote", "style", "image")
+
+
+def detect_json_schema(path: str) -> str:
+    """``"2014"``, ``"2018"`` or ``"2023"`` from the first lines of a JSON-lines file.
+
+    Raises :class:`JobError` naming the file when its first lines are not JSON review objects.
+    """
+    lines = head_lines(path)
+    objs = []
+    for line in lines:
+        try:
+            obj = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(obj, dict):
+            objs.append(obj)
+    keys = set().union(*[o.keys() for o in objs]) if objs else set()
+    if len(objs) >= 0.5 * max(1, len(lines)):
+        if {"user_id", "parent_asin"} <= keys or {"user_id", "rating", "timestamp"} <= keys:
+            return "2023"
+        if {"reviewerID", "asin"} <= keys:
+            return "2018" if keys & set(_2018_ONLY) else "2014"
+    first = lines[0][:120] if lines else "<empty file>"
+    raise JobError(f"{path} is not an Amazon review JSON-lines file (expected one JSON object per line "
+                   "with reviewerID, asin, overall, unixReviewTime (2014/2018 schema) or user_id, "
+                   f"parent_asin, rating, timestamp (2023 schema)); its first line is {first!r}")
+
+
+def parse_amazon_json(lines_df: DataFrame, schema: str, raw_max: int = 300) -> DataFrame:
+    """Classify and parse JSON-lines reviews (``value, source, block, seq``) of one ``schema``.
+
+    Returns
+    -------
+    DataFrame
+        ``source, block, seq, kind, user_id, item_id, rating, ts, verified, helpful_votes, reason,
+        raw``.  Reasons: not JSON, missing key field, bad rating (not a number), rating out of range
+        (1..5), bad date (time not a non-negative integer).
+    """
+    user_k, item_k, rating_k, time_k = SCHEMA_KEYS[schema]
+    v = F.try_parse_json(F.col("value"))
+
+    def text(key: str) -> Column:
+        return F.try_variant_get(v, f"$.{key}", "string")
+
+    user, item = text(user_k), text(item_k)
+    rating = F.try_variant_get(v, f"$.{rating_k}", "double")
+    ttok = F.trim(text(time_k))
+    tsec = F.when(ttok.rlike(r"^[0-9]{1,16}$"), ttok.try_cast(T.LongType()))
+    ts = F.timestamp_millis(tsec) if schema == "2023" else F.timestamp_seconds(tsec)
+    if schema == "2023":
+        helpful = F.try_variant_get(v, "$.helpful_vote", "int")
+        verified = F.try_variant_get(v, "$.verified_purchase", "boolean")
+    elif schema == "2018":
+        vote = F.regexp_replace(text("vote"), ",", "")
+        helpful = F.coalesce(vote.try_cast(T.IntegerType()), F.try_variant_get(v, "$.helpful[0]", "int"),
+                             F.when(text("vote").isNull(), F.lit(0)))
+        verified = F.try_variant_get(v, "$.verified", "boolean")
+    else:
+        helpful = F.try_variant_get(v, "$.helpful[0]", "int")
+        verified = F.lit(None).cast(T.BooleanType())
+    is_blank = F.trim(F.col("value")) == ""
+
+    def missing(c: Column) -> Column:
+        return c.isNull() | (F.trim(c) == "")
+
+    reason = (
+        F.when(is_blank, F.lit(None))
+        .when(v.isNull() | ~F.ltrim(F.col("value")).startswith("{"), F.lit(R.NOT_JSON))
+        .when(missing(user) | missing(item) | missing(text(rating_k)) | missing(ttok), F.lit(R.MISSING_FIELD))
+        .when(rating.isNull(), F.lit(R.BAD_RATING))
+        .when((rating < 1) | (rating > 5), F.lit(R.RATING_OUT_OF_RANGE))
+        .when(tsec.isNull() | ts.isNull(), F.lit(R.BAD_DATE))
+    )
+    staged = lines_df.withColumn("reason", reason).withColumn("kind", D.kind_of(F.col("reason"), is_blank, F.lit(False)))
+    return D.ratings_columns(staged, user=user, item=item, rating=rating, ts=ts, raw_max=raw_max,
+                             extra={S.VERIFIED_COL: verified, S.HELPFUL_COL: helpful})
+
+
+def read_amazon_json(spark: SparkSession, paths: Sequence[str], raw_max: int = 300,
+                     schemas: dict[str, str] | None = None) -> DataFrame:
+    """Read and parse JSON-lines review files (plain or gzip), each in its detected schema; files of
+    one schema are read together and the groups unioned."""
+    schemas = schemas or {p: detect_json_schema(p) for p in paths}
+    parts = []
+    for name in ("2014", "2018", "2023"):
+        group = [p for p in paths if schemas[p] == name]
+        if group:
+            parts.append(parse_amazon_json(D.read_text_lines(spark, group), name, raw_max))
+    out = parts[0]
+    for p in parts[1:]:
+        out = out.unionByName(p)
+    return out
+
+
+def parse_amazon_json_dump(spark: SparkSession, root: str, raw_max: int):
+    """Find (directory, file or glob) and parse McAuley JSON-lines review files into a
+    :class:`batchml.ingest.ParsedDump`."""
+    from batchml.ingest import ParsedDump
+    found = D.resolve_input(root, JSON_FILE)
+    if not found.files:
+        raise JobError(f"{root} has no Amazon review JSON-lines files (expected *.json, *.jsonl, "
+                       "optionally .gz)")
+    schemas = {p: detect_json_schema(p) for p in found.files}
+    by_schema: dict[str, int] = {}
+    for s in schemas.values():
+        by_schema[s] = by_schema.get(s, 0) + 1
+    LOG.info("Amazon JSON lines: %d files, schemas %s", len(found.files), by_schema)
+    return ParsedDump(format="amazon-json", ratings=read_amazon_json(spark, found.files, raw_max, schemas),
+                      root=found.root, info={"json_schemas": by_schema})

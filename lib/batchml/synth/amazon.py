@@ -1,0 +1,258 @@
+"""Synthetic Amazon review dumps: the Customer Reviews TSV files and McAuley's JSON lines.
+
+TSV: one ``amazon_reviews_us_<Category>_v1_00.tsv[.gz]`` per category, a header line, 15 tab
+separated fields, no quoting: titles, headlines and bodies hold stray ``"`` (an unbalanced quote
+would swallow lines in a CSV reader), ``<br />`` and ``&#34;``.  String ids (``customer_id`` digits,
+``product_id`` ASIN-like); the same customer reviews in several categories.
+
+JSON lines: one file per schema (2014 ``reviews_<Cat>_5.json.gz``, 2018 ``<Cat>_5.json``, 2023
+``<Cat>.jsonl.gz``), 2018 with optional ``vote`` ("1,234"), ``style`` and ``image``.
+
+Planted on request: broken lines of every reject kind, duplicate (user, item) reviews with other
+dates (the latest by time wins), blank lines (TSV: also at the end of a file); counts in
+``ground_truth/truth.json``.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from batchml.io import reasons as R
+from batchml.synth.lines import (LineDump, concat, fixed_codes, insert_lines, join_cols, pick, save_truth,
+                                 spread, write_file, _str)
+from batchml.synth.model import draw_ratings, make_model, sample_pairs
+from batchml.synth.netflix import _date_strings
+
+LOG = logging.getLogger("batchml.synth")
+
+CATEGORIES = ("Books", "Musical_Instruments", "Electronics", "Video_Games")
+_TITLES = ['Guitar "Pro" Strings', "USB-C Cable, 2 m", 'The 12" Vinyl Edition', "Kids&#34; Tablet",
+           "Café Grinder", "Noise Cancelling Headphones", 'Set of 3 "Glow" Dice', "Über Charger"]
+_HEADLINES = ["Five Stars", 'Not "great"', "Works as advertised", "Four Stars", "meh", 'He said "wow']
+_BODIES = ['Great<br />value for the price. My son loves it!', 'I bought this for my "dad" and he &#34;loved&#34; it',
+           'Arrived broken. 1 star.<br /><br />Update: replaced, fine now', 'Stray quote " here and more text',
+           "Exactly what I needed", "Très bien, livraison rapide", "Terrible.", 'A 5" screen is small<br />OK']
+_FIRST, _LAST = np.datetime64("1999-06-01"), np.datetime64("2015-08-31")
+
+
+def _pairs(n: int, seed: int, n_users: int, n_items: int):
+    rng = np.random.default_rng(seed)
+    model = make_model(n_users, n_items, 5, 0.6, rng)
+    users, items = sample_pairs(n, n_users, n_items, rng)
+    return rng, users, items, draw_ratings(model, users, items, rng)
+
+
+def _sizes(n: int) -> tuple[int, int]:
+    return max(50, n // 6), max(20, min(n // 12, 2_000_000))
+
+
+def _dates(rng: np.random.Generator, n: int) -> np.ndarray:
+    span = int((_LAST - _FIRST).astype(int))
+    return _FIRST + (span * np.sqrt(rng.random(n))).astype(np.int64).astype("timedelta64[D]")
+
+
+def write_amazon_tsv_dump(out: str | os.PathLike, n_reviews: int, seed: int = 42,
+                          categories=CATEGORIES, gz: bool = True, plant: int = 0, duplicates: int = 0,
+                          chunk: int = 400_000) -> LineDump:
+    """Write ``n_reviews`` distinct (customer, product) reviews as per-category TSV files."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    n_users, n_items = _sizes(n_reviews)
+    rng, users, items, ratings = _pairs(n_reviews, seed, n_users, n_items)
+    perm = rng.permutation(n_reviews)            # files are not sorted by product
+    users, items, ratings = users[perm], items[perm], ratings[perm]
+    cust = np.sort(rng.choice(np.arange(10_000, 53_000_000), size=n_users, replace=False))
+    asin = fixed_codes(rng.choice(36 ** 8, size=n_items, replace=False), 8, prefix="B0")
+    parent = rng.integers(1_000_000, 999_999_999, size=n_items)
+    item_cat = rng.integers(0, len(categories), size=n_items)
+    title_of = rng.integers(0, len(_TITLES), size=n_items)
+    dates = _dates(rng, n_reviews)
+    helpful = np.minimum(rng.geometric(0.5, n_reviews) - 1, 5000)
+    total = helpful + rng.integers(0, 3, n_reviews)
+    verified = rng.random(n_reviews) < 0.8
+    files, planted = [], {r: 0 for r in R.AMAZON_TSV_REASONS}
+    blank = n_dup = 0
+    header = pa.array(["\t".join(("marketplace", "customer_id", "review_id", "product_id", "product_parent",
+                                  "product_title", "product_category", "star_rating", "helpful_votes",
+                                  "total_votes", "vine", "verified_purchase", "review_headline",
+                                  "review_body", "review_date")) + "\n"])
+    dup_budget = duplicates
+    for ci, cat in enumerate(categories):
+        rows = np.flatnonzero(item_cat[items] == ci)
+        chunks = [header]
+        for c0 in range(0, max(1, len(rows)), chunk):
+            r = rows[c0:c0 + chunk]
+            if len(r) == 0:
+                continue
+            it = items[r]
+            body = join_cols([
+                "US", _str(cust[users[r]]), fixed_codes(r.astype(np.int64) + 36 ** 11, 13, prefix="R"),
+                asin.take(pa.array(it)), _str(parent[it]), pick(_TITLES, title_of[it]).cast(pa.string()),
+                cat.replace("_", " "), _str(ratings[r]), _str(helpful[r]), _str(total[r]), "N",
+                pick(["N", "Y"], verified[r].astype(int)), pick(_HEADLINES, rng.integers(0, len(_HEADLINES), len(r))),
+                pick(_BODIES, rng.integers(0, len(_BODIES), len(r))),
+                _date_strings(dates[r])], "\t")
+            extra, after = [], []
+            if c0 == 0 and plant:
+                base = ["US", str(cust[0]), "R0PLANTED", asin[0].as_py(), "1", "Thing", cat, "4", "0", "0",
+                        "N", "Y", "ok", "fine", "2014-01-01"]
+
+                def bad(idx: int, value: str, base=base) -> str:
+                    f = list(base)
+                    f[idx] = value
+                    return "\t".join(f)
+
+                kinds = {
+                    R.WRONG_FIELD_COUNT: lambda: "\t".join(base[:rng.integers(3, 14)]) if rng.random() < 0.5
+                    else "\t".join(base[:13] + ["a body\twith a tab", base[14]]),
+                    R.BAD_USER_ID: lambda: bad(1, rng.choice(["", "A1B2C3", "12 34"])),
+                    R.BAD_ITEM_ID: lambda: bad(3, rng.choice(["", "B00-BAD!", "B0 12"])),
+                    R.BAD_RATING: lambda: bad(7, rng.choice(["", "five", "4.5"])),
+                    R.RATING_OUT_OF_RANGE: lambda: bad(7, rng.choice(["0", "6"])),
+                    R.BAD_VOTES: lambda: bad(8 + int(rng.integers(0, 2)), rng.choice(["-1", "x", ""])),
+                    R.BAD_VERIFIED: lambda: bad(11, rng.choice(["y", "maybe", ""])),
+                    R.BAD_DATE: lambda: bad(14, rng.choice(["2015-02-30", "", "31/08/2015", "2015-13-01"])),
+                }
+                for reason, make in kinds.items():
+                    extra += [make() for _ in range(plant)]
+                    planted[reason] += plant
+                extra += [""] * plant
+                blank += plant
+                after += list(spread(rng, len(r), len(extra)))
+            if dup_budget and c0 == 0:
+                k = min(dup_budget, len(r) // 4 if ci < len(categories) - 1 else dup_budget, len(r))
+                for j in rng.choice(len(r), size=k, replace=False):
+                    f = body[int(j)].as_py().rstrip("\n").split("\t")
+                    f[7] = str((int(f[7]) % 5) + 1)
+                    f[14] = str(np.datetime64(f[14]) + int(rng.integers(-400, 400)))
+                    extra.append("\t".join(f))
+                    after.append(int(rng.integers(j, len(r))))
+                dup_budget -= k
+                n_dup += k
+            chunks.append(insert_lines(body, extra, np.array(after, dtype=np.int64)))
+        if plant and ci == 0:
+            chunks.append(pa.array(["\n", "\n"]))
+            blank += 2
+        name = f"amazon_reviews_us_{cat}_v1_00.tsv" + (".gz" if gz else "")
+        write_file(out / name, chunks, gz)
+        files.append(name)
+    truth = {"seed": seed, "n_reviews": n_reviews, "n_users": n_users, "n_items": n_items,
+             "categories": list(categories), "planted_rejects": {k: v for k, v in planted.items() if v},
+             "duplicates": n_dup, "blank": blank, "files": files, "gzip": gz}
+    save_truth(out, truth)
+    LOG.info("wrote Amazon TSV dump to %s", out)
+    return LineDump(out, files, n_reviews, truth["planted_rejects"], n_dup, blank, truth)
+
+
+def _json_lines(schema: str, uid: pa.Array, iid: pa.Array, rating: np.ndarray, secs: np.ndarray,
+                helpful: np.ndarray, verified: np.ndarray, rng: np.random.Generator) -> pa.Array:
+    n = len(uid)
+    text = pick([json.dumps(b)[1:-1] for b in _BODIES], rng.integers(0, len(_BODIES), n))
+    rtext = _str(rating).cast(pa.string())
+    rtext = concat(rtext, ".0")
+    vtext = pick(["false", "true"], verified.astype(int))
+    if schema == "2023":
+        obj = concat('{"rating": ', rtext, ', "title": "Review", "text": "', text, '", "images": [], "asin": "',
+                     iid, '", "parent_asin": "', iid, '", "user_id": "', uid, '", "timestamp": ',
+                     _str(secs * 1000 + rng.integers(0, 1000, n)), ', "helpful_vote": ', _str(helpful),
+                     ', "verified_purchase": ', vtext, "}")
+    elif schema == "2018":
+        votes = pa.array([("" if h == 0 else f', "vote": "{h:,}"') for h in helpful.tolist()], pa.string())
+        style = pick(["", ', "style": {"Size:": " Large"}', ', "style": {"Format:": " Kindle Edition"}'],
+                     rng.integers(0, 3, n))
+        image = pick(["", ', "image": ["https://images.example.com/x.jpg"]'], (rng.random(n) < 0.1).astype(int))
+        obj = concat('{"overall": ', rtext, ', "verified": ', vtext, ', "reviewTime": "09 1, 2016", "reviewerID": "',
+                     uid, '", "asin": "', iid, '"', style, ', "reviewerName": "J. Doe", "reviewText": "', text,
+                     '", "summary": "ok", "unixReviewTime": ', _str(secs), votes, image, "}")
+    else:
+        obj = concat('{"reviewerID": "', uid, '", "asin": "', iid, '", "reviewerName": "J. Doe", "helpful": [',
+                     _str(helpful), ", ", _str(helpful + 1), '], "reviewText": "', text, '", "overall": ', rtext,
+                     ', "summary": "ok", "unixReviewTime": ', _str(secs), ', "reviewTime": "02 28, 2014"}')
+    return pc.binary_join_element_wise(obj, pa.scalar(""), "\n")
+
+
+_JSON_NAMES = {"2014": "reviews_Musical_Instruments_5.json.gz", "2018": "Musical_Instruments_5.json",
+               "2023": "Musical_Instruments.jsonl.gz"}
+
+
+def write_amazon_json_dump(out: str | os.PathLike, n_reviews: int, seed: int = 42,
+                           schemas=("2014", "2018", "2023"), plant: int = 0, duplicates: int = 0) -> LineDump:
+    """Write ``n_reviews`` reviews per schema, one JSON-lines file each (2014 and 2023 gzipped)."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    files, planted, n_dup, blank = [], {r: 0 for r in R.AMAZON_JSON_REASONS}, 0, 0
+    for k, schema in enumerate(schemas):
+        n_users, n_items = _sizes(n_reviews)
+        rng, users, items, ratings = _pairs(n_reviews, seed + k, n_users, n_items)
+        if schema == "2023":
+            uid = fixed_codes(users.astype(np.int64) * 7919 + 36 ** 9 + k, 26, prefix="AE")
+        else:
+            uid = fixed_codes(users.astype(np.int64) * 7919 + 36 ** 12 + k, 13, prefix="A")
+        iid = fixed_codes(items.astype(np.int64) * 104729 + 36 ** 7 + k, 8, prefix="B0")
+        secs = ((_dates(rng, n_reviews) - np.datetime64("1970-01-01")).astype(np.int64) * 86400)
+        helpful = np.where(rng.random(n_reviews) < 0.05, rng.integers(1000, 3000, n_reviews),
+                           rng.geometric(0.6, n_reviews) - 1)
+        verified = rng.random(n_reviews) < 0.8
+        body = _json_lines(schema, uid, iid, ratings, secs, helpful, verified, rng)
+        extra, after = [], []
+        if plant:
+            keys = {"2023": ("user_id", "parent_asin", "rating", "timestamp")}.get(
+                schema, ("reviewerID", "asin", "overall", "unixReviewTime"))
+            good = json.loads(body[0].as_py())
+
+            def variant(**changes) -> str:
+                obj = dict(good)
+                for key, val in changes.items():
+                    if val is _DROP:
+                        obj.pop(key, None)
+                    else:
+                        obj[key] = val
+                return json.dumps(obj)
+
+            ukey, ikey, rkey, tkey = keys
+            kinds = {
+                R.NOT_JSON: lambda: rng.choice([body[1].as_py().rstrip("\n")[:40], "<html>oops</html>",
+                                                "[1, 2, 3]", "NaN"]),
+                R.MISSING_FIELD: lambda: variant(**{str(rng.choice([ukey, ikey, rkey, tkey])): _DROP}),
+                R.BAD_RATING: lambda: variant(**{rkey: str(rng.choice(["five", "n/a", "4 stars"]))}),
+                R.RATING_OUT_OF_RANGE: lambda: variant(**{rkey: float(rng.choice([0.0, 6.0, -1.0]))}),
+                R.BAD_DATE: lambda: variant(**{tkey: rng.choice(["yesterday", -5, 12.5])}),
+            }
+            for reason, make in kinds.items():
+                extra += [str(make()) for _ in range(plant)]
+                planted[reason] += plant
+            extra += [""] * plant
+            blank += plant
+            after = list(spread(rng, n_reviews, len(extra)))
+        if duplicates:
+            for j in rng.choice(n_reviews, size=min(duplicates, n_reviews), replace=False):
+                obj = json.loads(body[int(j)].as_py())
+                tkey = "timestamp" if schema == "2023" else "unixReviewTime"
+                rkey = "rating" if schema == "2023" else "overall"
+                obj[tkey] = int(obj[tkey]) + int(rng.integers(-10**7, 10**7))
+                obj[rkey] = float(rng.integers(1, 6))
+                extra.append(json.dumps(obj))
+                after.append(int(rng.integers(0, n_reviews)))
+                n_dup += 1
+        name = _JSON_NAMES[schema]
+        write_file(out / name, [insert_lines(body, extra, np.array(after, dtype=np.int64))], name.endswith(".gz"))
+        files.append(name)
+    truth = {"seed": seed, "n_reviews_per_file": n_reviews, "schemas": list(schemas),
+             "planted_rejects": {k: v for k, v in planted.items() if v}, "duplicates": n_dup, "blank": blank,
+             "files": files}
+    save_truth(out, truth)
+    LOG.info("wrote Amazon JSON-lines dump to %s", out)
+    return LineDump(out, files, n_reviews * len(schemas), truth["planted_rejects"], n_dup, blank, truth)
+
+
+class _Drop:
+    pass
+
+
+_DROP = _Drop()
