@@ -15,7 +15,7 @@ from batchml.config import as_dict, build_config
 from batchml.factorize import FactorModel, save_model
 from batchml.recommend import (ItemArrays, ItemLookup, RecommendError, fold_in, model_item_arrays,
                                popular_items, read_fold_in_csv, recommend_for_vector,
-                               run_recommend, top_n_per_user)
+                               run_recommend, top_n_per_user, uniform_hash)
 from batchml.schema import ITEM_COL, RATING_COL, USER_COL
 from batchml.synth.model import draw_ratings, make_model, sample_pairs
 from batchml.synth.ratings_tables import write_dataset
@@ -73,11 +73,17 @@ def _collect(recs_df):
     return got
 
 
-def test_top_n_equals_brute_force_numpy(spark, small):
+@pytest.fixture(scope="module")
+def all_items_recs(spark, small):
+    """Every unseen candidate of every user (n = catalog size), in blocks of 6 users, 3 tasks."""
     items = model_item_arrays(small["items_pdf"], mu=small["mu"], gamma=1.0, rank=small["rank"])
-    recs = top_n_per_user(small["users"], items, n=5, seen_df=small["ratings"], block_size=6,
-                          partitions=3)
-    got = _collect(recs)
+    recs = top_n_per_user(small["users"], items, n=len(items), seen_df=small["ratings"],
+                          block_size=6, partitions=3)
+    return recs.cache()
+
+
+def test_top_n_equals_brute_force_numpy(small, all_items_recs):
+    got = _collect(all_items_recs.where(F.col("rank") <= 5))
     want = _brute_force(small["mu"], small["bu"], small["bi"], small["p"], small["q"],
                         small["seen"], 5)
     assert sorted(got) == sorted(want)
@@ -88,13 +94,10 @@ def test_top_n_equals_brute_force_numpy(spark, small):
     assert len(got[3]) == 2  # fewer unseen items than n
 
 
-def test_seen_items_never_recommended(spark, small):
-    items = model_item_arrays(small["items_pdf"], mu=small["mu"], gamma=1.0, rank=small["rank"])
-    recs = top_n_per_user(small["users"], items, n=len(items), seen_df=small["ratings"],
-                          block_size=4)
-    assert recs.join(small["ratings"], on=[USER_COL, ITEM_COL], how="inner").count() == 0
+def test_seen_items_never_recommended(small, all_items_recs):
+    assert all_items_recs.join(small["ratings"], on=[USER_COL, ITEM_COL], how="inner").count() == 0
     n_seen = sum(len(v) for v in small["seen"].values())
-    assert recs.count() == len(small["bu"]) * len(items) - n_seen
+    assert all_items_recs.count() == len(small["bu"]) * len(small["bi"]) - n_seen
 
 
 def test_gamma_min_ratings_and_missing_parameters(spark, small):
@@ -105,7 +108,7 @@ def test_gamma_min_ratings_and_missing_parameters(spark, small):
     assert 7 not in items.idx and items.idx.min() == 10
     users = small["users"].withColumn("features", F.when(F.col(USER_COL) == 0, None)
                                       .otherwise(F.col("features")))
-    got = _collect(top_n_per_user(users, items, n=4, seen_df=small["ratings"]))
+    got = _collect(top_n_per_user(users, items, n=4, seen_df=small["ratings"], partitions=2))
     p = small["p"].copy()
     p[0] = 0.0
     want = _brute_force(small["mu"], small["bu"], small["bi"], p, small["q"] * 0.5,
@@ -114,18 +117,24 @@ def test_gamma_min_ratings_and_missing_parameters(spark, small):
         assert [g[0] for g in got.get(u, [])] == [i for i, _ in lst], u
 
 
-def test_random_and_empty_inputs(spark, small):
+def test_random_lists_are_seeded_and_independent_of_blocks(spark, small):
     items = model_item_arrays(small["items_pdf"], mu=small["mu"], gamma=1.0, rank=small["rank"])
     a = _collect(top_n_per_user(small["users"], items, n=5, seen_df=small["ratings"],
                                 random_seed=1, partitions=2, block_size=5))
     b = _collect(top_n_per_user(small["users"], items, n=5, seen_df=small["ratings"],
                                 random_seed=1, partitions=3, block_size=7))
-    c = _collect(top_n_per_user(small["users"], items, n=5, seen_df=small["ratings"],
-                                random_seed=2))
-    assert a == b and a != c
+    assert a == b
     assert all(i not in small["seen"][u] for u, lst in a.items() for i, _, _ in lst)
-    empty_users = small["users"].limit(0)
-    assert top_n_per_user(empty_users, items, n=5, seen_df=small["ratings"]).count() == 0
+    users, ids = np.arange(40), np.arange(30)
+    h1, h2 = uniform_hash(users, ids, 1), uniform_hash(users, ids, 2)
+    assert ((0 <= h1) & (h1 < 1)).all() and (h1 != h2).mean() > 0.99
+    assert abs(h1.mean() - 0.5) < 0.02
+
+
+def test_no_users_no_rows(spark, small):
+    items = model_item_arrays(small["items_pdf"], mu=small["mu"], gamma=1.0, rank=small["rank"])
+    assert top_n_per_user(small["users"].limit(0), items, n=5, seen_df=small["ratings"],
+                          partitions=1).count() == 0
 
 
 # ---------------------------------------------------------------------------------- popular

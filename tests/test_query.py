@@ -1,0 +1,161 @@
+"""The query command: answers from a hand-written model dir, and clear messages for bad input."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from batchml.query import main
+from batchml.schema import ITEM_COL, RATING_COL, USER_COL
+
+TITLES = ["The Lord of the Rings: The Fellowship of the Ring", "The Lord of the Rings: The Two Towers",
+          "The Lord of the Rings: The Return of the King", "Battlestar Galactica: Season 1",
+          "Battlestar Galactica: Season 2", "WWE: WrestleMania XX", "WWE: Royal Rumble 2004",
+          "WWE: SummerSlam 2003", "Obscure Movie", "Plain Movie"]
+
+
+def _write(path, table):
+    path.mkdir(parents=True)
+    pq.write_table(table, path / "part-00000.parquet")
+
+
+@pytest.fixture(scope="module")
+def dirs(tmp_path_factory):
+    """A model dir in the documented layout (written with pyarrow) and its dataset dir."""
+    base = tmp_path_factory.mktemp("query")
+    rank, n_items = 2, len(TITLES)
+    taste = np.array([1.0, 0.5])
+    q = np.zeros((n_items, rank))
+    q[:5], q[5:8] = taste, -taste
+    q[8], q[9] = [0.1, -0.2], [0.0, 0.1]
+    bias = np.array([0.3, 0.3, 0.3, 0.2, 0.2, -0.4, -0.4, -0.4, 0.0, 0.1])
+    item_ids = [str(100 + k) for k in range(n_items)]
+    items = pa.table({ITEM_COL: pa.array(range(n_items), pa.int32()), "item_id": item_ids,
+                      "title": TITLES, "year": pa.array([2001] * n_items, pa.int32())})
+    _write(base / "ds" / "items", items)
+    _write(base / "ds" / "users", pa.table({USER_COL: pa.array([0, 1, 2], pa.int32()),
+                                            "user_id": ["alice", "bob", "carol"]}))
+    # alice rated two LOTR films; the obscure movie has two 5-star ratings; the plain one 100
+    # ratings averaging 4.6; wrestling 300 ratings of 2 (the global mean is 2.66)
+    rows = [(0, 0, 5.0), (0, 1, 5.0), (1, 8, 5.0), (2, 8, 5.0)]
+    rows += [(u, 9, 5.0 if u < 63 else 4.0) for u in range(3, 103)]
+    rows += [(u, i, 2.0) for u in range(3, 103) for i in (5, 6, 7)]
+    u, i, r = zip(*rows)
+    _write(base / "ds" / "ratings", pa.table({USER_COL: pa.array(u, pa.int32()),
+                                              ITEM_COL: pa.array(i, pa.int32()),
+                                              RATING_COL: pa.array(r, pa.float32())}))
+    model = base / "model"
+    _write(model / "items", items.append_column("bias", pa.array(bias))
+           .append_column("features", pa.array([list(map(float, x)) for x in q], pa.list_(pa.float32())))
+           .append_column("n_ratings", pa.array([1, 1, 0, 0, 0, 1, 1, 0, 2, 3], pa.int64())))
+    _write(model / "users", pa.table({
+        USER_COL: pa.array([0, 1, 2], pa.int32()), "user_id": ["alice", "bob", "carol"],
+        "bias": pa.array([0.2, None, -0.1]),
+        "features": pa.array([[1.0, 0.5], None, [-1.0, -0.5]], pa.list_(pa.float32())),
+        "n_ratings": pa.array([2, 3, 3], pa.int64())}))
+    (model / "model.json").write_text(json.dumps({
+        "format": "batchml.factorize/1", "kind": "biased", "mu": 3.5, "gamma": 1.0, "rank": rank,
+        "rating_min": 1.0, "rating_max": 5.0, "fallback": None, "settings": {}}))
+    _write(base / "sim" / "similar_items", pa.table({
+        ITEM_COL: pa.array([1, 1, 1], pa.int32()), "other_idx": pa.array([2, 0, 5], pa.int32()),
+        "similarity": [0.9, 0.8, 0.1], "co_count": pa.array([40, 30, 2], pa.int64()),
+        "rank": pa.array([1, 2, 3], pa.int32())}))
+    return base
+
+
+def _run(capsys, *argv):
+    code = main([str(a) for a in argv])
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def test_recommend_known_user_excludes_rated_items(dirs, capsys):
+    code, out, err = _run(capsys, "--model", dirs / "model", "--dataset", dirs / "ds",
+                          "-n", 3, "recommend", "alice")
+    assert code == 0, err
+    lines = out.strip().splitlines()
+    assert "excluding 2 rated items" in lines[0]
+    assert "Return of the King" in lines[1]          # the remaining LOTR film comes first
+    assert "Fellowship" not in out and "Two Towers" not in out
+    assert all("WWE" not in ln for ln in lines[1:])
+
+
+def test_unknown_user_and_missing_model(dirs, capsys):
+    code, out, err = _run(capsys, "--model", dirs / "model", "recommend", "mallory")
+    assert code == 1 and 'no such user id "mallory"' in err and "Traceback" not in err
+    code, _, err = _run(capsys, "--model", dirs / "nope", "recommend", "alice")
+    assert code == 1 and "does not exist" in err
+    code, _, err = _run(capsys, "--dataset", dirs / "ds", "recommend", "alice")
+    assert code == 1 and "needs --model" in err
+
+
+def test_similar_title_case_insensitive_and_did_you_mean(dirs, capsys):
+    code, out, err = _run(capsys, "--dataset", dirs / "ds", "--similar", dirs / "sim",
+                          "similar", "the lord of the rings:  the TWO towers")
+    assert code == 0, err
+    lines = out.strip().splitlines()
+    assert "Two Towers" in lines[0] and "Return of the King" in lines[1] and "Fellowship" in lines[2]
+    code, out, err = _run(capsys, "--dataset", dirs / "ds", "--similar", dirs / "sim",
+                          "similar", "Lord of the Rings: The Two Tower")
+    assert code == 1 and "no such title" in err and "did you mean" in err and "Two Towers" in err
+    code, out, err = _run(capsys, "--dataset", dirs / "ds", "similar", "Zzzyzx Qqq")
+    assert code == 1 and 'no such title "Zzzyzx Qqq"' in err and "did you mean" not in err
+
+
+def test_similar_without_similarity_output_says_so(dirs, capsys):
+    code, _, err = _run(capsys, "--dataset", dirs / "ds", "--similar", dirs / "missing",
+                        "similar", "Obscure Movie")
+    assert code == 1 and "no similar_items table" in err and "jobs/similarity.py" in err
+    code, _, err = _run(capsys, "--dataset", dirs / "ds", "similar", "Obscure Movie")
+    assert code == 1 and "--similar DIR" in err
+
+
+def test_popular_shrunk_mean_and_bias(dirs, capsys):
+    code, out, err = _run(capsys, "--dataset", dirs / "ds", "--set", "recommend.prior_strength=5",
+                          "popular")
+    assert code == 0, err
+    lines = out.strip().splitlines()
+    assert "Plain Movie" in lines[1] and "Obscure Movie" in lines[2]
+    code, out, err = _run(capsys, "--dataset", dirs / "ds", "--set", "recommend.prior_strength=0",
+                          "popular")
+    assert "Obscure Movie" in out.strip().splitlines()[1]   # raw mean: the failure mode
+    code, out, err = _run(capsys, "--model", dirs / "model", "-n", 2, "popular", "--by", "bias")
+    assert code == 0 and "Fellowship" in out.splitlines()[1]
+    code, _, err = _run(capsys, "--model", dirs / "model", "popular")
+    assert code == 1 and "needs --dataset" in err
+
+
+def test_foldin_file(dirs, capsys, tmp_path):
+    f = tmp_path / "me.csv"
+    f.write_text('item,rating\n100,5\n"battlestar galactica: season 1",5\nWWE: WrestleMania XX,1\n')
+    code, out, err = _run(capsys, "--model", dirs / "model", "--dataset", dirs / "ds", "-n", 4,
+                          "foldin", f)
+    assert code == 0, err
+    top = out.strip().splitlines()[1:]
+    assert {"Two Towers", "Return of the King", "Season 2"} == {
+        t for t in ("Two Towers", "Return of the King", "Season 2") if any(t in ln for ln in top[:3])}
+    assert "WWE" not in "".join(top)
+    bad = tmp_path / "bad.csv"
+    bad.write_text("item,rating\nBattlestar Galactica Season 3,5\n")
+    code, _, err = _run(capsys, "--model", dirs / "model", "--dataset", dirs / "ds", "foldin", bad)
+    assert code == 1 and "line 2" in err and "did you mean" in err and "Traceback" not in err
+
+
+def test_usage_errors_exit_2(dirs, capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["frobnicate"])
+    assert exc.value.code == 2
+    code, _, err = _run(capsys, "--set", "recommend.top_nn=3", "--dataset", dirs / "ds", "popular")
+    assert code == 2 and "recommend.top_nn" in err
+
+
+def test_runs_as_a_module(dirs):
+    proc = subprocess.run([sys.executable, "-m", "batchml.query", "--dataset", str(dirs / "ds"),
+                           "--similar", str(dirs / "sim"), "similar", "obscure movi"],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 1 and "did you mean" in proc.stderr and "Traceback" not in proc.stderr
