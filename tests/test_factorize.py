@@ -64,7 +64,7 @@ def test_biases_match_joint_least_squares(spark):
     model = make_model(n_users, n_items, 2, 0.5, rng, user_bias_sd=0.8, item_bias_sd=0.8)
     u, i = sample_pairs(240, n_users, n_items, rng)
     r = draw_ratings(model, u, i, rng).astype(float)
-    reg_user, reg_item = 8.0, 12.0
+    reg_user, reg_item = 15.0, 25.0
     biases = fit_biases(_ratings_df(spark, u, i, r), reg_user=reg_user, reg_item=reg_item,
                         sweeps=40, tol=1e-9)
     assert biases.sweeps < 40, "alternating updates did not converge"
@@ -85,8 +85,8 @@ def test_biases_with_offset_fit_the_offset_target(spark):
     # target = rating - offset: a constant offset of 1 shifts mu by -1 and leaves biases alone
     df = spark.createDataFrame([(0, 0, 4.0, 1.0), (0, 1, 2.0, 1.0), (1, 0, 5.0, 1.0)],
                                [USER_COL, ITEM_COL, RATING_COL, "off"])
-    plain = fit_biases(df, reg_user=1.0, reg_item=1.0, sweeps=5)
-    shifted = fit_biases(df, reg_user=1.0, reg_item=1.0, sweeps=5, col_offset="off")
+    plain = fit_biases(df, reg_user=1.0, reg_item=1.0, sweeps=2)
+    shifted = fit_biases(df, reg_user=1.0, reg_item=1.0, sweeps=2, col_offset="off")
     assert shifted.mu == pytest.approx(plain.mu - 1.0)
     assert_approx_df_equality(shifted.user_bias_df, plain.user_bias_df, 1e-12,
                               ignore_row_order=True)
@@ -268,7 +268,7 @@ def generated(tmp_path_factory):
 @pytest.fixture(scope="module")
 def factorized(spark, generated, tmp_path_factory):
     cfg = build_config({"factorize": {
-        "test": "probe", "ranks": [3], "regs": [0.05], "iters": 8, "rounds": 2, "bias_sweeps": 3,
+        "test": "probe", "ranks": [3], "regs": [0.05], "iters": 5, "rounds": 2, "bias_sweeps": 2,
         "bias_reg_user": 5.0, "bias_reg_item": 5.0, "item_cf_neighbours": 20,
         "item_cf_max_items_per_user": 0, "model": "biased"}})
     out = tmp_path_factory.mktemp("fz") / "model"
@@ -345,4 +345,22 @@ def test_job_fails_cleanly_without_probe_table(tmp_path):
         capture_output=True, text=True, env=env, timeout=300)
     assert proc.returncode == 1, proc.stderr[-2000:]
     assert "no probe table" in proc.stderr
+    assert not (tmp_path / "model").exists()
+
+
+def test_probe_removed_at_ingest_is_reported(spark, tmp_path):
+    """A probe whose ratings the ingest dropped leaves nothing to score: a clear error, no output."""
+    from batchml.factorize import FactorizeError
+    rng = np.random.default_rng(2)
+    model = make_model(20, 10, 2, 0.5, rng)
+    u, i = sample_pairs(60, 20, 10, rng)
+    ds = write_dataset(tmp_path / "ds", u, i, draw_ratings(model, u, i, rng))
+    (ds / "probe").mkdir()
+    pd.DataFrame({USER_COL: np.array([0], np.int32), ITEM_COL: np.array([99], np.int32)}) \
+        .to_parquet(ds / "probe" / "part-00000.parquet")  # a pair with no rating in `ratings`
+    stats = json.loads((ds / "_stats.json").read_text())
+    (ds / "_stats.json").write_text(json.dumps({**stats, "probe_removed_from_ratings": True}))
+    cfg = build_config({"factorize": {"test": "probe"}})
+    with pytest.raises(FactorizeError, match="--remove-probe"):
+        run_factorize(spark, cfg, dataset=str(ds), output=str(tmp_path / "model"))
     assert not (tmp_path / "model").exists()

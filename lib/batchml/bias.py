@@ -61,8 +61,10 @@ def _solve_side(target_df: DataFrame, other_df: DataFrame | None, *, mu: float, 
         resid = F.col(_TARGET) - F.lit(mu)
         joined = target_df
     else:
-        joined = target_df.join(other_df.select(col_other, F.col(BIAS_COL).alias("_b_other")),
-                                on=col_other, how="left")
+        # the bias tables are small (one double per user or item): broadcast them
+        joined = target_df.join(
+            F.broadcast(other_df.select(col_other, F.col(BIAS_COL).alias("_b_other"))),
+            on=col_other, how="left")
         resid = F.col(_TARGET) - F.lit(mu) - F.coalesce(F.col("_b_other"), F.lit(0.0))
     return (
         joined.groupBy(col_key)
@@ -98,7 +100,8 @@ def fit_biases(ratings_df: DataFrame, *, reg_user: float, reg_item: float, sweep
     target = F.col(col_rating).cast("double")
     if col_offset is not None:
         target = target - F.coalesce(F.col(col_offset).cast("double"), F.lit(0.0))
-    target_df = ratings_df.select(col_user, col_item, target.alias(_TARGET))
+    # cached: every sweep reads it twice (and an offset join should not be redone per sweep)
+    target_df = ratings_df.select(col_user, col_item, target.alias(_TARGET)).cache()
     if mu is None:
         mu = target_df.agg(F.avg(_TARGET)).first()[0]
         if mu is None:
@@ -131,6 +134,7 @@ def fit_biases(ratings_df: DataFrame, *, reg_user: float, reg_item: float, sweep
             if user_df is not None:
                 user_df.unpersist()
             user_df = new_user
+    target_df.unpersist()
     LOG.info("biases: mu=%.4f after %d sweeps (lambda_u=%g, lambda_i=%g)", mu, done, reg_user,
              reg_item)
     return Biases(mu=mu, user_bias_df=user_df, item_bias_df=item_df, sweeps=done,

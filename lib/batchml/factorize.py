@@ -550,7 +550,7 @@ def run_factorize(spark: SparkSession, cfg, *, dataset: str, output: str,
     from batchml.io.atomic import atomic_dir
     from batchml.logs import stage
     from batchml.ratings import split_random
-    from batchml.schema import RATINGS, TS_COL
+    from batchml.schema import RATINGS, STATS_FILE, TS_COL
 
     s = cfg.factorize
     lo, hi = s.rating_min, s.rating_max
@@ -576,8 +576,13 @@ def run_factorize(spark: SparkSession, cfg, *, dataset: str, output: str,
         st.set_rows(n_train)
         st.info.update(test=n_test, leaked=leaked)
         if n_test == 0:
-            raise FactorizeError(f"test set {s.test!r} is empty (probe rows removed at ingest without "
-                             "their ratings?)")
+            hint = ""
+            if s.test == "probe" and exists(f"{dataset}/{STATS_FILE}") and read_json(
+                    f"{dataset}/{STATS_FILE}").get("probe_removed_from_ratings"):
+                hint = (": the ingest removed the probe rows from the ratings (--remove-probe), so "
+                        "their ratings are gone; ingest without --remove-probe (this job removes "
+                        "them from training itself) or use --test random:0.1")
+            raise FactorizeError(f"test set {s.test!r} has no rated rows{hint}")
         if leaked:
             raise FactorizeError(f"{leaked} test rows are also in the training set")
 
