@@ -93,6 +93,7 @@ def run(spark, cfg, args) -> int:
             top_df.write.parquet(f"{tmp}/{table}")
             readable_df.write.parquet(f"{tmp}/{table}_readable")
             st.set_rows(report["rows"])
+        top_df.unpersist()
         if s.holdout_fraction > 0:
             metrics["evaluation"] = S.evaluate_item_cf(
                 ratings_df, params, holdout_fraction=s.holdout_fraction, seed=s.seed,

@@ -168,7 +168,8 @@ def item_stats(values_df: DataFrame, *, col_item: str = ITEM_COL) -> DataFrame:
 
 # --------------------------------------------------------------------------------------- pairs
 def co_occurrences(values_df: DataFrame, *, salt_buckets: int = 1, salt_min_items: int = 0,
-                   seed: int = 0, col_user: str = USER_COL, col_item: str = ITEM_COL) -> DataFrame:
+                   seed: int = 0, partitions: int | None = None, col_user: str = USER_COL,
+                   col_item: str = ITEM_COL) -> DataFrame:
     """Co-occurrence counts (and value sums) of every item pair sharing a user, item < other.
 
     A self-join of (user, item) on user with ``item < other``.  Users with more than
@@ -176,6 +177,10 @@ def co_occurrences(values_df: DataFrame, *, salt_buckets: int = 1, salt_min_item
     left rows go to one of ``salt_buckets`` groups by ``xxhash64(seed, item)`` and their right rows
     are replicated once per group, so their n(n-1)/2 pairs are produced by up to ``salt_buckets``
     tasks instead of one.  Salting never changes the result.
+
+    Both sides are explicitly hash-partitioned on (user, salt) into ``partitions`` (default
+    ``spark.sql.shuffle.partitions``): the join input is small while its output is quadratic, so
+    adaptive execution would otherwise coalesce the join into very few tasks.
 
     Returns
     -------
@@ -201,9 +206,11 @@ def co_occurrences(values_df: DataFrame, *, salt_buckets: int = 1, salt_min_item
                         *[v.alias("_x") for v in value], left_salt.alias("_salt"))
     right_df = df.select(F.col(col_user).alias("_u"), F.col(col_item).alias("_j"),
                          *[v.alias("_y") for v in value], right_salt.alias("_salt"))
-    cond = [F.col("l._u") == F.col("r._u"), F.col("l._i") < F.col("r._j")]
-    if salted:
-        cond.append(F.col("l._salt") == F.col("r._salt"))
+    n_parts = int(partitions or values_df.sparkSession.conf.get("spark.sql.shuffle.partitions"))
+    left_df = left_df.repartition(n_parts, "_u", "_salt")
+    right_df = right_df.repartition(n_parts, "_u", "_salt")
+    cond = [F.col("l._u") == F.col("r._u"), F.col("l._salt") == F.col("r._salt"),
+            F.col("l._i") < F.col("r._j")]
     aggs = [F.count(F.lit(1)).alias(CO_COUNT_COL)]
     if has_value:
         x, y = F.col("l._x"), F.col("r._y")
@@ -294,8 +301,9 @@ def similar_items(ratings_df: DataFrame, *, metric: str = "jaccard", top_k: int 
     -------
     DataFrame: ``col_item``, ``other_idx``, ``similarity`` double, ``co_count`` long, ``rank`` int.
     """
-    capped = filter_user_cap(ratings_df, max_items_per_user=max_items_per_user, seed=seed,
-                             col_user=col_user, col_item=col_item)
+    capped = (filter_user_cap(ratings_df, max_items_per_user=max_items_per_user, seed=seed,
+                              col_user=col_user, col_item=col_item)
+              if max_items_per_user > 0 else ratings_df)
     values = with_pair_values(capped, metric=metric, col_item=col_item, col_rating=col_rating)
     pairs = co_occurrences(values, salt_buckets=salt_buckets, salt_min_items=salt_min_items,
                            seed=seed, col_user=col_user, col_item=col_item)

@@ -1,0 +1,191 @@
+"""Similarity benchmark.
+
+1. On ~1M generated ratings: our exact Jaccard top-20 (batchml.similarity, Spark) against a
+   single-machine scipy.sparse reference (X^T X on the binary user x item matrix, the same top-20 with
+   the same tie-break), in one run: both times, the ratio, and whether the outputs are identical.
+2. Our job (jobs/similarity.py, default cap) on ~10M generated ratings in a subprocess: wall time,
+   pairs generated, peak memory of the driver and its JVM / Python worker children (psutil).
+
+    .venv/bin/python benchmarks/similarity.py [--small 1000000] [--big 10000000] [--skip-big]
+
+Datasets are generated once with batchml.synth.model (power-law users) and kept under --workdir.
+Needs scipy (the ``bench`` extra).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+TOP_K = 20
+
+
+def ensure_dataset(path: Path, n_ratings: int, seed: int = 42) -> tuple[Path, float]:
+    """Generate a dataset dir of ``n_ratings`` (known model, power-law users) unless present."""
+    from batchml.synth.model import default_sizes, draw_dates, draw_ratings, make_model, sample_pairs
+    from batchml.synth.ratings_tables import write_dataset
+    done = path / "_DONE"
+    if done.exists():
+        return path, 0.0
+    t0 = time.perf_counter()
+    rng = np.random.default_rng(seed)
+    n_users, n_items = default_sizes(n_ratings)
+    model = make_model(n_users, n_items, 5, 0.5, rng)
+    u, i = sample_pairs(n_ratings, n_users, n_items, rng)
+    r = draw_ratings(model, u, i, rng)
+    write_dataset(path, u, i, r, ts=draw_dates(n_ratings, rng), n_users=n_users, n_items=n_items)
+    done.write_text("ok")
+    return path, time.perf_counter() - t0
+
+
+def scipy_jaccard_top_k(dataset: Path, k: int):
+    """Reference: binary X (users x items), C = X^T X, J = C / (n_i + n_j - C), top-k per item by
+    (J desc, other asc).  Returns arrays (item, other, similarity, co_count, rank)."""
+    import pyarrow.parquet as pq
+    import scipy.sparse as sp
+    tbl = pq.read_table(dataset / "ratings", columns=["user_idx", "item_idx"])
+    u = tbl.column("user_idx").to_numpy()
+    i = tbl.column("item_idx").to_numpy()
+    x = sp.csr_matrix((np.ones(len(u), dtype=np.int64), (u, i)),
+                      shape=(int(u.max()) + 1, int(i.max()) + 1))
+    c = (x.T @ x).tocoo()
+    n = np.asarray(x.sum(axis=0)).ravel()
+    off = c.row != c.col
+    a, b, co = c.row[off], c.col[off], c.data[off]
+    sim = co.astype(np.float64) / (n[a] + n[b] - co).astype(np.float64)
+    order = np.lexsort((b, -sim, a))
+    a, b, co, sim = a[order], b[order], co[order], sim[order]
+    start = np.r_[0, np.flatnonzero(np.diff(a)) + 1]
+    rank = np.arange(len(a)) - np.repeat(start, np.diff(np.r_[start, len(a)])) + 1
+    keep = rank <= k
+    return a[keep], b[keep], sim[keep], co[keep], rank[keep]
+
+
+def part_one(dataset: Path, shuffle_partitions: int) -> dict:
+    from batchml.config import load_config
+    from batchml.similarity import similar_items
+    from batchml.spark import build_session
+
+    cfg = load_config(ROOT / "conf" / "local.yaml",
+                      [f"spark.shuffle_partitions={shuffle_partitions}", "spark.log_level=ERROR"])
+    spark = build_session(cfg.spark, app_name="bench-similarity")
+    try:
+        t0 = time.perf_counter()
+        ratings = spark.read.parquet(str(dataset / "ratings"))
+        pdf = similar_items(ratings, metric="jaccard", top_k=TOP_K).toPandas()
+        t_spark = time.perf_counter() - t0
+    finally:
+        spark.stop()
+    t0 = time.perf_counter()
+    ref = scipy_jaccard_top_k(dataset, TOP_K)
+    t_scipy = time.perf_counter() - t0
+
+    pdf = pdf.sort_values(["item_idx", "rank"]).reset_index(drop=True)
+    ours = (pdf["item_idx"].to_numpy(), pdf["other_idx"].to_numpy(), pdf["similarity"].to_numpy(),
+            pdf["co_count"].to_numpy(), pdf["rank"].to_numpy())
+    same_shape = len(ours[0]) == len(ref[0])
+    identical = same_shape and all(np.array_equal(o, r) for o, r in zip(ours, ref))
+    max_diff = float(np.max(np.abs(ours[2] - ref[2]))) if same_shape and len(ref[2]) else None
+    return {"rows": len(pdf), "spark_s": round(t_spark, 2), "scipy_s": round(t_scipy, 2),
+            "ratio_spark_over_scipy": round(t_spark / t_scipy, 1), "identical": bool(identical),
+            "max_abs_similarity_diff": max_diff}
+
+
+def run_logged(cmd: list[str], log: Path, env=None) -> tuple[float, int, int]:
+    """Run a command with its output streamed to ``log``; sample the RSS of it and all its
+    children (driver Python, the JVM, Python workers) every 0.2 s.  Returns (wall s, peak bytes,
+    return code); the peak so far is also written to ``log``.peak while it runs."""
+    import subprocess
+    import threading
+
+    from common import tree_rss
+    t0 = time.perf_counter()
+    with open(log, "w") as out:
+        proc = subprocess.Popen(cmd, cwd=str(ROOT), env=env, stdout=out, stderr=subprocess.STDOUT)
+        peak = 0
+        stop = threading.Event()
+
+        def poll():
+            nonlocal peak
+            while not stop.is_set():
+                peak = max(peak, tree_rss(proc.pid))
+                Path(f"{log}.peak").write_text(f"{peak} {time.perf_counter() - t0:.0f}")
+                stop.wait(0.2)
+
+        t = threading.Thread(target=poll, daemon=True)
+        t.start()
+        code = proc.wait()
+        stop.set()
+        t.join()
+    return time.perf_counter() - t0, peak, code
+
+
+def part_two(dataset: Path, output: Path, holdout: float) -> dict:
+    cmd = [sys.executable, str(ROOT / "jobs" / "similarity.py"), "--dataset", str(dataset),
+           "--output", str(output), "--set", f"similarity.holdout_fraction={holdout}",
+           "--set", "spark.log_level=ERROR"]
+    env = dict(os.environ, SPARK_LOCAL_IP="127.0.0.1")
+    log = output.parent / f"{output.name}.log"
+    wall, peak, code = run_logged(cmd, log, env=env)
+    res = type("R", (), {"returncode": code, "stdout": log.read_text(errors="replace")})
+    if res.returncode != 0:
+        return {"returncode": res.returncode, "wall_s": round(wall, 1), "tail": res.stdout[-3000:]}
+    m = json.loads((output / "metrics.json").read_text())
+    s = m["similarity"]
+    out = {"wall_s": round(wall, 1), "peak_rss_gib": round(peak / 2**30, 2),
+           "max_items_per_user": s["max_items_per_user"], "users_capped": s["users_capped"],
+           "ratings_dropped_by_cap": s["ratings_dropped_by_cap"],
+           "pairs_without_cap": s["pairs_without_cap"], "pairs_generated": s["pairs_generated"],
+           "distinct_pairs": s["distinct_pairs"], "pairs_after_min_support": s["pairs_after_min_support"],
+           "rows": s["rows"], "timings_s": m["timings_s"]}
+    if "evaluation" in m:
+        out["rmse_item_cf"] = m["evaluation"]["item_cf"]["rmse"]
+        out["rmse_global_mean"] = m["evaluation"]["global_mean"]["rmse"]
+    return out
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.strip().splitlines()[0])
+    p.add_argument("--small", type=int, default=1_000_000, help="ratings for the scipy comparison")
+    p.add_argument("--big", type=int, default=10_000_000, help="ratings for the job run")
+    p.add_argument("--skip-big", action="store_true")
+    p.add_argument("--skip-small", action="store_true")
+    p.add_argument("--holdout", type=float, default=0.0,
+                   help="similarity.holdout_fraction of the big run (0: no item-CF evaluation)")
+    p.add_argument("--shuffle-partitions", type=int, default=16)
+    p.add_argument("--workdir", default=str(ROOT / "data" / "bench" / "similarity"))
+    args = p.parse_args(argv)
+    work = Path(args.workdir)
+    os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+    print(f"machine: {os.cpu_count()} cores; load average {os.getloadavg()[0]:.1f}", flush=True)
+    if not args.skip_small:
+        ds, gen = ensure_dataset(work / f"ds{args.small}", args.small)
+        print(f"[1] dataset {args.small:,} ratings ({'generated in %.0fs' % gen if gen else 'cached'})",
+              flush=True)
+        r = part_one(ds, args.shuffle_partitions)
+        print(f"[1] exact Jaccard top-{TOP_K} on {args.small:,} ratings: {r['rows']:,} rows", flush=True)
+        print(f"    batchml (Spark, local[*]): {r['spark_s']:8.2f} s  (read + pairs + top-K + collect)")
+        print(f"    scipy.sparse X^T X       : {r['scipy_s']:8.2f} s  (read + matmul + top-K)")
+        print(f"    ratio Spark / scipy      : {r['ratio_spark_over_scipy']:8.1f} x")
+        print(f"    outputs identical (item, other, similarity bit-for-bit, co_count, rank): "
+              f"{r['identical']}  max |diff| {r['max_abs_similarity_diff']}", flush=True)
+    if not args.skip_big:
+        ds, gen = ensure_dataset(work / f"ds{args.big}", args.big)
+        print(f"[2] dataset {args.big:,} ratings ({'generated in %.0fs' % gen if gen else 'cached'})",
+              flush=True)
+        r = part_two(ds, work / f"out{args.big}", args.holdout)
+        print(f"[2] jobs/similarity.py on {args.big:,} ratings (defaults, holdout {args.holdout}):")
+        print(json.dumps(r, indent=2), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
