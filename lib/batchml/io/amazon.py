@@ -35,7 +35,6 @@ from batchml import schema as S
 from batchml.cli import JobError
 from batchml.io import delimited as D
 from batchml.io import reasons as R
-from batchml.io.files import head_lines
 
 LOG = logging.getLogger("batchml.ingest")
 
@@ -141,7 +140,7 @@ def detect_json_schema(path: str) -> str:
 
     Raises :class:`JobError` naming the file when its first lines are not JSON review objects.
     """
-    lines = head_lines(path)
+    lines = D.head(path)
     objs = []
     for line in lines:
         try:

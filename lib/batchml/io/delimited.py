@@ -22,7 +22,7 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from batchml.cli import JobError
-from batchml.io.files import head_lines, list_files
+from batchml.io.files import list_files
 from batchml.io.text import block_summary, read_lines, truncate_raw, with_line_numbers
 
 LOG = logging.getLogger("batchml.ingest")
@@ -68,6 +68,32 @@ def _is_file(path: str) -> bool:
     return fs.get_file_info(p).type == pafs.FileType.File
 
 
+def head(path: str, n: int = 50, nbytes: int = 65536, encoding: str = "utf-8") -> list[str]:
+    """The first ``n`` non-blank lines of a plain or gzip file.
+
+    Like :func:`batchml.io.files.head_lines`, but the stream is opened with ``compression=None``:
+    pyarrow would otherwise decompress ``.gz`` on its own and the gzip check would see plain text.
+    """
+    import gzip
+    import io
+
+    from batchml.io.atomic import _filesystem
+    fs, p = _filesystem(path)
+    gz = path.endswith(".gz")
+    with fs.open_input_stream(p, compression=None) as raw:
+        data = raw.read(1 << 20 if gz else nbytes)
+    if gz:
+        try:
+            with gzip.GzipFile(fileobj=io.BytesIO(data)) as stream:
+                data = stream.read1(nbytes)
+        except (OSError, EOFError) as exc:
+            raise JobError(f"{path}: not a readable gzip file ({exc})") from None
+    parts = data.decode(encoding, errors="replace").split("\n")
+    if len(data) >= nbytes and len(parts) > 1:
+        parts = parts[:-1]  # drop a line cut by the read limit
+    return [ln.rstrip("\r") for ln in parts if ln.strip()][:n]
+
+
 def check_head(paths: Sequence[str], *, looks_right: Callable[[list[str]], bool], what: str,
                max_files: int = 32, encoding: str = "utf-8") -> None:
     """Fail fast when a file is not in the declared format at all (not merely a few bad lines).
@@ -77,7 +103,7 @@ def check_head(paths: Sequence[str], *, looks_right: Callable[[list[str]], bool]
     """
     step = max(1, len(paths) // max_files)
     for path in list(paths)[::step][:max_files]:
-        lines = head_lines(path, encoding=encoding)
+        lines = head(path, encoding=encoding)
         if not lines or not looks_right(lines):
             first = lines[0][:120] if lines else "<empty file>"
             raise JobError(f"{path} is not {what}; its first line is {first!r}")

@@ -1,0 +1,179 @@
+"""Amazon review ingest (TSV and McAuley JSON lines) against an independent plain-Python reading."""
+from __future__ import annotations
+
+from contextlib import contextmanager
+
+import pytest
+from chispa import assert_df_equality
+from pyspark.sql import functions as F
+
+from batchml.cli import JobError
+from batchml.config import build_config
+from batchml.ingest import ingest
+from batchml.io import amazon as AZ
+from batchml.io import reasons as R
+from batchml.io.delimited import with_lines
+from batchml.io.files import source_name
+from batchml.synth.amazon import write_amazon_json_dump, write_amazon_tsv_dump
+from amazon_reference import parse_json, parse_tsv
+from movielens_reference import latest
+
+TSV_DATA = ("source string, line long, user_id string, item_id string, rating float, d date, "
+            "verified boolean, helpful_votes int, title string")
+CFG = build_config({"ingest": {"max_reject_fraction": 0.05}})
+JSON_DATA = ("source string, line long, user_id string, item_id string, rating float, ms long, "
+             "verified boolean, helpful_votes int")
+
+
+@contextmanager
+def tiny_splits(spark, nbytes=32768):
+    old = {k: spark.conf.get(k) for k in ("spark.sql.files.maxPartitionBytes", "spark.sql.files.openCostInBytes")}
+    spark.conf.set("spark.sql.files.maxPartitionBytes", str(nbytes))
+    spark.conf.set("spark.sql.files.openCostInBytes", "0")
+    try:
+        yield
+    finally:
+        for k, v in old.items():
+            spark.conf.set(k, v)
+
+
+@pytest.fixture(scope="module")
+def tsv(tmp_path_factory):
+    return write_amazon_tsv_dump(tmp_path_factory.mktemp("amz") / "raw", n_reviews=2400, seed=11, gz=False,
+                                 plant=1, duplicates=8)
+
+
+@pytest.fixture(scope="module")
+def jsonl(tmp_path_factory):
+    return write_amazon_json_dump(tmp_path_factory.mktemp("amzj") / "raw", n_reviews=500, seed=12, plant=1,
+                                  duplicates=3)
+
+
+def tsv_reference(root, files):
+    data, rejects, kinds = [], [], {}
+    for f in files:
+        d, r, k = parse_tsv(root / f)
+        data += [(f, *row) for row in d]
+        rejects += [(f, *row) for row in r]
+        kinds[f] = k
+    return data, rejects, kinds
+
+
+def test_tsv_parse_matches_reference_across_splits(spark, tsv):
+    with tiny_splits(spark):
+        paths = [str(tsv.path / f) for f in tsv.files]
+        got = (with_lines(AZ.read_amazon_tsv(spark, paths).withColumn("source", source_name(str(tsv.path))))
+               .cache())
+        assert got.select("source").distinct().count() == len(tsv.files)
+        data, rejects, kinds = tsv_reference(tsv.path, tsv.files)
+        cols = ["source", "line", "user_id", "item_id", "rating", F.to_date("ts").alias("d"), "verified",
+                "helpful_votes", "title"]
+        assert_df_equality(got.where("kind = 'data'").select(*cols), spark.createDataFrame(data, TSV_DATA),
+                           ignore_row_order=True, ignore_nullable=True)
+        assert sorted(tuple(r) for r in got.where("kind = 'reject'").select("source", "line", "reason")
+                      .collect()) == sorted(rejects)
+        found = {r["reason"]: r["count"] for r in got.where("kind = 'reject'").groupBy("reason").count().collect()}
+        assert found == tsv.planted and set(found) == set(R.AMAZON_TSV_REASONS)
+        by_kind = {r["kind"]: r["count"] for r in got.groupBy("kind").count().collect()}
+        assert by_kind["blank"] == tsv.blank and by_kind["header"] == len(tsv.files)
+        assert got.count() == sum(sum(k.values()) for k in kinds.values())
+        # stray quotes are literal text, never the start of a quoted field
+        assert got.where(F.col("title").contains('"')).count() > 0
+
+
+def test_tsv_ingest_end_to_end(spark, tsv, tmp_path):
+    out = tmp_path / "ds"
+    # a glob input: every category file in one run
+    res = ingest(spark, CFG, "amazon-tsv", str(tsv.path / "amazon_reviews_us_*.tsv"), str(out))
+    data, rejects, kinds = tsv_reference(tsv.path, tsv.files)
+    exp = latest([(f, n, u, i, r, d, v, h, t) for f, n, u, i, r, d, v, h, t in data])
+    ratings = (spark.read.parquet(str(out / "ratings")).join(spark.read.parquet(str(out / "users")), "user_idx")
+               .join(spark.read.parquet(str(out / "items")), "item_idx"))
+    got = {(r["user_id"], r["item_id"]): (r["rating"], r["d"], r["verified"], r["helpful_votes"])
+           for r in ratings.select("user_id", "item_id", "rating", F.to_date("ts").alias("d"), "verified",
+                                   "helpful_votes").collect()}
+    assert got == {k: (v[4], v[5], v[6], v[7]) for k, v in exp.items()}
+    s = res.stats
+    assert s["duplicates_dropped"] == tsv.duplicates == len(data) - len(exp)
+    assert s["ratings"] == len(exp) and s["users"] == len({k[0] for k in exp})
+    # the same customer across category files is one user
+    cats = {}
+    for f, _, u, *_ in data:
+        cats.setdefault(u, set()).add(f)
+    assert any(len(c) > 1 for c in cats.values())
+    assert abs(s["verified_fraction"] - sum(v[6] for v in exp.values()) / len(exp)) < 1e-9
+    assert s["helpful_votes"]["total"] == sum(v[7] for v in exp.values())
+    for f, k in kinds.items():
+        c = s["files"][f]
+        assert (c["lines"], c["headers"], c["accepted"], c["blank"], c["rejected"]) == \
+            (sum(k.values()), k["header"], k["data"], k["blank"], k["reject"])
+    assert s["reconcile"]["rejected_by_reason"] == tsv.planted
+    assert s["reconcile"]["ratings_reconcile"] and s["reconcile"]["all_files_reconcile"]
+    items = spark.read.parquet(str(out / "items"))
+    assert items.where("title is null").count() == 0
+    assert spark.read.parquet(str(out / "rejects")).count() == len(rejects)
+
+
+def test_json_parse_matches_reference_per_schema(spark, jsonl):
+    schemas = {str(jsonl.path / f): AZ.detect_json_schema(str(jsonl.path / f)) for f in jsonl.files}
+    assert sorted(schemas.values()) == ["2014", "2018", "2023"]
+    got = with_lines(AZ.read_amazon_json(spark, list(schemas), schemas=schemas)
+                     .withColumn("source", source_name(str(jsonl.path)))).cache()
+    data, rejects, n_lines = [], [], 0
+    for path, schema in schemas.items():
+        f = path.rsplit("/", 1)[-1]
+        d, r, k = parse_json(jsonl.path / f, schema)
+        data += [(f, *row) for row in d]
+        rejects += [(f, *row) for row in r]
+        n_lines += sum(k.values())
+    cols = ["source", "line", "user_id", "item_id", "rating", F.unix_millis("ts").alias("ms"), "verified",
+            "helpful_votes"]
+    assert_df_equality(got.where("kind = 'data'").select(*cols), spark.createDataFrame(data, JSON_DATA),
+                       ignore_row_order=True, ignore_nullable=True)
+    assert sorted(tuple(r) for r in got.where("kind = 'reject'").select("source", "line", "reason")
+                  .collect()) == sorted(rejects)
+    found = {r["reason"]: r["count"] for r in got.where("kind = 'reject'").groupBy("reason").count().collect()}
+    assert found == jsonl.planted and set(found) == set(R.AMAZON_JSON_REASONS)
+    assert got.count() == n_lines
+    assert any(h and h >= 1000 for *_, h in data), "2018 votes with thousands separators are parsed"
+
+
+def test_json_ingest_keeps_latest_duplicate(spark, jsonl, tmp_path):
+    out = tmp_path / "ds"
+    res = ingest(spark, CFG, "amazon-json", str(jsonl.path), str(out))
+    rows = []
+    for f in jsonl.files:
+        schema = AZ.detect_json_schema(str(jsonl.path / f))
+        rows += [(f, n, u, i, r, ms) for n, u, i, r, ms, _, _ in parse_json(jsonl.path / f, schema)[0]]
+    exp = latest(rows)
+    ratings = (spark.read.parquet(str(out / "ratings")).join(spark.read.parquet(str(out / "users")), "user_idx")
+               .join(spark.read.parquet(str(out / "items")), "item_idx"))
+    got = {(r["user_id"], r["item_id"]): (r["rating"], r["ms"])
+           for r in ratings.select("user_id", "item_id", "rating", F.unix_millis("ts").alias("ms")).collect()}
+    assert got == {k: (v[4], v[5]) for k, v in exp.items()}
+    s = res.stats
+    assert s["duplicates_dropped"] == jsonl.duplicates == len(rows) - len(exp)
+    assert s["json_schemas"] == {"2014": 1, "2018": 1, "2023": 1}
+    assert s["reconcile"]["ratings_reconcile"] and s["reconcile"]["all_files_reconcile"]
+    assert s["reconcile"]["lines_rejected"] == sum(jsonl.planted.values())
+
+
+def test_wrong_format_fails_fast(spark, tsv, tmp_path):
+    from batchml.synth.netflix import write_netflix_dump
+    nf = write_netflix_dump(tmp_path / "nf", n_ratings=300, seed=1, n_files=1)
+    nf_file = nf.path / nf.files[0]
+    d = tmp_path / "tsv"
+    d.mkdir()
+    (d / "amazon_reviews_us_Books_v1_00.tsv").write_bytes(nf_file.read_bytes())
+    with pytest.raises(JobError, match=r"amazon_reviews_us_Books_v1_00\.tsv is not an Amazon reviews TSV file"):
+        ingest(spark, build_config({}), "amazon-tsv", str(d), str(tmp_path / "o1"))
+    with pytest.raises(JobError, match=r"is not an Amazon review JSON-lines file"):
+        AZ.detect_json_schema(str(tsv.path / tsv.files[0]))
+    # an Amazon TSV named like a Netflix file, passed as netflix
+    n = tmp_path / "asnf"
+    n.mkdir()
+    (n / "combined_data_1.txt").write_bytes((tsv.path / tsv.files[0]).read_bytes())
+    with pytest.raises(JobError, match=r"combined_data_1\.txt is not a Netflix Prize ratings file"):
+        ingest(spark, build_config({}), "netflix", str(n), str(tmp_path / "o2"))
+    with pytest.raises(JobError, match="no Amazon review TSV files"):
+        ingest(spark, build_config({}), "amazon-tsv", str(tmp_path / "nf" / "ground_truth"), str(tmp_path / "o3"))
