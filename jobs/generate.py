@@ -1,6 +1,8 @@
 """Generate a synthetic dump in a real dump's exact format, with its ground truth saved beside it.
 
     python jobs/generate.py --format netflix --output DIR [--ratings N] [--seed S] [--layout combined|training_set] [--gzip] [--plant K]
+    python jobs/generate.py --format netflix-csv|amazon-tsv|amazon-json|movielens --output DIR [--ratings N] [--plant K] [--duplicates D] [--gzip]
+        [--variant 100k|dat|csv]  (movielens)   [--categories Books,Music,...]  (amazon-tsv)
 """
 from __future__ import annotations
 
@@ -9,7 +11,7 @@ import sys
 
 from batchml.cli import job_parser, run_job
 
-FORMATS = ("netflix",)
+FORMATS = ("netflix", "netflix-csv", "amazon-tsv", "amazon-json", "movielens")
 
 
 def build_parser():
@@ -19,24 +21,49 @@ def build_parser():
     parser.add_argument("--ratings", type=int, default=None, help="number of ratings (generate.ratings)")
     parser.add_argument("--seed", type=int, default=None, help="random seed (generate.seed)")
     parser.add_argument("--layout", default="combined", choices=("combined", "training_set"),
-                        help="combined_data_1..4.txt or training_set/mv_*.txt")
+                        help="netflix: combined_data_1..4.txt or training_set/mv_*.txt")
     parser.add_argument("--gzip", action="store_true", help="gzip the ratings files")
     parser.add_argument("--plant", type=int, default=0,
                         help="plant this many broken lines of each reject kind")
+    parser.add_argument("--duplicates", type=int, default=0,
+                        help="non-netflix formats: extra lines repeating a (user, item) pair")
+    parser.add_argument("--variant", default="100k", choices=("100k", "dat", "csv"),
+                        help="movielens: u.data+u.item, ratings.dat+movies.dat or ratings.csv+movies.csv")
+    parser.add_argument("--categories", default=None,
+                        help="amazon-tsv: comma-separated category names, one file each")
     return parser
 
 
 def run(spark, cfg, args) -> int:
-    from batchml.synth.netflix import write_netflix_dump
     g = cfg.generate
-    dump = write_netflix_dump(
-        args.output, n_ratings=args.ratings or g.ratings, seed=g.seed if args.seed is None else args.seed,
-        n_users=g.users, n_items=g.items, rank=g.rank, noise=g.noise, probe_fraction=g.probe_fraction,
-        layout=args.layout, gz=args.gzip, plant=args.plant)
-    t = dump.truth
-    print(json.dumps({k: t[k] for k in ("n_ratings", "n_users", "n_items", "n_probe", "n_qualifying",
-                                         "noise_sigma", "probe_rmse_true_model", "planted_rejects")},
-                     indent=2))
+    n = args.ratings or g.ratings
+    seed = g.seed if args.seed is None else args.seed
+    if args.format == "netflix":
+        from batchml.synth.netflix import write_netflix_dump
+        dump = write_netflix_dump(
+            args.output, n_ratings=n, seed=seed, n_users=g.users, n_items=g.items, rank=g.rank, noise=g.noise,
+            probe_fraction=g.probe_fraction, layout=args.layout, gz=args.gzip, plant=args.plant)
+        t = dump.truth
+        print(json.dumps({k: t[k] for k in ("n_ratings", "n_users", "n_items", "n_probe", "n_qualifying",
+                                             "noise_sigma", "probe_rmse_true_model", "planted_rejects")},
+                         indent=2))
+        return 0
+    common = dict(seed=seed, plant=args.plant, duplicates=args.duplicates)
+    if args.format == "netflix-csv":
+        from batchml.synth.netflix_csv import write_netflix_csv_dump
+        dump = write_netflix_csv_dump(args.output, n, gz=args.gzip, **common)
+    elif args.format == "movielens":
+        from batchml.synth.movielens import write_movielens_dump
+        dump = write_movielens_dump(args.output, n, variant=args.variant, gz=args.gzip, **common)
+    elif args.format == "amazon-tsv":
+        from batchml.synth.amazon import CATEGORIES, write_amazon_tsv_dump
+        cats = tuple(args.categories.split(",")) if args.categories else CATEGORIES
+        dump = write_amazon_tsv_dump(args.output, n, categories=cats, gz=args.gzip, **common)
+    else:
+        from batchml.synth.amazon import write_amazon_json_dump
+        dump = write_amazon_json_dump(args.output, max(1, n // 3), **common)
+    print(json.dumps({"files": dump.files, "n_ratings": dump.n_ratings, "planted_rejects": dump.planted,
+                      "duplicates": dump.duplicates, "blank": dump.blank}, indent=2))
     return 0
 
 
