@@ -180,6 +180,7 @@ def cmd_popular(cat: Catalog, args) -> str:
     r = cat.ratings()
     if r.empty:
         raise QueryError("the dataset has no ratings")
+    r[RATING_COL] = r[RATING_COL].astype(np.float64)
     mu = float(r[RATING_COL].mean())
     g = r.groupby(ITEM_COL)[RATING_COL].agg(["count", "mean"]).reset_index()
     g = g[g["count"] >= max(1, s.min_ratings)]

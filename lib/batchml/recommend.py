@@ -185,8 +185,10 @@ def score_block(items: ItemArrays, user_idx: np.ndarray, user_offset: np.ndarray
              np.empty(0, np.int32))
     if b == 0 or k == 0:
         return empty
+    hashed = None
     if random_seed is not None:
-        s = uniform_hash(user_idx, items.idx, random_seed).astype(np.float32)
+        hashed = uniform_hash(user_idx, items.idx, random_seed)
+        s = hashed.astype(np.float32)
     elif user_factors is not None and items.factors is not None:
         s = user_factors @ items.factors.T
         s += items.offset.astype(np.float32)[None, :]
@@ -201,8 +203,8 @@ def score_block(items: ItemArrays, user_idx: np.ndarray, user_offset: np.ndarray
     else:
         top = np.broadcast_to(np.arange(m), (b, m)).copy()
     approx = np.take_along_axis(s, top, axis=1)
-    if random_seed is not None:
-        exact = uniform_hash(user_idx, items.idx, random_seed)[np.arange(b)[:, None], top]
+    if hashed is not None:
+        exact = np.take_along_axis(hashed, top, axis=1)
     else:
         exact = items.offset[top] + np.asarray(user_offset, np.float64)[:, None]
         if user_factors is not None and items.factors is not None:
@@ -678,9 +680,10 @@ def run_recommend(spark: SparkSession, cfg, *, model: str, dataset: str, output:
 
     Returns the dict written to ``output/metrics.json``.
     """
+    import json
+
     from batchml.io.atomic import atomic_dir, write_json
     from batchml.logs import stage
-    from batchml.ranking import list_metrics, ranking_metrics
     from batchml.schema import ITEMS, RATINGS, USERS
 
     s = cfg.recommend
@@ -777,9 +780,10 @@ def run_recommend(spark: SparkSession, cfg, *, model: str, dataset: str, output:
                 out["fold_in"] = {
                     "file": fold_in_file, "n_ratings": int(len(idx)), "bias": fi.bias,
                     "factor_norm": float(np.linalg.norm(fi.factors)),
-                    "rated": lookup.describe(idx).assign(rating=r)[[ITEM_ID_COL, TITLE_COL, "rating"]]
-                    .to_dict("records"),
-                    "top": top[[RANK_COL, ITEM_ID_COL, TITLE_COL, SCORE_COL]].to_dict("records")}
+                    "rated": json.loads(lookup.describe(idx).assign(rating=r)[
+                        [ITEM_ID_COL, TITLE_COL, "rating"]].to_json(orient="records")),
+                    "top": json.loads(top[[RANK_COL, ITEM_ID_COL, TITLE_COL, SCORE_COL]]
+                                      .to_json(orient="records"))}
                 st.set_rows(len(top))
 
         if s.evaluate:
