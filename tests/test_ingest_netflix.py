@@ -158,7 +158,9 @@ def test_ingest_end_to_end_reconciles(spark, dump, tmp_path):
     assert sorted(int(r[0]) for r in items.select("item_id").collect()) == list(range(1, dump.n_items + 1))
     rejects = spark.read.parquet(str(out / "rejects"))
     assert rejects.count() == sum(dump.planted.values())
-    assert spark.read.parquet(str(out / "probe")).count() == len(probe_pairs)
+    probe = spark.read.parquet(str(out / "probe")).join(users, "user_idx").join(items, "item_idx")
+    assert {(r["user_id"], r["item_id"]): r["rating"] for r in probe.collect()} == {
+        k: exp[k][0] for k in probe_pairs}, "probe pairs keep their ratings from the training files"
     assert s["qualifying"]["pairs"] == dump.truth["n_qualifying"]
     assert not list(tmp_path.glob(".ds.*")), "no temporary siblings left behind"
     assert res.stats["timings_s"]["total"] > 0

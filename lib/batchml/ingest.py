@@ -180,6 +180,11 @@ def ingest(spark: SparkSession, cfg: Config, fmt: str, input_dir: str, output: s
             with stage(f"parse {table}", spark, timings) as st:
                 pdf = _stage_parquet(pdf.withColumn("source", name), f"{staging}/{table}")
                 pairs, unknown = map_pairs(pdf, users, items, cfg.ingest.raw_max_chars)
+                if table == S.PROBE:
+                    # the probe's ratings are in the training files: keep them with the pairs, so
+                    # the probe stays a scorable test set when it is removed from the ratings
+                    pairs = pairs.join(ratings.select(S.USER_COL, S.ITEM_COL, S.RATING_COL),
+                                       on=[S.USER_COL, S.ITEM_COL], how="left")
                 pairs = _stage_parquet(pairs, f"{tmp}/{table}")
                 rejects += [_rejects(pdf), unknown]
                 extra_stats[table] = {"pairs": st.set_rows(pairs.count()), "unknown": unknown.count()}
