@@ -337,7 +337,24 @@ def test_job_users_file_and_fold_in(spark, job_run):
     assert not {t["item_id"] for t in fi["top"]} & {"i0", "i1", "i2"}
 
 
-def test_job_cli_help_and_bad_model(tmp_path, capsys):
+def test_failed_run_leaves_previous_output(spark, test_config, job_run):
+    base = job_run["base"]
+    before = sorted(str(p.relative_to(base)) for p in (base / "sub").rglob("*"))
+    bad = base / "bad.csv"
+    bad.write_text("item,rating\nNo Such Film,5\n")
+    cfg = build_config(as_dict(test_config), ["recommend.evaluate=false"])
+    with pytest.raises(RecommendError, match='no such item id or title "No Such Film"'):
+        run_recommend(spark, cfg, model=str(base / "model"), dataset=str(job_run["ds"]),
+                      output=str(base / "sub"), users_file=str(base / "users.txt"),
+                      fold_in_file=str(bad))
+    assert sorted(str(p.relative_to(base)) for p in (base / "sub").rglob("*")) == before
+    assert not [p for p in base.iterdir() if p.name.startswith(".sub.tmp")]
+    with pytest.raises(RecommendError, match="not a model dir"):
+        run_recommend(spark, cfg, model=str(base / "ds"), dataset=str(job_run["ds"]),
+                      output=str(base / "sub"))
+
+
+def test_job_cli_help(capsys):
     from jobs_loader import load_job
     job = load_job("recommend")
     with pytest.raises(SystemExit) as exc:
