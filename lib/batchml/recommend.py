@@ -14,9 +14,10 @@ Top-N (:func:`top_n_per_user`) never builds the users × items pair table: users
 bias, factors and the list of items they have rated; ``mapInArrow`` scores them in blocks of
 ``block_size`` users with one numpy matrix product against the candidate items (collected once to
 the driver and broadcast: 17,770 × rank floats for the Netflix catalog), masks the rated items and
-keeps the best N with ``argpartition``.  Memory per task is ``block_size × n_items`` floats.  The
-same block scorer gives the popular-list and random baselines of the ranking evaluation (no factor
-term; the item score is the shrunk mean, or a seeded hash of (user, item)).
+keeps the best N with ``argpartition``.  Memory per task is about 3 × block_size × n_items × 4
+bytes (scores and partition indices).  The same block scorer gives the popular-list and random
+baselines of the ranking evaluation (no factor term; the item score is the shrunk mean, or a
+seeded hash of (user, item)).
 
 Popular list (:func:`popular_items`): the shrunk (Bayesian) mean
 
@@ -199,7 +200,7 @@ def score_block(items: ItemArrays, user_idx: np.ndarray, user_offset: np.ndarray
     if len(seen_rows):
         s[seen_rows, seen_pos] = -np.inf
     if k < m:
-        top = np.argpartition(-s, k - 1, axis=1)[:, :k]
+        top = np.argpartition(s, m - k, axis=1)[:, m - k:]   # the k largest, unordered
     else:
         top = np.broadcast_to(np.arange(m), (b, m)).copy()
     approx = np.take_along_axis(s, top, axis=1)
