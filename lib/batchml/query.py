@@ -24,7 +24,6 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.dataset as ds
-import pyarrow.parquet as pq
 
 from batchml.config import DEFAULT_CONF, ConfigError, load_config
 from batchml.recommend import (BIAS_COL, COUNT_COL, FEATURES_COL, ItemArrays, ItemLookup,
