@@ -74,24 +74,33 @@ def parse_amazon_tsv(lines_df: DataFrame, raw_max: int = 300) -> DataFrame:
         bad vote count (``helpful_votes`` / ``total_votes``), bad verified flag (not Y/N), bad date
         (``review_date`` not a valid yyyy-MM-dd).
     """
-    v = F.col("value")
-    parts = F.split(v, "\t", -1)
+    # Each step is its own projection so the split and every token are computed once per line
+    # (inside a CASE WHEN chain Spark would re-evaluate a repeated expression for each branch).
+    base = [c for c in lines_df.columns]
+    fields = lines_df.select(*base, F.split(F.col("value"), "\t", -1).alias("_f"))
 
     def field(name: str) -> Column:
-        return F.get(parts, TSV_COLUMNS.index(name))
+        return F.get(F.col("_f"), TSV_COLUMNS.index(name))
 
-    user, item = F.trim(field("customer_id")), F.trim(field("product_id"))
-    rtok = F.trim(field("star_rating"))
-    rating = F.when(rtok.rlike(r"^[0-9]{1,3}$"), rtok.try_cast(T.IntegerType()))
-    helpful, total = F.trim(field("helpful_votes")), F.trim(field("total_votes"))
-    vflag = F.trim(field("verified_purchase"))
-    dtok = F.trim(field("review_date"))
-    date = F.when(dtok.rlike(_DATE), F.try_to_date(dtok, "yyyy-MM-dd"))
-    is_blank = F.trim(v) == ""
-    is_header = v.startswith("marketplace\tcustomer_id\t")
+    tokens = fields.select(
+        *base, F.size("_f").alias("_n"), F.trim(field("customer_id")).alias("_user"),
+        F.trim(field("product_id")).alias("_item"), F.trim(field("star_rating")).alias("_rtok"),
+        F.trim(field("helpful_votes")).alias("_helpful"), F.trim(field("total_votes")).alias("_total"),
+        F.trim(field("verified_purchase")).alias("_vflag"), F.trim(field("review_date")).alias("_dtok"),
+        field("product_title").alias("_title"))
+    rtok, dtok = F.col("_rtok"), F.col("_dtok")
+    values = tokens.select(
+        *base, "_n", "_user", "_item", "_helpful", "_total", "_vflag", "_title",
+        F.when(rtok.rlike(r"^[0-9]{1,3}$"), rtok.try_cast(T.IntegerType())).alias("_rating"),
+        F.when(dtok.rlike(_DATE), F.try_to_date(dtok, "yyyy-MM-dd")).alias("_date"),
+        (F.trim(F.col("value")) == "").alias("_blank"),
+        F.col("value").startswith("marketplace\tcustomer_id\t").alias("_header"))
+    user, item, rating, date = F.col("_user"), F.col("_item"), F.col("_rating"), F.col("_date")
+    helpful, total, vflag = F.col("_helpful"), F.col("_total"), F.col("_vflag")
+    is_blank, is_header = F.col("_blank"), F.col("_header")
     reason = (
         F.when(is_blank | is_header, F.lit(None))
-        .when(F.size(parts) != len(TSV_COLUMNS), F.lit(R.WRONG_FIELD_COUNT))
+        .when(F.col("_n") != len(TSV_COLUMNS), F.lit(R.WRONG_FIELD_COUNT))
         .when(~user.rlike(_USER_ID), F.lit(R.BAD_USER_ID))
         .when(~item.rlike(_ITEM_ID), F.lit(R.BAD_ITEM_ID))
         .when(rating.isNull(), F.lit(R.BAD_RATING))
@@ -100,11 +109,11 @@ def parse_amazon_tsv(lines_df: DataFrame, raw_max: int = 300) -> DataFrame:
         .when(~vflag.isin("Y", "N"), F.lit(R.BAD_VERIFIED))
         .when(date.isNull(), F.lit(R.BAD_DATE))
     )
-    staged = lines_df.withColumn("reason", reason).withColumn("kind", D.kind_of(F.col("reason"), is_blank, is_header))
+    staged = values.withColumn("reason", reason).withColumn("kind", D.kind_of(F.col("reason"), is_blank, is_header))
     return D.ratings_columns(
         staged, user=user, item=item, rating=rating, ts=date.cast(T.TimestampType()), raw_max=raw_max,
         extra={S.VERIFIED_COL: vflag == "Y", S.HELPFUL_COL: helpful.cast(T.IntegerType()),
-               "title": field("product_title")})
+               "title": F.col("_title")})
 
 
 def read_amazon_tsv(spark: SparkSession, paths: Sequence[str], raw_max: int = 300) -> DataFrame:
@@ -172,43 +181,53 @@ def parse_amazon_json(lines_df: DataFrame, schema: str, raw_max: int = 300) -> D
         (1..5), bad date (time not a non-negative integer).
     """
     user_k, item_k, rating_k, time_k = SCHEMA_KEYS[schema]
-    v = F.try_parse_json(F.col("value"))
+    # one projection per step: the JSON is parsed once per line, each field extracted once
+    base = [c for c in lines_df.columns]
+    parsed = lines_df.select(*base, F.try_parse_json(F.col("value")).alias("_v"))
+    v = F.col("_v")
 
     def text(key: str) -> Column:
         return F.try_variant_get(v, f"$.{key}", "string")
 
-    user, item = text(user_k), text(item_k)
-    rating = F.try_variant_get(v, f"$.{rating_k}", "double")
-    ttok = F.trim(text(time_k))
-    tsec = F.when(ttok.rlike(r"^[0-9]{1,16}$"), ttok.try_cast(T.LongType()))
-    ts = F.timestamp_millis(tsec) if schema == "2023" else F.timestamp_seconds(tsec)
     if schema == "2023":
         helpful = F.try_variant_get(v, "$.helpful_vote", "int")
         verified = F.try_variant_get(v, "$.verified_purchase", "boolean")
     elif schema == "2018":
-        vote = F.regexp_replace(text("vote"), ",", "")
-        helpful = F.coalesce(vote.try_cast(T.IntegerType()), F.try_variant_get(v, "$.helpful[0]", "int"),
-                             F.when(text("vote").isNull(), F.lit(0)))
+        vote = text("vote")
+        helpful = F.coalesce(F.regexp_replace(vote, ",", "").try_cast(T.IntegerType()),
+                             F.try_variant_get(v, "$.helpful[0]", "int"), F.when(vote.isNull(), F.lit(0)))
         verified = F.try_variant_get(v, "$.verified", "boolean")
     else:
         helpful = F.try_variant_get(v, "$.helpful[0]", "int")
         verified = F.lit(None).cast(T.BooleanType())
-    is_blank = F.trim(F.col("value")) == ""
+    tokens = parsed.select(
+        *base, v.isNull().alias("_bad_json"), text(user_k).alias("_user"), text(item_k).alias("_item"),
+        text(rating_k).alias("_rtext"), F.try_variant_get(v, f"$.{rating_k}", "double").alias("_rating"),
+        F.trim(text(time_k)).alias("_ttok"), helpful.alias("_helpful"), verified.alias("_verified"))
+    ttok = F.col("_ttok")
+    tsec = F.when(ttok.rlike(r"^[0-9]{1,16}$"), ttok.try_cast(T.LongType()))
+    values = tokens.select(
+        *base, "_bad_json", "_user", "_item", "_rtext", "_rating", "_ttok", "_helpful", "_verified",
+        (F.timestamp_millis(tsec) if schema == "2023" else F.timestamp_seconds(tsec)).alias("_ts"),
+        (F.trim(F.col("value")) == "").alias("_blank"))
+    user, item, rating, ts = F.col("_user"), F.col("_item"), F.col("_rating"), F.col("_ts")
+    is_blank = F.col("_blank")
 
     def missing(c: Column) -> Column:
         return c.isNull() | (F.trim(c) == "")
 
     reason = (
         F.when(is_blank, F.lit(None))
-        .when(v.isNull() | ~F.ltrim(F.col("value")).startswith("{"), F.lit(R.NOT_JSON))
-        .when(missing(user) | missing(item) | missing(text(rating_k)) | missing(ttok), F.lit(R.MISSING_FIELD))
+        .when(F.col("_bad_json") | ~F.ltrim(F.col("value")).startswith("{"), F.lit(R.NOT_JSON))
+        .when(missing(user) | missing(item) | missing(F.col("_rtext")) | missing(F.col("_ttok")),
+              F.lit(R.MISSING_FIELD))
         .when(rating.isNull(), F.lit(R.BAD_RATING))
         .when((rating < 1) | (rating > 5), F.lit(R.RATING_OUT_OF_RANGE))
-        .when(tsec.isNull() | ts.isNull(), F.lit(R.BAD_DATE))
+        .when(ts.isNull(), F.lit(R.BAD_DATE))
     )
-    staged = lines_df.withColumn("reason", reason).withColumn("kind", D.kind_of(F.col("reason"), is_blank, F.lit(False)))
+    staged = values.withColumn("reason", reason).withColumn("kind", D.kind_of(F.col("reason"), is_blank, F.lit(False)))
     return D.ratings_columns(staged, user=user, item=item, rating=rating, ts=ts, raw_max=raw_max,
-                             extra={S.VERIFIED_COL: verified, S.HELPFUL_COL: helpful})
+                             extra={S.VERIFIED_COL: F.col("_verified"), S.HELPFUL_COL: F.col("_helpful")})
 
 
 def read_amazon_json(spark: SparkSession, paths: Sequence[str], raw_max: int = 300,

@@ -242,31 +242,33 @@ def parse_numeric_ratings(lines_df: DataFrame, *, sep: str, fields: Sequence[str
         field count, bad user id, bad item id, bad rating, rating out of range, bad date.
     """
     from batchml.io import reasons as R
-    v = F.col("value")
-    parts = F.split(v, sep, -1)
+    # one projection per step: split once, each token once (see batchml.io.amazon.parse_amazon_tsv)
+    base = [c for c in lines_df.columns]
+    split = lines_df.select(*base, F.split(F.col("value"), sep, -1).alias("_f"))
     pos = {name: i for i, name in enumerate(fields)}
-
-    def tok(name: str) -> Column:
-        return F.trim(F.get(parts, pos[name]))
-
-    user, item, rtok = positive_id(tok("user")), positive_id(tok("item")), tok("rating")
+    tokens = split.select(*base, F.size("_f").alias("_n"),
+                          *[F.trim(F.get(F.col("_f"), i)).alias(f"_{name}") for name, i in pos.items()])
+    rtok = F.col("_rating")
     if half_stars:
         rating = F.when(rtok.rlike(r"^[0-9]{1,3}(\.[0-9]{1,6})?$"), rtok.try_cast(T.DoubleType()))
-        off_scale = (rating * 2) != F.floor(rating * 2)
-        low, high = 0.5, 5.0
     else:
         rating = F.when(rtok.rlike(r"^[0-9]{1,3}$"), rtok.try_cast(T.IntegerType()))
-        off_scale = F.lit(False)
-        low, high = 1, 5
     ts = F.lit(None).cast(T.TimestampType())
     if "ts" in pos:
-        ttok = tok("ts")
+        ttok = F.col("_ts")
         ts = F.when(ttok.rlike(r"^[0-9]{1,12}$"), F.timestamp_seconds(ttok.try_cast(T.LongType())))
-    is_blank = F.trim(v) == ""
-    is_header = F.lit(False) if header is None else (F.trim(v) == F.lit(header))
+    v = F.col("value")
+    values = tokens.select(
+        *base, "_n", positive_id(F.col("_user")).alias("_u"), positive_id(F.col("_item")).alias("_i"),
+        rating.alias("_r"), ts.alias("_t"), (F.trim(v) == "").alias("_blank"),
+        (F.lit(False) if header is None else (F.trim(v) == F.lit(header))).alias("_header"))
+    user, item, rating, ts = F.col("_u"), F.col("_i"), F.col("_r"), F.col("_t")
+    is_blank, is_header = F.col("_blank"), F.col("_header")
+    off_scale = ((rating * 2) != F.floor(rating * 2)) if half_stars else F.lit(False)
+    low, high = (0.5, 5.0) if half_stars else (1, 5)
     reason = (
         F.when(is_blank | is_header, F.lit(None))
-        .when(F.size(parts) != len(fields), F.lit(R.WRONG_FIELD_COUNT))
+        .when(F.col("_n") != len(fields), F.lit(R.WRONG_FIELD_COUNT))
         .when(user.isNull(), F.lit(R.BAD_USER_ID))
         .when(item.isNull(), F.lit(R.BAD_ITEM_ID))
         .when(rating.isNull() | off_scale, F.lit(R.BAD_RATING))
@@ -274,7 +276,7 @@ def parse_numeric_ratings(lines_df: DataFrame, *, sep: str, fields: Sequence[str
     )
     if "ts" in pos:
         reason = reason.when(ts.isNull(), F.lit(R.BAD_DATE))
-    staged = lines_df.withColumn("reason", reason).withColumn("kind", kind_of(F.col("reason"), is_blank, is_header))
+    staged = values.withColumn("reason", reason).withColumn("kind", kind_of(F.col("reason"), is_blank, is_header))
     return ratings_columns(staged, user=user, item=item, rating=rating, ts=ts, raw_max=raw_max)
 
 
