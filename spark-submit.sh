@@ -54,7 +54,9 @@ export BATCHML_HOME="$here"
 export PYSPARK_PYTHON="${PYSPARK_PYTHON:-$py}"
 export PYSPARK_DRIVER_PYTHON="$py"
 args=(--master "$master" --driver-memory "$driver_memory"
-      --conf "spark.pyspark.driver.python=$py")
+      --conf "spark.pyspark.driver.python=$py"
+      --conf "spark.driver.extraJavaOptions=-Dlog4j2.configurationFile=file:$here/conf/log4j2.properties -Duser.timezone=UTC"
+      --conf "spark.executor.extraJavaOptions=-Duser.timezone=UTC")
 
 case "$master" in
   local*)

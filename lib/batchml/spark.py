@@ -36,6 +36,10 @@ def build_session(settings: SparkSettings, app_name: str | None = None) -> Spark
         "spark.sql.adaptive.enabled": "true",
         "spark.driver.extraJavaOptions": "-Duser.timezone=UTC",
         "spark.executor.extraJavaOptions": "-Duser.timezone=UTC",
+        # a barrier stage (distributed TensorFlow) asking for more slots than exist fails in
+        # seconds instead of retrying for ten minutes
+        "spark.scheduler.barrier.maxConcurrentTasksCheck.maxFailures": "3",
+        "spark.scheduler.barrier.maxConcurrentTasksCheck.interval": "2s",
     }
     conf.update(settings.extra)
     for key, value in conf.items():
