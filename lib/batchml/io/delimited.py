@@ -55,12 +55,18 @@ def resolve_input(path: str, pattern: str) -> InputFiles:
         found = [f for f in list_files(base or ".", pattern=pattern)
                  if re.fullmatch(rx, f.rstrip("/").rsplit("/", 1)[-1])]
         return InputFiles(root=base or ".", files=found)
-    if _is_file(path):
-        return InputFiles(root=path, files=list_files(path))
+    if is_file(path):
+        return InputFiles(root=path, files=list_files(path, pattern=pattern))
     return InputFiles(root=path, files=list_files(path, pattern=pattern))
 
 
-def _is_file(path: str) -> bool:
+def directory_of(root: str) -> str:
+    """``root`` itself, or the directory holding it when it is a file (where metadata files sit)."""
+    return os.path.dirname(root.rstrip("/")) or "." if is_file(root) else root
+
+
+def is_file(path: str) -> bool:
+    """True when ``path`` names a file (not a directory) on its filesystem."""
     from pyarrow import fs as pafs
 
     from batchml.io.atomic import _filesystem

@@ -17,6 +17,7 @@ The year of a title comes from its ``"Title (1995)"`` suffix.  Only the full rat
 from __future__ import annotations
 
 import logging
+import re
 from dataclasses import dataclass
 
 from pyspark.sql import SparkSession
@@ -68,7 +69,7 @@ def discover_movielens(root: str) -> tuple[Variant, D.InputFiles, str | None]:
         raise JobError(f"{root} holds more than one MovieLens release "
                        f"({', '.join(f.files[0] for _, f in hits)}): pass one directory per release")
     variant, found = hits[0]
-    titles = [] if D._is_file(root) else list_files(root, pattern=variant.titles_file.replace(".", r"\."))
+    titles = list_files(D.directory_of(found.root), pattern=re.escape(variant.titles_file))
     return variant, found, titles[0] if titles else None
 
 

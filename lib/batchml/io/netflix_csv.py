@@ -55,7 +55,7 @@ def parse_netflix_csv_dump(spark: SparkSession, root: str, raw_max: int):
         raise JobError(f"{root} has no Kaggle Netflix ratings file (expected Netflix_Dataset_Rating.csv, "
                        "optionally .gz)")
     check_netflix_csv_format(found.files)
-    movies = [] if D._is_file(root) else list_files(root, pattern=_MOVIES_FILE)
+    movies = list_files(D.directory_of(found.root), pattern=_MOVIES_FILE)
     LOG.info("Kaggle Netflix CSV: %d ratings files, movies=%s", len(found.files), bool(movies))
     items = read_netflix_csv_movies(spark, movies, raw_max) if movies else None
     return ParsedDump(format="netflix-csv", ratings=read_netflix_csv_ratings(spark, found.files, raw_max),
