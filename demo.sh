@@ -1,17 +1,21 @@
 #!/usr/bin/env bash
 # The whole pipeline in local mode on generated sample data (called by `make demo`).
+#   ./demo.sh [DIR]      (default data/demo; DEMO_RATINGS=N sets the Netflix dump size)
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 cd "$here"
 D="${1:-data/demo}"
 PY=.venv/bin/python
 RATINGS="${DEMO_RATINGS:-200000}"
+LOTR="The Lord of the Rings: The Fellowship of the Ring"
+banner() { printf '\n==== %s ====\n' "$*"; }
 
-echo "== generate a Netflix-format dump ($RATINGS ratings, with planted broken lines) =="
+banner "1. generate a Netflix Prize-format dump ($RATINGS ratings, with planted broken lines)"
 $PY jobs/generate.py --format netflix --output "$D/raw/netflix" --ratings "$RATINGS" --plant 3
 
-echo "== ingest it =="
-./spark-submit.sh jobs/ingest.py --format netflix --input "$D/raw/netflix" --output "$D/netflix" --remove-probe
+banner "2. ingest it (probe pairs removed from training, kept as the test set)"
+./spark-submit.sh jobs/ingest.py --format netflix --input "$D/raw/netflix" --output "$D/netflix" \
+  --remove-probe --log-level WARNING > "$D/ingest.log"
 $PY - "$D/netflix" <<'PY'
 import json, sys
 s = json.load(open(sys.argv[1] + "/_stats.json"))
@@ -22,3 +26,40 @@ for name, c in s["files"].items():
           f"  {c['rejected_by_reason'] or ''}")
 print("  reconcile:", s["reconcile"])
 PY
+
+banner "3. other dump formats: Amazon reviews TSV (two categories) and MovieLens 1M layout"
+$PY jobs/generate.py --format amazon-tsv --output "$D/raw/amazon" --ratings 20000 --plant 2 --gzip \
+  --categories Books,Music > /dev/null
+./spark-submit.sh jobs/ingest.py --format amazon-tsv --input "$D/raw/amazon" --output "$D/amazon" \
+  --log-level WARNING | $PY -c "import json,sys; s=json.load(sys.stdin); print('amazon-tsv:', {k: s[k] for k in ('ratings','users','items','mean_rating','reconcile')})"
+$PY jobs/generate.py --format movielens --variant dat --output "$D/raw/movielens" --ratings 20000 --plant 1 > /dev/null
+./spark-submit.sh jobs/ingest.py --format movielens --input "$D/raw/movielens" --output "$D/movielens" \
+  --log-level WARNING | $PY -c "import json,sys; s=json.load(sys.stdin); print('movielens:', {k: s[k] for k in ('ratings','users','items','mean_rating','reconcile')})"
+
+banner "4. item-item similarity (Jaccard top-20) and 'because you liked'"
+./spark-submit.sh jobs/similarity.py --dataset "$D/netflix" --output "$D/similarity" \
+  --show "$LOTR" --show-user 0 --log-level WARNING
+
+banner "5. factorization: biases + ALS, RMSE on the probe set beside every baseline"
+./spark-submit.sh jobs/factorize.py --dataset "$D/netflix" --output "$D/model" --test probe \
+  --ground-truth "$D/raw/netflix/ground_truth" --rank 10 --reg 0.02,0.05 --log-level WARNING
+
+banner "6. recommendations: top-10 for every user, popular list, ranking metrics"
+./spark-submit.sh jobs/recommend.py --model "$D/model" --dataset "$D/netflix" --output "$D/recommend" \
+  --log-level WARNING
+USER_ID=$($PY -c "import pyarrow.parquet as pq; print(pq.read_table('$D/netflix/users').column('user_id')[0])")
+echo "-- recommendations for user $USER_ID"
+$PY -m batchml.query --model "$D/model" --dataset "$D/netflix" recommend "$USER_ID"
+echo "-- a new user folded in (loves LOTR and Battlestar Galactica, hates wrestling): conf/foldin_example.csv"
+$PY -m batchml.query --model "$D/model" --dataset "$D/netflix" foldin conf/foldin_example.csv
+echo "-- similar to '$LOTR'"
+$PY -m batchml.query --model "$D/model" --dataset "$D/netflix" --similar "$D/similarity" similar "$LOTR"
+
+banner "7. tumor CNN: MRI-like phantoms -> shards -> 2 TensorFlow workers on Spark -> BER"
+$PY -m batchml.synth.images "$D/raw/tumor" --n 150
+./spark-submit.sh jobs/tumor_prepare.py --input "$D/raw/tumor" --output "$D/tumor_shards" --size 64 \
+  --log-level WARNING
+./spark-submit.sh jobs/tumor_train.py --data "$D/tumor_shards" --output "$D/tumor_model" --workers 2 \
+  --epochs 8 --batch-size 16 --set tumor.architecture=small --log-level WARNING
+
+banner "done: outputs under $D"

@@ -51,12 +51,14 @@ if [ -z "$job" ]; then
 fi
 
 export BATCHML_HOME="$here"
+export TF_CPP_MIN_LOG_LEVEL="${TF_CPP_MIN_LOG_LEVEL:-2}"   # TensorFlow's C++ start-up chatter
 export PYSPARK_PYTHON="${PYSPARK_PYTHON:-$py}"
 export PYSPARK_DRIVER_PYTHON="$py"
 args=(--master "$master" --driver-memory "$driver_memory"
       --conf "spark.pyspark.driver.python=$py"
       --conf "spark.driver.extraJavaOptions=-Dlog4j2.configurationFile=file:$here/conf/log4j2.properties -Duser.timezone=UTC"
-      --conf "spark.executor.extraJavaOptions=-Duser.timezone=UTC")
+      --conf "spark.executor.extraJavaOptions=-Duser.timezone=UTC"
+      --conf "spark.executorEnv.TF_CPP_MIN_LOG_LEVEL=$TF_CPP_MIN_LOG_LEVEL")
 
 case "$master" in
   local*)
