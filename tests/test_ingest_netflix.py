@@ -99,6 +99,7 @@ def test_gzip_and_training_set_layout(spark, tmp_path):
     files = discover_netflix(str(d.path))
     assert files.layout == "training_set" and all(f.endswith(".gz") for f in files.ratings)
     assert len(files.ratings) == d.n_items
+    check_netflix_format(files.ratings)  # reads the gzip heads without error
     parsed = spark_parse(spark, d.path, d.files)
     exp_data, exp_rej, _ = reference(spark, d.path, d.files)
     assert_df_equality(parsed.where("kind = 'data'").select(*exp_data.columns), exp_data,

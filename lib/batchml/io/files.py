@@ -40,7 +40,7 @@ def uri_of(root: str, path: str) -> str:
 def head_lines(path: str, n: int = 50, nbytes: int = 65536, encoding: str = "utf-8") -> list[str]:
     """The first ``n`` non-blank lines of a (possibly gzipped) file, read from its first bytes."""
     fs, p = _filesystem(path)
-    with fs.open_input_stream(p) as raw:
+    with fs.open_input_stream(p, compression=None) as raw:  # we un-gzip ourselves
         data = raw.read(nbytes if not path.endswith(".gz") else 1 << 20)
     if path.endswith(".gz"):
         try:
