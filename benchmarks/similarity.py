@@ -4,12 +4,13 @@
    single-machine scipy.sparse reference (X^T X on the binary user x item matrix, the same top-20 with
    the same tie-break), in one run: both times, the ratio, and whether the outputs are identical.
 2. Our job (jobs/similarity.py, default cap) on ~10M generated ratings in a subprocess: wall time,
-   pairs generated, peak memory of the driver and its JVM / Python worker children (psutil).
+   pairs generated (sum of n(n-1)/2 over users), user buckets and partial rows emitted by the
+   partial XᵀX products, peak memory of the driver and its JVM / Python worker children (psutil).
 
     .venv/bin/python benchmarks/similarity.py [--small 1000000] [--big 10000000] [--skip-big]
 
 Datasets are generated once with batchml.synth.model (power-law users) and kept under --workdir.
-Needs scipy (the ``bench`` extra).
+scipy is a main dependency (the partial products use it on the workers).
 """
 from __future__ import annotations
 
@@ -144,6 +145,7 @@ def part_two(dataset: Path, output: Path, holdout: float) -> dict:
            "max_items_per_user": s["max_items_per_user"], "users_capped": s["users_capped"],
            "ratings_dropped_by_cap": s["ratings_dropped_by_cap"],
            "pairs_without_cap": s["pairs_without_cap"], "pairs_generated": s["pairs_generated"],
+           "user_buckets": s.get("user_buckets"), "partial_rows": s.get("partial_rows"),
            "distinct_pairs": s["distinct_pairs"], "pairs_after_min_support": s["pairs_after_min_support"],
            "rows": s["rows"], "timings_s": m["timings_s"]}
     if "evaluation" in m:
@@ -172,7 +174,7 @@ def main(argv=None) -> int:
               flush=True)
         r = part_one(ds, args.shuffle_partitions)
         print(f"[1] exact Jaccard top-{TOP_K} on {args.small:,} ratings: {r['rows']:,} rows", flush=True)
-        print(f"    batchml (Spark, local[*]): {r['spark_s']:8.2f} s  (read + pairs + top-K + collect)")
+        print(f"    batchml (Spark, local[*]): {r['spark_s']:8.2f} s  (read + partial XᵀX + top-K + collect)")
         print(f"    scipy.sparse X^T X       : {r['scipy_s']:8.2f} s  (read + matmul + top-K)")
         print(f"    ratio Spark / scipy      : {r['ratio_spark_over_scipy']:8.1f} x")
         print(f"    outputs identical (item, other, similarity bit-for-bit, co_count, rank): "

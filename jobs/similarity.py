@@ -6,7 +6,8 @@
 
 Writes OUTPUT/similar_items (item_idx, other_idx, similarity, co_count, rank), OUTPUT/similar_items_readable
 (with titles), or similar_users / similar_users_readable with --users, and OUTPUT/metrics.json (pairs
-generated, users capped, item-CF RMSE against the global mean on a held-out split, time per stage).
+generated, user buckets and partial rows of the partial XᵀX products, users capped, item-CF RMSE
+against the global mean on a held-out split, time per stage).
 """
 from __future__ import annotations
 
@@ -103,7 +104,8 @@ def run(spark, cfg, args) -> int:
         write_json(f"{tmp}/{S.METRICS_FILE}", metrics)
 
     summary = {"output": args.output, "table": table, **{k: metrics["similarity"][k] for k in (
-        "users_capped", "pairs_without_cap", "pairs_generated", "distinct_pairs",
+        "users_capped", "pairs_without_cap", "pairs_generated", "user_buckets", "partial_rows",
+        "distinct_pairs",
         "pairs_after_min_support", "rows")}}
     ev = metrics.get("evaluation")
     if ev:

@@ -181,6 +181,64 @@ def test_cosine_and_pearson_match_plain_python(spark, metric):
                               ignore_row_order=True, ignore_nullable=True)
 
 
+# ------------------------------------------------------------------------- partial products
+def pair_sums_reference(rows) -> list[tuple]:
+    """(i, j, co, sum_xy, sum_xx, sum_yy) over co-raters for i < j, x/y the ratings of i/j."""
+    by_user: dict[int, dict[int, float]] = defaultdict(dict)
+    for u, i, v in rows:
+        by_user[u][i] = v
+    acc: dict[tuple[int, int], list] = defaultdict(lambda: [0, 0.0, 0.0, 0.0])
+    for items in by_user.values():
+        for i, x in items.items():
+            for j, y in items.items():
+                if i < j:
+                    a = acc[(i, j)]
+                    a[0] += 1
+                    a[1] += x * y
+                    a[2] += x * x
+                    a[3] += y * y
+    return [(i, j, *a) for (i, j), a in acc.items()]
+
+
+def test_co_occurrences_in_tiny_chunks_with_salting_match_plain_sums(spark):
+    rows = power_law_rows(n=1500, seed=2)
+    values = S.with_pair_values(ratings_df(spark, rows, 3), metric="cosine")
+    # chunks of ~64 products and sparse accumulation flushed every few dozen pairs: every bucket
+    # emits many runs, salted users span several buckets
+    got = S.co_occurrences(values, partitions=3, chunk_nnz=64, dense_cells=16, salt_buckets=3,
+                           salt_min_items=20, seed=5)
+    schema = ("item_idx int, other_idx int, co_count long, sum_xy double, sum_xx double, "
+              "sum_yy double")
+    assert_approx_df_equality(got, spark.createDataFrame(pair_sums_reference(rows), schema), 1e-9,
+                              ignore_row_order=True, ignore_nullable=True)
+
+
+def test_bucket_partial_products_streams_bounded_batches_that_sum_to_xtx():
+    import pyarrow as pa
+    rng = np.random.default_rng(1)
+    u = rng.integers(0, 40, 600)
+    i = rng.integers(0, 30, 600)
+    pairs = sorted(set(zip(u.tolist(), i.tolist())))
+    u, i = (np.array(c) for c in zip(*pairs))
+    batches = [pa.RecordBatch.from_arrays(
+        [pa.array(u[a:a + 100]), pa.array(np.zeros(len(u[a:a + 100]), np.int32)),
+         pa.array(i[a:a + 100]), pa.array(np.ones(len(u[a:a + 100]), bool))],
+        names=["_u", "_s", "_i", "_l"]) for a in range(0, len(u), 100)]
+    x = np.zeros((40, 30), dtype=np.int64)
+    x[u, i] = 1
+    want = np.triu(x.T @ x, k=1)
+    for dense_cells in (10**6, 10):                         # dense and sparse accumulation
+        out = list(S.bucket_partial_products(iter(batches), has_value=False, salts=1,
+                                             chunk_nnz=50, dense_cells=dense_cells, batch_rows=7))
+        assert len(out) > 1 and all(b.num_rows <= 7 for b in out)
+        got = np.zeros_like(want)
+        for b in out:
+            d = b.to_pydict()
+            np.add.at(got, (d[ITEM_COL], d[S.OTHER_COL]), d[S.CO_COUNT_COL])
+        assert np.array_equal(got, want)
+    assert list(S.bucket_partial_products(iter([]), has_value=False, salts=1)) == []
+
+
 # ------------------------------------------------------------------------------------------ cap
 def test_user_cap_is_deterministic_reported_and_exact_on_what_it_keeps(spark):
     rows = power_law_rows(n=1500, seed=9)
@@ -218,6 +276,8 @@ def test_user_cap_is_deterministic_reported_and_exact_on_what_it_keeps(spark):
     assert report["pairs_generated"] == sum(min(n, cap) * (min(n, cap) - 1) // 2
                                             for n in n_per_user.values())
     assert report["max_user_items_kept"] == cap
+    assert report["user_buckets"] >= 1
+    assert report["partial_rows"] >= report["distinct_pairs"] > 0
 
 
 # ------------------------------------------------------------------------ because you liked X

@@ -2,7 +2,7 @@
 
 Every function works on item-item similarity by default; user-user similarity is the same code with
 the roles swapped (``col_user=ITEM_COL, col_item=USER_COL``): the "basket" column is the one the
-self-join groups on, the "entity" column is the one whose pairs are scored.
+co-occurrences are grouped on, the "entity" column is the one whose pairs are scored.
 
 Pipeline (pure ``DataFrame -> DataFrame`` steps, wired by :func:`compute_similar`)
 
@@ -11,9 +11,13 @@ Pipeline (pure ``DataFrame -> DataFrame`` steps, wired by :func:`compute_similar
    n(n-1)/2 pairs, so the cap bounds the work of heavy users.
 2. :func:`with_pair_values` -- the per-rating value a metric needs (none, the rating, or the rating
    centred by the item mean).
-3. :func:`co_occurrences` -- self-join on user with ``item < other``; users with many items are
-   salted (their left rows split into ``salt_buckets`` groups by a hash of the item, the right rows
-   replicated per group) so one heavy user is spread over many tasks; aggregated per pair.
+3. :func:`co_occurrences` -- partial products: users are hash-bucketed, each bucket (in
+   ``mapInArrow``) builds its sparse user x item matrix X with scipy.sparse and emits the i < j
+   nonzeros of XᵀX (and of the value products the metric needs); the buckets' rows are summed per
+   pair.  The shuffle carries at most the distinct pairs of each bucket, not every user's
+   n(n-1)/2 pairs.  Users with many items are salted (split into ``salt_buckets`` groups by a hash
+   of the item on the left side, all their items on the right) so one heavy user is spread over
+   several buckets.
 4. :func:`with_similarity` -- joined with per-item statistics (:func:`item_stats`), the metric, and
    ``min_support`` (pairs with fewer co-occurrences are dropped).
 5. :func:`top_k_similar` -- both directions, the ``top_k`` most similar per item, ties broken by
@@ -34,7 +38,7 @@ import logging
 from dataclasses import dataclass
 
 from pyspark import StorageLevel
-from pyspark.sql import DataFrame, Window as W
+from pyspark.sql import DataFrame, Observation, Window as W
 from pyspark.sql import functions as F
 
 from batchml.logs import stage
@@ -108,7 +112,7 @@ def cap_report(capped_df: DataFrame, *, max_items_per_user: int, col_user: str =
     -------
     dict: ``users``, ``users_capped``, ``ratings_in``, ``ratings_kept``, ``ratings_dropped_by_cap``,
     ``pairs_without_cap`` and ``pairs_generated`` (sum over users of n(n-1)/2 before and after the
-    cap; the latter is the row count of the self-join), ``max_items_per_user`` (0: no cap) and the
+    cap; the latter is the pair work of :func:`co_occurrences`), ``max_items_per_user`` (0: no cap) and the
     largest user before and after the cap.
     """
     per_user = capped_df.groupBy(col_user).agg(F.first(F.col(N_ALL_COL)).alias("n"),
@@ -167,20 +171,227 @@ def item_stats(values_df: DataFrame, *, col_item: str = ITEM_COL) -> DataFrame:
 
 
 # --------------------------------------------------------------------------------------- pairs
+# Bounds of the worker side of :func:`co_occurrences` (documented there).
+PAIRS_PER_BUCKET = 1_000_000_000  # compute_similar: user buckets = total pairs / this (at least
+                                  # the default parallelism)
+CHUNK_NNZ = 1 << 25               # bound on the nonzeros of one sparse product in a bucket
+DENSE_CELLS = 1 << 24             # buckets with at most this many item pairs sum them densely
+OUT_BATCH_ROWS = 1 << 19          # rows per Arrow batch a bucket emits
+
+
+def user_buckets(total_pairs: int, *, min_buckets: int,
+                 pairs_per_bucket: int = PAIRS_PER_BUCKET) -> int:
+    """Number of user buckets for :func:`co_occurrences`: ``ceil(total_pairs / pairs_per_bucket)``,
+    at least ``min_buckets`` (the parallelism wanted) and 1."""
+    return max(1, int(min_buckets), -(-int(total_pairs) // max(1, int(pairs_per_bucket))))
+
+
+class _DensePairSums:
+    """Sums per item pair (i < j) of a bucket with few local items: packed upper-triangle arrays."""
+
+    def __init__(self, n: int, n_sums: int):
+        import numpy as np
+        self.n = n
+        size = n * (n - 1) // 2
+        self.co = np.zeros(size, dtype=np.int64)
+        self.sums = [np.zeros(size, dtype=np.float64) for _ in range(n_sums)]
+
+    def _packed(self, i, j):
+        return i * (2 * self.n - i - 1) // 2 + (j - i - 1)
+
+    def add(self, co_part, sum_parts) -> None:
+        i, j, v = co_part
+        self.co[self._packed(i, j)] += v       # entries of one product are unique: no np.add.at
+        for acc, (i, j, v) in zip(self.sums, sum_parts):
+            acc[self._packed(i, j)] += v
+
+    def full(self) -> bool:
+        return False
+
+    def drain(self):
+        import numpy as np
+        k = np.flatnonzero(self.co)
+        starts = np.arange(self.n, dtype=np.int64)
+        starts = starts * (2 * self.n - starts - 1) // 2
+        i = np.searchsorted(starts, k, side="right") - 1
+        j = k - starts[i] + i + 1
+        yield i, j, self.co[k], [s[k] for s in self.sums]
+
+
+class _SparsePairSums:
+    """Sums per item pair (i < j) of a bucket with many local items: buffered (key, value) runs
+    merged by key when they exceed ``limit`` entries, emitted when merging no longer halves them."""
+
+    def __init__(self, n: int, n_sums: int, limit: int):
+        self.n, self.n_sums, self.limit = n, n_sums, limit
+        self.runs: list = []
+        self.size = 0
+        self.ready = None
+
+    def add(self, co_part, sum_parts) -> None:
+        i, j, v = co_part
+        self.runs.append(((i * self.n + j, v), [(a * self.n + b, w) for a, b, w in sum_parts]))
+        self.size += len(v)
+        if self.size > self.limit:
+            self._merge()
+            if self.size > self.limit // 2:
+                self.ready = self.runs.pop()
+                self.size = 0
+
+    def full(self) -> bool:
+        return self.ready is not None
+
+    def _merge(self) -> None:
+        import numpy as np
+        if len(self.runs) <= 1:
+            return
+        keys = np.unique(np.concatenate([r[0][0] for r in self.runs]))
+        co = np.zeros(len(keys), dtype=np.int64)
+        sums = [np.zeros(len(keys), dtype=np.float64) for _ in range(self.n_sums)]
+        for (k, v), parts in self.runs:
+            co[np.searchsorted(keys, k)] += v
+            for acc, (k2, w) in zip(sums, parts):
+                acc[np.searchsorted(keys, k2)] += w
+        self.runs = [((keys, co), [(keys, s) for s in sums])]
+        self.size = len(keys)
+
+    def _emit(self, run):
+        (k, v), parts = run
+        return k // self.n, k % self.n, v, [w for _, w in parts]
+
+    def drain(self):
+        if self.ready is not None:
+            run, self.ready = self.ready, None
+            yield self._emit(run)
+            return
+        self._merge()
+        for run in self.runs:
+            yield self._emit(run)
+        self.runs, self.size = [], 0
+
+
+def bucket_partial_products(batches, *, has_value: bool, salts: int, item_col: str = ITEM_COL,
+                            chunk_nnz: int = CHUNK_NNZ, dense_cells: int = DENSE_CELLS,
+                            batch_rows: int = OUT_BATCH_ROWS):
+    """Worker side of :func:`co_occurrences`: one bucket's Arrow batches in, its partial sums out.
+
+    Input columns: ``_u`` (user), ``_s`` (salt, ``0 <= _s < salts``), ``_i`` (item), ``_l``
+    (bool: the row is on the left side of its (user, salt) group), ``_v`` (value, when
+    ``has_value``).  Every (user, salt) group is one row of two sparse matrices, L (its left rows)
+    and R (all its rows); the bucket's partial co-occurrence counts are the i < j entries of
+    ``L^T R`` on binary matrices, and with values ``L_v^T R_v`` (sum_xy), ``(L_v^2)^T R`` (sum_xx),
+    ``L^T R_v^2`` (sum_yy).  Without salting L = R = X, the bucket's user x item matrix.
+
+    Groups are multiplied in chunks of about ``chunk_nnz`` products (the nonzeros a product can
+    have; one chunk when the local items squared fit), and the chunks' sums are accumulated per
+    pair: densely when the bucket has at most ``dense_cells`` item pairs, else by merging sorted
+    keys and emitting once merging stops halving them.  Output is streamed in batches of at most
+    ``batch_rows`` rows: ``item_col``, ``other_idx`` (long, item < other), ``co_count`` long, and
+    ``sum_xy``, ``sum_xx``, ``sum_yy`` double with values.  Each pair appears at most once per
+    emitted run; the caller sums the runs of all buckets.
+    """
+    import numpy as np
+    import pyarrow as pa
+    import scipy.sparse as sp
+
+    batches = [b for b in batches if b.num_rows]
+    if not batches:
+        return
+    tbl = pa.Table.from_batches(batches)
+
+    def col(name, dtype):
+        return tbl.column(name).to_numpy().astype(dtype, copy=False)
+
+    user, salt, item = col("_u", np.int64), col("_s", np.int64), col("_i", np.int64)
+    left = col("_l", bool)
+    value = col("_v", np.float64) if has_value else None
+    del tbl, batches
+    items, icol = np.unique(item, return_inverse=True)
+    _, grp = np.unique(user * int(salts) + salt, return_inverse=True)
+    order = np.argsort(grp, kind="stable")
+    grp, icol, left = grp[order], icol[order], left[order]
+    if has_value:
+        value = value[order]
+    del user, salt, item, order
+    n, n_grp = len(items), int(grp[-1]) + 1
+    n_right = np.bincount(grp, minlength=n_grp)
+    work = np.bincount(grp[left], minlength=n_grp) * n_right
+    starts = np.r_[0, np.cumsum(n_right)]
+    if n * n <= chunk_nnz:
+        cuts = np.array([0, n_grp])
+    else:
+        chunk_of = (np.cumsum(work) - 1) // int(chunk_nnz)
+        cuts = np.r_[0, np.flatnonzero(np.diff(chunk_of)) + 1, n_grp]
+    n_sums = 3 if has_value else 0
+    acc = (_DensePairSums(n, n_sums) if n * (n - 1) // 2 <= dense_cells
+           else _SparsePairSums(n, n_sums, int(chunk_nnz)))
+
+    def upper(m):
+        m = m.tocoo()
+        keep = m.row < m.col
+        return m.row[keep].astype(np.int64), m.col[keep].astype(np.int64), m.data[keep]
+
+    def emit(runs):
+        for i, j, co, sums in runs:
+            for a in range(0, len(co), batch_rows):
+                b = a + batch_rows
+                arrays = [pa.array(items[i[a:b]], pa.int64()), pa.array(items[j[a:b]], pa.int64()),
+                          pa.array(np.asarray(co[a:b], dtype=np.int64), pa.int64())]
+                arrays += [pa.array(np.asarray(s[a:b], dtype=np.float64), pa.float64())
+                           for s in sums]
+                yield pa.RecordBatch.from_arrays(arrays, names=[item_col, OTHER_COL, CO_COUNT_COL]
+                                                 + ([SUM_XY, SUM_XX, SUM_YY] if has_value else []))
+
+    for c0, c1 in zip(cuts[:-1], cuts[1:]):
+        r0, r1 = starts[c0], starts[c1]
+        g, ic, lf = grp[r0:r1] - c0, icol[r0:r1], left[r0:r1]
+        m = int(c1 - c0)
+        ones = np.ones(r1 - r0, dtype=np.int64)
+        lt = sp.csr_matrix((ones[lf], (ic[lf], g[lf])), shape=(n, m))        # L^T, binary
+        rb = sp.csr_matrix((ones, (g, ic)), shape=(m, n))                    # R, binary
+        co = upper(lt @ rb)
+        sums = []
+        if has_value:
+            v = value[r0:r1]
+            v2 = v * v
+            lt_v = sp.csr_matrix((v[lf], (ic[lf], g[lf])), shape=(n, m))
+            lt_v2 = sp.csr_matrix((v2[lf], (ic[lf], g[lf])), shape=(n, m))
+            sums = [upper(lt_v @ sp.csr_matrix((v, (g, ic)), shape=(m, n))),          # sum_xy
+                    upper(lt_v2 @ rb),                                                # sum_xx
+                    upper(lt @ sp.csr_matrix((v2, (g, ic)), shape=(m, n)))]           # sum_yy
+        acc.add(co, sums)
+        del lt, rb, co, sums
+        if acc.full():
+            yield from emit(acc.drain())
+    yield from emit(acc.drain())
+
+
+def _partial_products_fn(**kwargs):
+    def partial_products(batches):
+        return bucket_partial_products(batches, **kwargs)
+    return partial_products
+
+
 def co_occurrences(values_df: DataFrame, *, salt_buckets: int = 1, salt_min_items: int = 0,
-                   seed: int = 0, partitions: int | None = None, col_user: str = USER_COL,
+                   seed: int = 0, partitions: int | None = None, chunk_nnz: int = CHUNK_NNZ,
+                   dense_cells: int = DENSE_CELLS, col_user: str = USER_COL,
                    col_item: str = ITEM_COL) -> DataFrame:
     """Co-occurrence counts (and value sums) of every item pair sharing a user, item < other.
 
-    A self-join of (user, item) on user with ``item < other``.  Users with more than
-    ``salt_min_items`` items (``n_user_kept`` when present, else counted here) are salted: their
-    left rows go to one of ``salt_buckets`` groups by ``xxhash64(seed, item)`` and their right rows
-    are replicated once per group, so their n(n-1)/2 pairs are produced by up to ``salt_buckets``
-    tasks instead of one.  Salting never changes the result.
+    Partial products per user bucket, then one aggregation: the (user, item) rows are
+    hash-partitioned on (user, salt) into ``partitions`` buckets (default: the default
+    parallelism; :func:`compute_similar` sizes it from the pair count with :func:`user_buckets`),
+    and each bucket, in ``mapInArrow`` (:func:`bucket_partial_products`), builds its sparse
+    user x item matrix X with scipy.sparse and emits the i < j nonzeros of its XᵀX (and of the
+    value products) once per pair; :func:`sum_partials` adds the buckets' rows per pair.  The
+    shuffle carries at most the distinct pairs of each bucket instead of every user's
+    n(n-1)/2 pairs.  A bucket's memory is bounded by multiplying its users in chunks of about
+    ``chunk_nnz`` products, whatever the bucket size.
 
-    Both sides are explicitly hash-partitioned on (user, salt) into ``partitions`` (default
-    ``spark.sql.shuffle.partitions``): the join input is small while its output is quadratic, so
-    adaptive execution would otherwise coalesce the join into very few tasks.
+    Users with more than ``salt_min_items`` items (``n_user_kept`` when present, else counted
+    here) are salted: they become ``salt_buckets`` groups (user, s), each with the user's items of
+    salt s (``xxhash64(seed, item)``) on the left and all the user's items on the right, so their
+    pairs are computed in up to ``salt_buckets`` buckets.  Salting never changes the result.
 
     Returns
     -------
@@ -188,39 +399,67 @@ def co_occurrences(values_df: DataFrame, *, salt_buckets: int = 1, salt_min_item
     ``_value`` also ``sum_xy``, ``sum_xx``, ``sum_yy`` double (sums over the co-raters of x = value
     of i, y = value of j).
     """
+    partials = co_occurrence_partials(values_df, salt_buckets=salt_buckets,
+                                      salt_min_items=salt_min_items, seed=seed,
+                                      partitions=partitions, chunk_nnz=chunk_nnz,
+                                      dense_cells=dense_cells, col_user=col_user, col_item=col_item)
+    return sum_partials(partials, item_type=values_df.schema[col_item].dataType, col_item=col_item)
+
+
+def co_occurrence_partials(values_df: DataFrame, *, salt_buckets: int = 1, salt_min_items: int = 0,
+                           seed: int = 0, partitions: int | None = None,
+                           chunk_nnz: int = CHUNK_NNZ, dense_cells: int = DENSE_CELLS,
+                           col_user: str = USER_COL, col_item: str = ITEM_COL) -> DataFrame:
+    """The per-bucket partial rows of :func:`co_occurrences` (a pair may appear in several rows).
+
+    Returns
+    -------
+    DataFrame: ``col_item`` long, ``other_idx`` long, ``co_count`` long and, with ``_value``,
+    ``sum_xy``, ``sum_xx``, ``sum_yy`` double.
+    """
     has_value = VALUE_COL in values_df.columns
     df = values_df
-    salted = salt_buckets > 1
-    if salted:
+    salts = int(salt_buckets) if salt_buckets > 1 else 1
+    if salts > 1:
         if N_KEPT_COL not in df.columns:
             df = df.withColumn(N_KEPT_COL, F.count(F.lit(1)).over(
                 W.partitionBy(col_user).rowsBetween(W.unboundedPreceding, W.unboundedFollowing)))
-        n_salts = (F.when(F.col(N_KEPT_COL) > F.lit(int(salt_min_items)), F.lit(int(salt_buckets)))
+        n_salts = (F.when(F.col(N_KEPT_COL) > F.lit(int(salt_min_items)), F.lit(salts))
                    .otherwise(F.lit(1)))
-        left_salt = F.pmod(F.xxhash64(F.lit(int(seed)), F.col(col_item)), n_salts).cast("int")
-        right_salt = F.explode(F.sequence(F.lit(0), n_salts - 1))
+        item_salt = F.pmod(F.xxhash64(F.lit(int(seed)), F.col(col_item)), n_salts).cast("int")
+        df = (df.withColumn("_item_salt", item_salt)
+              .withColumn("_s", F.explode(F.sequence(F.lit(0), n_salts - 1)))
+              .withColumn("_l", F.col("_s") == F.col("_item_salt")))
     else:
-        left_salt = right_salt = F.lit(0)
-    value = [F.col(VALUE_COL)] if has_value else []
-    left_df = df.select(F.col(col_user).alias("_u"), F.col(col_item).alias("_i"),
-                        *[v.alias("_x") for v in value], left_salt.alias("_salt"))
-    right_df = df.select(F.col(col_user).alias("_u"), F.col(col_item).alias("_j"),
-                         *[v.alias("_y") for v in value], right_salt.alias("_salt"))
-    n_parts = int(partitions or values_df.sparkSession.conf.get("spark.sql.shuffle.partitions"))
-    left_df = left_df.repartition(n_parts, "_u", "_salt")
-    right_df = right_df.repartition(n_parts, "_u", "_salt")
-    cond = [F.col("l._u") == F.col("r._u"), F.col("l._salt") == F.col("r._salt"),
-            F.col("l._i") < F.col("r._j")]
-    aggs = [F.count(F.lit(1)).alias(CO_COUNT_COL)]
-    if has_value:
-        x, y = F.col("l._x"), F.col("r._y")
-        aggs += [F.sum(x * y).alias(SUM_XY), F.sum(x * x).alias(SUM_XX), F.sum(y * y).alias(SUM_YY)]
-    return (
-        left_df.alias("l")
-        .join(right_df.alias("r"), on=cond, how="inner")
-        .groupBy(F.col("l._i").alias(col_item), F.col("r._j").alias(OTHER_COL))
-        .agg(*aggs)
-    )
+        df = df.withColumn("_s", F.lit(0)).withColumn("_l", F.lit(True))
+    value = [F.col(VALUE_COL).cast("double").alias("_v")] if has_value else []
+    rows = df.select(F.col(col_user).cast("long").alias("_u"), F.col("_s").cast("int").alias("_s"),
+                     F.col(col_item).cast("long").alias("_i"), F.col("_l"), *value)
+    n_parts = int(partitions or max(1, values_df.sparkSession.sparkContext.defaultParallelism))
+    schema = (f"{col_item} long, {OTHER_COL} long, {CO_COUNT_COL} long"
+              + (f", {SUM_XY} double, {SUM_XX} double, {SUM_YY} double" if has_value else ""))
+    fn = _partial_products_fn(has_value=has_value, salts=salts, item_col=col_item,
+                              chunk_nnz=int(chunk_nnz), dense_cells=int(dense_cells))
+    # an explicit bucket count: adaptive execution does not coalesce a repartition by number
+    return rows.repartition(n_parts, "_u", "_s").mapInArrow(fn, schema)
+
+
+def sum_partials(partials_df: DataFrame, *, item_type=None, col_item: str = ITEM_COL) -> DataFrame:
+    """Add up the partial rows of :func:`co_occurrence_partials` per pair (``item_type``: the
+    Spark type the item columns are cast back to, default long).
+
+    Returns
+    -------
+    DataFrame: the columns of :func:`co_occurrences`, one row per pair.
+    """
+    sums = [F.sum(F.col(c)).alias(c) for c in (SUM_XY, SUM_XX, SUM_YY) if c in partials_df.columns]
+    agg = (partials_df.groupBy(col_item, OTHER_COL)
+           .agg(F.sum(F.col(CO_COUNT_COL)).cast("long").alias(CO_COUNT_COL), *sums))
+    if item_type is None:
+        return agg
+    return agg.select(F.col(col_item).cast(item_type).alias(col_item),
+                      F.col(OTHER_COL).cast(item_type).alias(OTHER_COL),
+                      CO_COUNT_COL, *[s for s in (SUM_XY, SUM_XX, SUM_YY) if s in agg.columns])
 
 
 def with_similarity(pairs_df: DataFrame, stats_df: DataFrame, *, metric: str, min_support: int = 1,
@@ -289,12 +528,14 @@ def top_k_similar(sim_df: DataFrame, *, top_k: int, col_item: str = ITEM_COL) ->
 
 def similar_items(ratings_df: DataFrame, *, metric: str = "jaccard", top_k: int = 20,
                   min_support: int = 1, max_items_per_user: int = 0, salt_buckets: int = 1,
-                  salt_min_items: int = 0, seed: int = 0, col_user: str = USER_COL,
-                  col_item: str = ITEM_COL, col_rating: str = RATING_COL) -> DataFrame:
+                  salt_min_items: int = 0, seed: int = 0, partitions: int | None = None,
+                  col_user: str = USER_COL, col_item: str = ITEM_COL,
+                  col_rating: str = RATING_COL) -> DataFrame:
     """Top-K similar items in one lazy chain (cap, values, co-occurrences, similarity, top-K).
 
     The defaults compute the exact result (no cap, ``min_support=1``).  Swap ``col_user`` and
-    ``col_item`` for user-user similarity.  :func:`compute_similar` is the staged, persisted and
+    ``col_item`` for user-user similarity.  ``partitions``: user buckets of :func:`co_occurrences`
+    (default: the default parallelism).  :func:`compute_similar` is the staged, persisted and
     reported version the job uses.
 
     Returns
@@ -306,7 +547,7 @@ def similar_items(ratings_df: DataFrame, *, metric: str = "jaccard", top_k: int 
               if max_items_per_user > 0 else ratings_df)
     values = with_pair_values(capped, metric=metric, col_item=col_item, col_rating=col_rating)
     pairs = co_occurrences(values, salt_buckets=salt_buckets, salt_min_items=salt_min_items,
-                           seed=seed, col_user=col_user, col_item=col_item)
+                           seed=seed, partitions=partitions, col_user=col_user, col_item=col_item)
     sim = with_similarity(pairs, item_stats(values, col_item=col_item), metric=metric,
                           min_support=min_support, col_item=col_item)
     return top_k_similar(sim, top_k=top_k, col_item=col_item)
@@ -324,6 +565,7 @@ class SimilarityParams:
     salt_buckets: int = 1
     salt_min_items: int = 0
     seed: int = 0
+    pairs_per_bucket: int = PAIRS_PER_BUCKET
 
     @classmethod
     def from_settings(cls, s) -> "SimilarityParams":
@@ -342,8 +584,10 @@ def compute_similar(ratings_df: DataFrame, params: SimilarityParams, *, col_user
     Returns
     -------
     (top_k_df, report): the persisted top-K table (columns as :func:`top_k_similar`; the caller
-    unpersists it) and a dict with the :func:`cap_report` figures plus ``distinct_pairs`` (pairs
-    with a co-occurrence), ``pairs_after_min_support`` and ``rows``.
+    unpersists it) and a dict with the :func:`cap_report` figures plus ``user_buckets`` (from
+    ``pairs_generated`` by :func:`user_buckets`), ``partial_rows`` (rows the buckets emitted into
+    the shuffle), ``distinct_pairs`` (pairs with a co-occurrence), ``pairs_after_min_support`` and
+    ``rows``.
     """
     _check_metric(params.metric)
     spark = ratings_df.sparkSession
@@ -362,10 +606,19 @@ def compute_similar(ratings_df: DataFrame, params: SimilarityParams, *, col_user
         st.info.update(users_capped=report["users_capped"],
                        pairs_generated=f"{report['pairs_generated']:,}")
     with stage(f"{prefix}pairs", spark, timings) as st:
-        pairs = co_occurrences(values, salt_buckets=params.salt_buckets,
-                               salt_min_items=params.salt_min_items, seed=params.seed,
-                               col_user=col_user, col_item=col_item).persist(level)
+        buckets = user_buckets(report["pairs_generated"], pairs_per_bucket=params.pairs_per_bucket,
+                               min_buckets=spark.sparkContext.defaultParallelism)
+        partials = co_occurrence_partials(values, salt_buckets=params.salt_buckets,
+                                          salt_min_items=params.salt_min_items, seed=params.seed,
+                                          partitions=buckets, col_user=col_user, col_item=col_item)
+        emitted = Observation()
+        pairs = sum_partials(partials.observe(emitted, F.count(F.lit(1)).alias("rows")),
+                             item_type=values.schema[col_item].dataType,
+                             col_item=col_item).persist(level)
         report["distinct_pairs"] = st.set_rows(pairs.count())
+        report["user_buckets"] = buckets
+        report["partial_rows"] = int(emitted.get["rows"])
+        st.info.update(user_buckets=buckets, partial_rows=f"{report['partial_rows']:,}")
     with stage(f"{prefix}similarity", spark, timings) as st:
         stats = item_stats(values, col_item=col_item)
         sim = with_similarity(pairs, stats, metric=params.metric, min_support=params.min_support,
