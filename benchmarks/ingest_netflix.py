@@ -56,7 +56,7 @@ def main() -> int:
     cfg = load_config(None, ["spark.driver_memory=8g", "spark.log_level=ERROR"])
     spark = build_session(cfg.spark, app_name="bench-ingest-netflix")
     flat = work / f"netflix-{args.ratings}-flat.csv"
-    if not flat.exists():
+    if not (flat / "_SUCCESS").exists():
         print("pre-flattening to movie,user,rating,date CSV ...", flush=True)
         (NF.read_netflix_blocks(spark, files, NF.RATING_FIELDS).where("kind = 'data'")
          .select("movie_id", "user_id", "rating", "date").write.mode("overwrite").csv(str(flat)))
