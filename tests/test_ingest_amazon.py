@@ -1,7 +1,6 @@
 """Amazon review ingest (TSV and McAuley JSON lines) against an independent plain-Python reading."""
 from __future__ import annotations
 
-from contextlib import contextmanager
 
 import pytest
 from chispa import assert_df_equality
@@ -17,24 +16,13 @@ from batchml.io.files import source_name
 from batchml.synth.amazon import write_amazon_json_dump, write_amazon_tsv_dump
 from amazon_reference import parse_json, parse_tsv
 from movielens_reference import latest
+from spark_helpers import tiny_splits
 
 TSV_DATA = ("source string, line long, user_id string, item_id string, rating float, d date, "
             "verified boolean, helpful_votes int, title string")
 CFG = build_config({"ingest": {"max_reject_fraction": 0.05}})
 JSON_DATA = ("source string, line long, user_id string, item_id string, rating float, ms long, "
              "verified boolean, helpful_votes int")
-
-
-@contextmanager
-def tiny_splits(spark, nbytes=32768):
-    old = {k: spark.conf.get(k) for k in ("spark.sql.files.maxPartitionBytes", "spark.sql.files.openCostInBytes")}
-    spark.conf.set("spark.sql.files.maxPartitionBytes", str(nbytes))
-    spark.conf.set("spark.sql.files.openCostInBytes", "0")
-    try:
-        yield
-    finally:
-        for k, v in old.items():
-            spark.conf.set(k, v)
 
 
 @pytest.fixture(scope="module")
@@ -60,7 +48,7 @@ def tsv_reference(root, files):
 
 
 def test_tsv_parse_matches_reference_across_splits(spark, tsv):
-    with tiny_splits(spark):
+    with tiny_splits(spark, 32768):
         paths = [str(tsv.path / f) for f in tsv.files]
         got = (with_lines(AZ.read_amazon_tsv(spark, paths).withColumn("source", source_name(str(tsv.path))))
                .cache())

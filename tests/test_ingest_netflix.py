@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import json
 import os
-from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -19,23 +18,10 @@ from batchml.io import reasons as R
 from batchml.io.text import block_summary, read_lines
 from batchml.synth.netflix import write_netflix_dump
 from netflix_reference import parse_file, parse_titles
+from spark_helpers import tiny_splits
 
 DATA_SCHEMA = "source string, line long, movie_id int, user_id int, rating int, date date"
 REJECT_SCHEMA = "source string, line long, reason string"
-
-
-@contextmanager
-def tiny_splits(spark, nbytes=2048):
-    """Force many file splits so headers and rating blocks straddle partition boundaries."""
-    old = {k: spark.conf.get(k) for k in ("spark.sql.files.maxPartitionBytes",
-                                          "spark.sql.files.openCostInBytes")}
-    spark.conf.set("spark.sql.files.maxPartitionBytes", str(nbytes))
-    spark.conf.set("spark.sql.files.openCostInBytes", "0")
-    try:
-        yield
-    finally:
-        for k, v in old.items():
-            spark.conf.set(k, v)
 
 
 @pytest.fixture(scope="module")
