@@ -12,7 +12,8 @@
 # Reads a dataset dir written by `jobs/ingest.py` (default: the demo's `data/demo/netflix`) and plots
 # what users look at first: the rating histogram, how skewed user activity and item popularity are,
 # ratings over time, and what was rejected. Run as a script (`.venv/bin/python notebooks/ratings_overview.py`)
-# or pair it with a notebook via jupytext. Figures go to `data/figures/`.
+# or pair it with a notebook via jupytext. Figures go to `data/figures/`. Needs the `notebooks` extra:
+# `.venv/bin/pip install -e '.[notebooks]'`.
 
 # %%
 import json
