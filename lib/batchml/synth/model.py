@@ -164,3 +164,13 @@ def sparse_ids(n: int, rng: np.random.Generator, max_id: int = NETFLIX_MAX_CUSTO
         raise ValueError("more users than ids")
     ids = rng.choice(np.arange(1, max_id, dtype=np.int64), size=n - 1, replace=False)
     return np.sort(np.append(ids, max_id)).astype(np.int64)
+
+
+def draw_rating_set(n_ratings: int, seed: int, rank: int = 5, noise: float = 0.5):
+    """Seeded generator, ground-truth model and ``n_ratings`` distinct (user, item) pairs of the
+    default shape: ``(rng, model, users, items)``, the common start of every format's generator."""
+    rng = np.random.default_rng(seed)
+    n_users, n_items = default_sizes(n_ratings)
+    model = make_model(n_users, n_items, rank, noise, rng)
+    users, items = sample_pairs(n_ratings, n_users, n_items, rng)
+    return rng, model, users, items

@@ -22,7 +22,7 @@ import pyarrow as pa
 
 from batchml.io import reasons as R
 from batchml.synth.lines import LineDump, insert_lines, join_cols, save_truth, spread, write_file, _str
-from batchml.synth.model import default_sizes, draw_ratings, make_model, sample_pairs
+from batchml.synth.model import draw_rating_set, draw_ratings
 
 LOG = logging.getLogger("batchml.synth")
 
@@ -56,10 +56,8 @@ def write_movielens_dump(out: str | os.PathLike, n_ratings: int, variant: str = 
         raise ValueError(f"unknown MovieLens variant {variant!r} (known: {', '.join(FILES)})")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    rng = np.random.default_rng(seed)
-    n_users, n_items = default_sizes(n_ratings)
-    model = make_model(n_users, n_items, 5, 0.5, rng)
-    users, items = sample_pairs(n_ratings, n_users, n_items, rng)
+    rng, model, users, items = draw_rating_set(n_ratings, seed)
+    n_users, n_items = model.n_users, model.n_items
     if variant == "csv":
         half = model.mean(users, items) + rng.normal(0, model.noise, n_ratings)
         ratings = np.clip(np.round(half * 2) / 2, 0.5, 5.0)

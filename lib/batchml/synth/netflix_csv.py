@@ -17,7 +17,7 @@ import pyarrow as pa
 
 from batchml.io import reasons as R
 from batchml.synth.lines import LineDump, insert_lines, join_cols, save_truth, spread, write_file, _str
-from batchml.synth.model import default_sizes, draw_ratings, make_model, sample_pairs, sparse_ids
+from batchml.synth.model import draw_rating_set, draw_ratings, sparse_ids
 from batchml.synth.netflix import _titles
 
 LOG = logging.getLogger("batchml.synth")
@@ -33,10 +33,8 @@ def write_netflix_csv_dump(out: str | os.PathLike, n_ratings: int, seed: int = 4
     pairs and ``plant`` broken lines of each kind when asked)."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    rng = np.random.default_rng(seed)
-    n_users, n_items = default_sizes(n_ratings)
-    model = make_model(n_users, n_items, 5, 0.5, rng)
-    users, items = sample_pairs(n_ratings, n_users, n_items, rng)
+    rng, model, users, items = draw_rating_set(n_ratings, seed)
+    n_users, n_items = model.n_users, model.n_items
     ratings = draw_ratings(model, users, items, rng)
     cust = sparse_ids(n_users, rng)
     body = join_cols([_str(cust[users]), _str(ratings), _str(items.astype(np.int64) + 1)], ",")
