@@ -42,7 +42,7 @@ banner "4. item-item similarity (Jaccard top-20) and 'because you liked'"
 
 banner "5. factorization: biases + ALS, RMSE on the probe set beside every baseline"
 ./spark-submit.sh jobs/factorize.py --dataset "$D/netflix" --output "$D/model" --test probe \
-  --ground-truth "$D/raw/netflix/ground_truth" --rank 10 --reg 0.02,0.05 --log-level WARNING
+  --ground-truth "$D/raw/netflix/ground_truth" --rank 5,20 --reg 0.01,0.03 --log-level WARNING
 
 banner "6. recommendations: top-10 for every user, popular list, ranking metrics"
 ./spark-submit.sh jobs/recommend.py --model "$D/model" --dataset "$D/netflix" --output "$D/recommend" \

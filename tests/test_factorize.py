@@ -92,6 +92,39 @@ def test_biases_with_offset_fit_the_offset_target(spark):
                               ignore_row_order=True)
 
 
+def test_one_sweep_is_the_item_then_user_update(spark):
+    # sweep 1: b_i = sum(r - mu) / (reg_i + n_i) with b_u = 0, then b_u from those b_i
+    df = spark.createDataFrame([(0, 0, 5.0), (0, 1, 3.0), (1, 0, 4.0), (2, 1, 1.0)],
+                               [USER_COL, ITEM_COL, RATING_COL])
+    b = fit_biases(df, reg_user=1.0, reg_item=2.0, sweeps=1)
+    mu = 13.0 / 4
+    bi = {0: (5 + 4 - 2 * mu) / (2 + 2), 1: (3 + 1 - 2 * mu) / (2 + 2)}
+    bu = {0: (5 - mu - bi[0] + 3 - mu - bi[1]) / (1 + 2), 1: (4 - mu - bi[0]) / (1 + 1),
+          2: (1 - mu - bi[1]) / (1 + 1)}
+    assert b.mu == pytest.approx(mu)
+    got_i = {r[ITEM_COL]: r[BIAS_COL] for r in b.item_bias_df.collect()}
+    got_u = {r[USER_COL]: r[BIAS_COL] for r in b.user_bias_df.collect()}
+    assert got_i == pytest.approx(bi) and got_u == pytest.approx(bu)
+
+
+def test_small_lookup_tables_are_broadcast(spark):
+    from batchml.spark import BROADCAST_MAX_VALUES, maybe_broadcast
+
+    big = spark.range(1000).withColumnRenamed("id", "k")
+    small = spark.range(10).withColumnRenamed("id", "k")
+
+    def plan(df):
+        return df._jdf.queryExecution().executedPlan().toString()
+
+    spark.conf.set("spark.sql.autoBroadcastJoinThreshold", "-1")  # only the hint may broadcast
+    try:
+        assert "BroadcastHashJoin" in plan(big.join(maybe_broadcast(small), on="k"))
+        too_wide = maybe_broadcast(small, values_per_row=BROADCAST_MAX_VALUES)
+        assert "BroadcastHashJoin" not in plan(big.join(too_wide, on="k"))
+    finally:
+        spark.conf.unset("spark.sql.autoBroadcastJoinThreshold")
+
+
 def test_biases_on_empty_ratings_fail(spark):
     with pytest.raises(ValueError, match="empty"):
         fit_biases(spark.createDataFrame([], RATINGS_T), reg_user=1.0, reg_item=1.0)

@@ -22,6 +22,7 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 from batchml.schema import ITEM_COL, RATING_COL, USER_COL
+from batchml.spark import maybe_broadcast
 
 LOG = logging.getLogger("batchml.bias")
 
@@ -54,18 +55,14 @@ def _materialize(df: DataFrame) -> DataFrame:
     return df.localCheckpoint(eager=True)
 
 
-def _solve_side(target_df: DataFrame, other_df: DataFrame | None, *, mu: float, reg: float,
+def _solve_side(target_df: DataFrame, other_df: DataFrame, *, mu: float, reg: float,
                 col_key: str, col_other: str) -> DataFrame:
     """b_key = Σ(t − μ − b_other) / (reg + n_key); columns ``col_key``, bias, n_ratings."""
-    if other_df is None:
-        resid = F.col(_TARGET) - F.lit(mu)
-        joined = target_df
-    else:
-        # the bias tables are small (one double per user or item): broadcast them
-        joined = target_df.join(
-            F.broadcast(other_df.select(col_other, F.col(BIAS_COL).alias("_b_other"))),
-            on=col_other, how="left")
-        resid = F.col(_TARGET) - F.lit(mu) - F.coalesce(F.col("_b_other"), F.lit(0.0))
+    joined = target_df.join(
+        maybe_broadcast(other_df.select(col_other, F.col(BIAS_COL).alias("_b_other")),
+                        values_per_row=2),
+        on=col_other, how="left")
+    resid = F.col(_TARGET) - F.lit(mu) - F.coalesce(F.col("_b_other"), F.lit(0.0))
     return (
         joined.groupBy(col_key)
         .agg(F.sum(resid).alias("_s"), F.count(F.lit(1)).alias(COUNT_COL))
@@ -74,11 +71,30 @@ def _solve_side(target_df: DataFrame, other_df: DataFrame | None, *, mu: float, 
     )
 
 
+def _first_item_side(target_df: DataFrame, *, mu: float | None, reg: float,
+                     col_item: str) -> tuple[float, DataFrame]:
+    """μ (when not given) and the first item biases (user biases 0) from one aggregation:
+    per item Σt and n, so μ = ΣΣt / Σn and b_i = (Σt − n·μ) / (reg + n)."""
+    sums = _materialize(target_df.groupBy(col_item).agg(F.sum(_TARGET).alias("_s"),
+                                                        F.count(F.lit(1)).alias(COUNT_COL)))
+    if mu is None:
+        total, n = sums.agg(F.sum("_s"), F.sum(COUNT_COL)).first()
+        if not n:
+            raise ValueError("cannot fit biases on an empty ratings table")
+        mu = total / n
+    mu = float(mu)
+    bias = (F.col("_s") - F.col(COUNT_COL) * F.lit(mu)) / (F.lit(float(reg)) + F.col(COUNT_COL))
+    return mu, sums.select(col_item, bias.alias(BIAS_COL), COUNT_COL)
+
+
 def fit_biases(ratings_df: DataFrame, *, reg_user: float, reg_item: float, sweeps: int = 3,
                tol: float | None = None, mu: float | None = None, col_offset: str | None = None,
                col_user: str = USER_COL, col_item: str = ITEM_COL,
                col_rating: str = RATING_COL) -> Biases:
     """Fit μ, b_u, b_i to ``rating − offset`` by alternating regularized updates.
+
+    The first item update (user biases still 0) shares its aggregation with μ, so ``sweeps``
+    sweeps read the ratings 2·``sweeps`` times.
 
     Parameters
     ----------
@@ -88,53 +104,53 @@ def fit_biases(ratings_df: DataFrame, *, reg_user: float, reg_item: float, sweep
     tol : stop early once no user bias moved by more than ``tol`` in a sweep (costs one small
         join per sweep); None runs exactly ``sweeps`` sweeps.
     mu : the global term; None uses the mean of the target.
-    col_offset : a column subtracted from the rating before fitting (None: no offset).
+    col_offset : a column subtracted from the rating before fitting (None: no offset); the
+        target is then cached for the sweeps (the offset usually comes from a join).
 
     Returns
     -------
     :class:`Biases` whose tables have columns ``col_user``/``col_item``, ``bias`` double,
-    ``n_ratings`` long (cached).
+    ``n_ratings`` long (local checkpoints).
     """
     if sweeps < 1:
         raise ValueError("sweeps must be >= 1")
     target = F.col(col_rating).cast("double")
     if col_offset is not None:
         target = target - F.coalesce(F.col(col_offset).cast("double"), F.lit(0.0))
-    # cached: every sweep reads it twice (and an offset join should not be redone per sweep)
-    target_df = ratings_df.select(col_user, col_item, target.alias(_TARGET)).cache()
-    if mu is None:
-        mu = target_df.agg(F.avg(_TARGET)).first()[0]
-        if mu is None:
-            raise ValueError("cannot fit biases on an empty ratings table")
-    mu = float(mu)
-    user_df = None
-    item_df = None
-    history: list[float] = []
-    done = 0
-    for sweep in range(sweeps):
-        new_item = _materialize(_solve_side(target_df, user_df, mu=mu, reg=reg_item,
-                                            col_key=col_item, col_other=col_user))
-        if item_df is not None:
-            item_df.unpersist()
-        item_df = new_item
-        new_user = _materialize(_solve_side(target_df, item_df, mu=mu, reg=reg_user,
-                                            col_key=col_user, col_other=col_item))
-        done = sweep + 1
-        if tol is not None and user_df is not None:
-            delta = (new_user.alias("n").join(user_df.alias("o"), on=col_user, how="inner")
-                     .agg(F.max(F.abs(F.col(f"n.{BIAS_COL}") - F.col(f"o.{BIAS_COL}"))))
-                     .first()[0]) or 0.0
-            history.append(float(delta))
-            LOG.debug("bias sweep %d: max |delta b_u| = %.3g", done, delta)
-            user_df.unpersist()
-            user_df = new_user
-            if delta <= tol:
-                break
-        else:
-            if user_df is not None:
+    target_df = ratings_df.select(col_user, col_item, target.alias(_TARGET))
+    if col_offset is not None:
+        target_df = target_df.cache()
+    try:
+        mu, item_df = _first_item_side(target_df, mu=mu, reg=reg_item, col_item=col_item)
+        user_df = None
+        history: list[float] = []
+        done = 0
+        for sweep in range(sweeps):
+            if sweep > 0:
+                new_item = _materialize(_solve_side(target_df, user_df, mu=mu, reg=reg_item,
+                                                    col_key=col_item, col_other=col_user))
+                item_df.unpersist()
+                item_df = new_item
+            new_user = _materialize(_solve_side(target_df, item_df, mu=mu, reg=reg_user,
+                                                col_key=col_user, col_other=col_item))
+            done = sweep + 1
+            if tol is not None and user_df is not None:
+                delta = (new_user.alias("n").join(user_df.alias("o"), on=col_user, how="inner")
+                         .agg(F.max(F.abs(F.col(f"n.{BIAS_COL}") - F.col(f"o.{BIAS_COL}"))))
+                         .first()[0]) or 0.0
+                history.append(float(delta))
+                LOG.debug("bias sweep %d: max |delta b_u| = %.3g", done, delta)
                 user_df.unpersist()
-            user_df = new_user
-    target_df.unpersist()
+                user_df = new_user
+                if delta <= tol:
+                    break
+            else:
+                if user_df is not None:
+                    user_df.unpersist()
+                user_df = new_user
+    finally:
+        if col_offset is not None:
+            target_df.unpersist()
     LOG.info("biases: mu=%.4f after %d sweeps (lambda_u=%g, lambda_i=%g)", mu, done, reg_user,
              reg_item)
     return Biases(mu=mu, user_bias_df=user_df, item_bias_df=item_df, sweeps=done,
@@ -148,8 +164,10 @@ def with_bias_residual(ratings_df: DataFrame, biases: Biases, *, col_out: str = 
 
     Returns the input columns plus ``col_out`` double.
     """
-    ub = biases.user_bias_df.select(col_user, F.col(BIAS_COL).alias("_bu"))
-    ib = biases.item_bias_df.select(col_item, F.col(BIAS_COL).alias("_bi"))
+    ub = maybe_broadcast(biases.user_bias_df.select(col_user, F.col(BIAS_COL).alias("_bu")),
+                         values_per_row=2)
+    ib = maybe_broadcast(biases.item_bias_df.select(col_item, F.col(BIAS_COL).alias("_bi")),
+                         values_per_row=2)
     resid = (F.col(col_rating).cast("double") - F.lit(biases.mu)
              - F.coalesce(F.col("_bu"), F.lit(0.0)) - F.coalesce(F.col("_bi"), F.lit(0.0)))
     return (

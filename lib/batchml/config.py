@@ -91,10 +91,10 @@ class FactorizeSettings:
     validation_fraction: float = field(
         default=0.1, metadata=_check(lambda v: 0.0 < v < 1.0, "a number in (0, 1)"))
     ranks: tuple[int, ...] = field(
-        default=(50,), metadata=_check(lambda v: len(v) > 0 and all(r >= 1 for r in v),
+        default=(5, 20, 50), metadata=_check(lambda v: len(v) > 0 and all(r >= 1 for r in v),
                                        "a non-empty list of integers >= 1"))
     regs: tuple[float, ...] = field(
-        default=(0.03, 0.1, 0.3), metadata=_check(lambda v: len(v) > 0 and all(r >= 0 for r in v),
+        default=(0.01, 0.03, 0.1), metadata=_check(lambda v: len(v) > 0 and all(r >= 0 for r in v),
                                                   "a non-empty list of numbers >= 0"))
     bias_reg_user: float = field(default=10.0, metadata=_check(lambda v: v >= 0, "a number >= 0"))
     bias_reg_item: float = field(default=25.0, metadata=_check(lambda v: v >= 0, "a number >= 0"))

@@ -38,6 +38,7 @@ from batchml.io.atomic import exists, read_json, write_json
 from batchml.metrics import PREDICTION_COL, regression_metrics
 from batchml.schema import (ITEM_COL, ITEM_ID_COL, ITEMS, RATING_COL, TITLE_COL, USER_COL,
                             USER_ID_COL, USERS, YEAR_COL)
+from batchml.spark import maybe_broadcast
 
 LOG = logging.getLogger("batchml.factorize")
 
@@ -106,11 +107,12 @@ def with_prediction(pairs_df: DataFrame, model: FactorModel, *, col_user: str = 
     items = _side(model.item_df, col_item, "_i")
     bu = bi = F.lit(None).cast("double")
     dot = F.lit(None).cast("double")
+    width = model.rank + 2
     if users is not None:
-        df = df.join(users, on=col_user, how="left")
+        df = df.join(maybe_broadcast(users, values_per_row=width), on=col_user, how="left")
         bu = F.col("_ub")
     if items is not None:
-        df = df.join(items, on=col_item, how="left")
+        df = df.join(maybe_broadcast(items, values_per_row=width), on=col_item, how="left")
         bi = F.col("_ib")
     if users is not None and items is not None:
         dot = _dot(F.col("_uf"), F.col("_if"))
@@ -221,8 +223,11 @@ def with_factor_dot(ratings_df: DataFrame, model: FactorModel, *, col_out: str =
 
     Returns the input columns plus ``col_out`` double.
     """
-    uf = model.user_df.select(col_user, F.col(FEATURES_COL).alias("_pu"))
-    itf = model.item_df.select(col_item, F.col(FEATURES_COL).alias("_qi"))
+    width = model.rank + 1
+    uf = maybe_broadcast(model.user_df.select(col_user, F.col(FEATURES_COL).alias("_pu")),
+                         values_per_row=width)
+    itf = maybe_broadcast(model.item_df.select(col_item, F.col(FEATURES_COL).alias("_qi")),
+                          values_per_row=width)
     dot = F.lit(float(model.gamma)) * F.coalesce(_dot(F.col("_pu"), F.col("_qi")), F.lit(0.0))
     return (ratings_df.join(uf, on=col_user, how="left").join(itf, on=col_item, how="left")
             .select(*ratings_df.columns, dot.alias(col_out)))
@@ -276,12 +281,12 @@ def fit_als_biased(train_df: DataFrame, *, rank: int, reg: float, iters: int, ro
         if rnd == 1:
             first = b
         t1 = time.perf_counter()
-        resid = _cached(with_bias_residual(train_df, b, col_out=RESIDUAL_COL, col_rating=col_rating,
-                                           **keys))
+        # not cached: ALS reads its input once (into its own cached rating blocks)
+        resid = with_bias_residual(train_df, b, col_out=RESIDUAL_COL, col_rating=col_rating,
+                                   **keys)
         uf, itf = fit_als(resid, rank=rank, reg=reg, iters=iters, seed=seed,
                           checkpoint_interval=checkpoint_interval, blocks=blocks,
                           col_target=RESIDUAL_COL, **keys)
-        resid.unpersist()
         t2 = time.perf_counter()
         u, i = _combine(b, uf, itf, **keys)
         model = FactorModel(mu=b.mu, user_df=_cached(u), item_df=_cached(i), rating_min=rating_min,

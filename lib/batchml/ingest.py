@@ -27,6 +27,7 @@ from batchml.io.atomic import atomic_dir, remove_tree, write_json
 from batchml.io.delimited import with_lines
 from batchml.io.files import source_name
 from batchml.logs import stage
+from batchml.spark import maybe_broadcast
 from batchml.stats import dataset_stats, line_counts, reconcile
 
 LOG = logging.getLogger("batchml.ingest")
@@ -191,7 +192,7 @@ def ingest(spark: SparkSession, cfg: Config, fmt: str, input_dir: str, output: s
                 counts.update(line_counts(pdf, table, extra_rejects=unknown))
         removed = 0
         if remove_probe and S.PROBE in dump.pairs:
-            probe = _maybe_broadcast(spark.read.parquet(f"{tmp}/{S.PROBE}").select(S.USER_COL, S.ITEM_COL))
+            probe = maybe_broadcast(spark.read.parquet(f"{tmp}/{S.PROBE}").select(S.USER_COL, S.ITEM_COL))
             removed = ratings.join(probe, on=[S.USER_COL, S.ITEM_COL], how="left_semi").count()
             ratings = ratings.join(probe, on=[S.USER_COL, S.ITEM_COL], how="left_anti")
 
@@ -228,21 +229,12 @@ def ingest_netflix(spark: SparkSession, cfg: Config, input_dir: str, output: str
     return ingest(spark, cfg, "netflix", input_dir, output, remove_probe)
 
 
-#: id maps up to this many rows are broadcast to the joins (Netflix: 480k users), so the big
-#: ratings side is not shuffled; larger maps (Amazon's tens of millions of users) sort-merge.
-BROADCAST_MAP_ROWS = 3_000_000
-
-
-def _maybe_broadcast(df: DataFrame) -> DataFrame:
-    return F.broadcast(df) if df.count() <= BROADCAST_MAP_ROWS else df
-
-
 def with_indices(df: DataFrame, users: DataFrame, items: DataFrame) -> DataFrame:
     """Replace ``user_id``/``item_id`` by dense ``user_idx``/``item_idx`` (inner joins: every id is in
     the maps by construction)."""
     return (
-        df.join(_maybe_broadcast(users), on=S.USER_ID_COL, how="inner")
-        .join(_maybe_broadcast(items.select(S.ITEM_ID_COL, S.ITEM_COL)), on=S.ITEM_ID_COL, how="inner")
+        df.join(maybe_broadcast(users), on=S.USER_ID_COL, how="inner")
+        .join(maybe_broadcast(items.select(S.ITEM_ID_COL, S.ITEM_COL)), on=S.ITEM_ID_COL, how="inner")
     )
 
 

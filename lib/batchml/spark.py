@@ -4,9 +4,15 @@ from __future__ import annotations
 import os
 import sys
 
-from pyspark.sql import SparkSession
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
 
 from batchml.config import SparkSettings
+
+#: a lookup table (id map, bias or factor table) is broadcast to a join with a big table when
+#: rows × values-per-row is at most this (3M narrow rows: Netflix's 480k users fit, Amazon's tens
+#: of millions do not; rank-50 factors: ~170k rows), so the big side is not shuffled.
+BROADCAST_MAX_VALUES = 9_000_000
 
 
 def launched_by_spark_submit() -> bool:
@@ -49,3 +55,10 @@ def build_session(settings: SparkSettings, app_name: str | None = None) -> Spark
     if settings.checkpoint_dir:
         spark.sparkContext.setCheckpointDir(settings.checkpoint_dir)
     return spark
+
+
+def maybe_broadcast(df: DataFrame, *, values_per_row: int = 3, n_rows: int | None = None) -> DataFrame:
+    """``df`` with a broadcast hint when it is small (see :data:`BROADCAST_MAX_VALUES`); counts it
+    unless ``n_rows`` is given (cache or checkpoint ``df`` first)."""
+    n = df.count() if n_rows is None else n_rows
+    return F.broadcast(df) if n * max(1, values_per_row) <= BROADCAST_MAX_VALUES else df
