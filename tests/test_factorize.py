@@ -178,6 +178,54 @@ def test_plain_model_falls_back_to_its_fallback(spark, tiny_model):
                               ignore_row_order=True, ignore_nullable=True)
 
 
+def _item_cf_reference(train, test, mu, bu, bi, lo=1.0, hi=5.0):
+    """Plain-Python baseline-adjusted item-CF RMSE: all items with a shared user are neighbours,
+    weighted by Jaccard of their user sets."""
+    users_of: dict[int, set[int]] = {}
+    rated: dict[int, dict[int, float]] = {}
+    for u, i, r in train:
+        users_of.setdefault(i, set()).add(u)
+        rated.setdefault(u, {})[i] = r
+
+    def base(u, i):
+        return mu + bu.get(u, 0.0) + bi.get(i, 0.0)
+
+    errs = []
+    for u, i, r in test:
+        num = den = 0.0
+        for j, r_uj in rated.get(u, {}).items():
+            a, b = users_of.get(i, set()), users_of[j]
+            s = len(a & b) / len(a | b) if j != i and a & b else 0.0
+            num += s * (r_uj - base(u, j))
+            den += s
+        pred = base(u, i) + (num / den if den > 0 else 0.0)
+        errs.append(min(max(pred, lo), hi) - r)
+    return float(np.sqrt(np.mean(np.square(errs))))
+
+
+def test_item_cf_on_bias_residuals_matches_plain_python(spark):
+    from batchml.factorize import item_cf_metrics
+
+    rng = np.random.default_rng(11)
+    pairs = zip(rng.integers(0, 12, 90), rng.integers(0, 8, 90))
+    rows = sorted({(int(u), int(i)) for u, i in pairs})
+    rated = [(u, i, float(rng.integers(1, 6))) for u, i in rows]
+    test = [t for k, t in enumerate(rated) if k % 7 == 0] + [(20, 1, 4.0)]  # + an unknown user
+    train = [t for k, t in enumerate(rated) if k % 7 != 0]
+    mu = 3.2
+    bu = {u: 0.1 * (u % 5) - 0.2 for u in range(12)}
+    bi = {i: 0.3 - 0.1 * i for i in range(8)}
+    baseline = FactorModel(
+        mu=mu, user_df=spark.createDataFrame(list(bu.items()), f"{USER_COL} int, {BIAS_COL} double"),
+        item_df=spark.createDataFrame(list(bi.items()), f"{ITEM_COL} int, {BIAS_COL} double"))
+    got = item_cf_metrics(_ratings_df(spark, *zip(*train)), _ratings_df(spark, *zip(*test)),
+                          neighbours=50, max_items_per_user=0, seed=1, baseline=baseline)
+    assert got["item_cf_bias"]["n"] == len(test) and got["item_cf_bias"]["n_missing"] == 0
+    assert got["item_cf_bias"]["rmse"] == pytest.approx(
+        _item_cf_reference(train, test, mu, bu, bi), abs=1e-9)
+    assert "item_cf" in got
+
+
 def test_global_mean_model_and_empty_pairs(spark):
     gm = FactorModel(mu=3.6)
     pairs = spark.createDataFrame([(1, 2)], PAIRS_T)
@@ -316,7 +364,9 @@ def test_als_bias_beats_the_baselines(factorized):
     assert t["als_bias"] < t["bias_only"] < t["global_mean"]
     assert t["als_bias"] < t["plain_als"]
     assert metrics["floor"]["rmse"] <= t["als_bias"] < 1.15 * metrics["floor"]["rmse"]
-    assert {"global_mean", "bias_only", "plain_als", "als_bias", "aligned", "item_cf"} <= set(t)
+    assert {"global_mean", "bias_only", "plain_als", "als_bias", "aligned", "item_cf",
+            "item_cf_bias"} <= set(t)
+    assert t["item_cf_bias"] < t["item_cf"]
     assert all(v["n"] == metrics["n_test"] and v["n_missing"] == 0
                for v in metrics["table"].values())
     assert [r["round"] for r in metrics["rounds"]] == [1, 2]
