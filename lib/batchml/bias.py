@@ -42,6 +42,8 @@ class Biases:
     reg_user: float
     reg_item: float
     history: list[float] = field(default_factory=list)  # max |Δ b_u| per sweep, when tol was given
+    n_users: int | None = None  # rows of the tables (None: unknown), to size broadcasts
+    n_items: int | None = None
 
     def unpersist(self) -> None:
         for df in (self.user_bias_df, self.item_bias_df):
@@ -55,12 +57,13 @@ def _materialize(df: DataFrame) -> DataFrame:
     return df.localCheckpoint(eager=True)
 
 
-def _solve_side(target_df: DataFrame, other_df: DataFrame, *, mu: float, reg: float,
+def _solve_side(target_df: DataFrame, other_df: DataFrame, n_other: int, *, mu: float, reg: float,
                 col_key: str, col_other: str) -> DataFrame:
-    """b_key = Σ(t − μ − b_other) / (reg + n_key); columns ``col_key``, bias, n_ratings."""
+    """b_key = Σ(t − μ − b_other) / (reg + n_key); columns ``col_key``, bias, n_ratings.
+    ``n_other``: the rows of ``other_df``."""
     joined = target_df.join(
         maybe_broadcast(other_df.select(col_other, F.col(BIAS_COL).alias("_b_other")),
-                        values_per_row=2),
+                        values_per_row=2, n_rows=n_other),
         on=col_other, how="left")
     resid = F.col(_TARGET) - F.lit(mu) - F.coalesce(F.col("_b_other"), F.lit(0.0))
     return (
@@ -72,19 +75,17 @@ def _solve_side(target_df: DataFrame, other_df: DataFrame, *, mu: float, reg: fl
 
 
 def _first_item_side(target_df: DataFrame, *, mu: float | None, reg: float,
-                     col_item: str) -> tuple[float, DataFrame]:
-    """μ (when not given) and the first item biases (user biases 0) from one aggregation:
-    per item Σt and n, so μ = ΣΣt / Σn and b_i = (Σt − n·μ) / (reg + n)."""
+                     col_item: str) -> tuple[float, DataFrame, int]:
+    """μ (when not given), the first item biases (user biases 0) and their row count from one
+    aggregation: per item Σt and n, so μ = ΣΣt / Σn and b_i = (Σt − n·μ) / (reg + n)."""
     sums = _materialize(target_df.groupBy(col_item).agg(F.sum(_TARGET).alias("_s"),
                                                         F.count(F.lit(1)).alias(COUNT_COL)))
-    if mu is None:
-        total, n = sums.agg(F.sum("_s"), F.sum(COUNT_COL)).first()
-        if not n:
-            raise ValueError("cannot fit biases on an empty ratings table")
-        mu = total / n
-    mu = float(mu)
+    total, n, n_items = sums.agg(F.sum("_s"), F.sum(COUNT_COL), F.count(F.lit(1))).first()
+    if not n:
+        raise ValueError("cannot fit biases on an empty ratings table")
+    mu = float(total / n if mu is None else mu)
     bias = (F.col("_s") - F.col(COUNT_COL) * F.lit(mu)) / (F.lit(float(reg)) + F.col(COUNT_COL))
-    return mu, sums.select(col_item, bias.alias(BIAS_COL), COUNT_COL)
+    return mu, sums.select(col_item, bias.alias(BIAS_COL), COUNT_COL), int(n_items)
 
 
 def fit_biases(ratings_df: DataFrame, *, reg_user: float, reg_item: float, sweeps: int = 3,
@@ -121,18 +122,22 @@ def fit_biases(ratings_df: DataFrame, *, reg_user: float, reg_item: float, sweep
     if col_offset is not None:
         target_df = target_df.cache()
     try:
-        mu, item_df = _first_item_side(target_df, mu=mu, reg=reg_item, col_item=col_item)
+        mu, item_df, n_items = _first_item_side(target_df, mu=mu, reg=reg_item, col_item=col_item)
         user_df = None
+        n_users = 0
         history: list[float] = []
         done = 0
         for sweep in range(sweeps):
             if sweep > 0:
-                new_item = _materialize(_solve_side(target_df, user_df, mu=mu, reg=reg_item,
-                                                    col_key=col_item, col_other=col_user))
+                new_item = _materialize(_solve_side(target_df, user_df, n_users, mu=mu,
+                                                    reg=reg_item, col_key=col_item,
+                                                    col_other=col_user))
                 item_df.unpersist()
                 item_df = new_item
-            new_user = _materialize(_solve_side(target_df, item_df, mu=mu, reg=reg_user,
-                                                col_key=col_user, col_other=col_item))
+            new_user = _materialize(_solve_side(target_df, item_df, n_items, mu=mu,
+                                                reg=reg_user, col_key=col_user,
+                                                col_other=col_item))
+            n_users = new_user.count()
             done = sweep + 1
             if tol is not None and user_df is not None:
                 delta = (new_user.alias("n").join(user_df.alias("o"), on=col_user, how="inner")
@@ -154,7 +159,8 @@ def fit_biases(ratings_df: DataFrame, *, reg_user: float, reg_item: float, sweep
     LOG.info("biases: mu=%.4f after %d sweeps (lambda_u=%g, lambda_i=%g)", mu, done, reg_user,
              reg_item)
     return Biases(mu=mu, user_bias_df=user_df, item_bias_df=item_df, sweeps=done,
-                  reg_user=reg_user, reg_item=reg_item, history=history)
+                  reg_user=reg_user, reg_item=reg_item, history=history, n_users=n_users,
+                  n_items=n_items)
 
 
 def with_bias_residual(ratings_df: DataFrame, biases: Biases, *, col_out: str = "residual",
@@ -165,9 +171,9 @@ def with_bias_residual(ratings_df: DataFrame, biases: Biases, *, col_out: str = 
     Returns the input columns plus ``col_out`` double.
     """
     ub = maybe_broadcast(biases.user_bias_df.select(col_user, F.col(BIAS_COL).alias("_bu")),
-                         values_per_row=2)
+                         values_per_row=2, n_rows=biases.n_users)
     ib = maybe_broadcast(biases.item_bias_df.select(col_item, F.col(BIAS_COL).alias("_bi")),
-                         values_per_row=2)
+                         values_per_row=2, n_rows=biases.n_items)
     resid = (F.col(col_rating).cast("double") - F.lit(biases.mu)
              - F.coalesce(F.col("_bu"), F.lit(0.0)) - F.coalesce(F.col("_bi"), F.lit(0.0)))
     return (

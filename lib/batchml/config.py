@@ -98,7 +98,7 @@ class FactorizeSettings:
                                                   "a non-empty list of numbers >= 0"))
     bias_reg_user: float = field(default=10.0, metadata=_check(lambda v: v >= 0, "a number >= 0"))
     bias_reg_item: float = field(default=25.0, metadata=_check(lambda v: v >= 0, "a number >= 0"))
-    bias_sweeps: int = field(default=2, metadata=_check(lambda v: v >= 1, "an integer >= 1"))
+    bias_sweeps: int = field(default=1, metadata=_check(lambda v: v >= 1, "an integer >= 1"))
     iters: int = field(default=10, metadata=_check(lambda v: v >= 1, "an integer >= 1"))
     rounds: int = field(default=2, metadata=_check(lambda v: v >= 1, "an integer >= 1"))
     checkpoint_interval: int = field(default=5, metadata=_check(lambda v: v >= 1, "an integer >= 1"))
