@@ -1,6 +1,6 @@
 """Generate a synthetic dump in a real dump's exact format, with its ground truth saved beside it.
 
-    python jobs/generate.py --format netflix --output DIR [--ratings N] [--seed S] [--layout combined|training_set] [--gzip] [--plant K]
+    python jobs/generate.py --format netflix --output DIR [--ratings N] [--seed S] [--layout combined|training_set] [--gzip] [--plant K] [--taste T]
     python jobs/generate.py --format netflix-csv|amazon-tsv|amazon-json|movielens --output DIR [--ratings N] [--plant K] [--duplicates D] [--gzip]
         [--variant 100k|dat|csv]  (movielens)   [--categories Books,Music,...]  (amazon-tsv)
 """
@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import sys
 
-from batchml.cli import job_parser, run_job
+from batchml.cli import JobError, job_parser, run_job
 
 FORMATS = ("netflix", "netflix-csv", "amazon-tsv", "amazon-json", "movielens")
 
@@ -31,6 +31,10 @@ def build_parser():
                         help="movielens: u.data+u.item, ratings.dat+movies.dat or ratings.csv+movies.csv")
     parser.add_argument("--categories", default=None,
                         help="amazon-tsv: comma-separated category names, one file each")
+    parser.add_argument("--taste", type=float, default=None,
+                        help="netflix, netflix-csv, movielens: users mostly rate items they like "
+                             "(pair kept with probability sigmoid(T * z), z the standardized "
+                             "p_u.q_i; 0 = at random; generate.taste)")
     return parser
 
 
@@ -38,11 +42,17 @@ def run(spark, cfg, args) -> int:
     g = cfg.generate
     n = args.ratings or g.ratings
     seed = g.seed if args.seed is None else args.seed
+    taste = g.taste if args.taste is None else args.taste
+    if taste < 0:
+        raise JobError(f"--taste must be >= 0 (got {taste:g})")
+    if taste and args.format.startswith("amazon"):
+        raise JobError("--taste applies to netflix, netflix-csv and movielens, not amazon formats")
     if args.format == "netflix":
         from batchml.synth.netflix import write_netflix_dump
         dump = write_netflix_dump(
             args.output, n_ratings=n, seed=seed, n_users=g.users, n_items=g.items, rank=g.rank, noise=g.noise,
-            probe_fraction=g.probe_fraction, layout=args.layout, gz=args.gzip, plant=args.plant)
+            probe_fraction=g.probe_fraction, layout=args.layout, gz=args.gzip, plant=args.plant,
+            taste=taste)
         t = dump.truth
         print(json.dumps({k: t[k] for k in ("n_ratings", "n_users", "n_items", "n_probe", "n_qualifying",
                                              "noise_sigma", "probe_rmse_true_model", "planted_rejects")},
@@ -51,10 +61,11 @@ def run(spark, cfg, args) -> int:
     common = dict(seed=seed, plant=args.plant, duplicates=args.duplicates)
     if args.format == "netflix-csv":
         from batchml.synth.netflix_csv import write_netflix_csv_dump
-        dump = write_netflix_csv_dump(args.output, n, gz=args.gzip, **common)
+        dump = write_netflix_csv_dump(args.output, n, gz=args.gzip, taste=taste, **common)
     elif args.format == "movielens":
         from batchml.synth.movielens import write_movielens_dump
-        dump = write_movielens_dump(args.output, n, variant=args.variant, gz=args.gzip, **common)
+        dump = write_movielens_dump(args.output, n, variant=args.variant, gz=args.gzip,
+                                    taste=taste, **common)
     elif args.format == "amazon-tsv":
         from batchml.synth.amazon import CATEGORIES, write_amazon_tsv_dump
         cats = tuple(args.categories.split(",")) if args.categories else CATEGORIES

@@ -79,6 +79,8 @@ class GenerateSettings:
     noise: float = field(default=0.5, metadata=_check(lambda v: v >= 0, "a number >= 0"))
     probe_fraction: float = field(
         default=0.02, metadata=_check(lambda v: 0.0 <= v < 1.0, "a number in [0, 1)"))
+    taste: float = field(default=0.0, metadata=_check(
+        lambda v: v >= 0, "a number >= 0 (0: which items a user rates ignores taste)"))
 
 
 @dataclass(frozen=True)
@@ -92,10 +94,11 @@ class FactorizeSettings:
         default=0.1, metadata=_check(lambda v: 0.0 < v < 1.0, "a number in (0, 1)"))
     ranks: tuple[int, ...] = field(
         default=(5, 20, 50), metadata=_check(lambda v: len(v) > 0 and all(r >= 1 for r in v),
-                                       "a non-empty list of integers >= 1"))
+                                             "a non-empty list of integers >= 1"))
     regs: tuple[float, ...] = field(
-        default=(0.01, 0.03, 0.1), metadata=_check(lambda v: len(v) > 0 and all(r >= 0 for r in v),
-                                                  "a non-empty list of numbers >= 0"))
+        default=(0.01, 0.03, 0.1),
+        metadata=_check(lambda v: len(v) > 0 and all(r >= 0 for r in v),
+                        "a non-empty list of numbers >= 0"))
     bias_reg_user: float = field(default=10.0, metadata=_check(lambda v: v >= 0, "a number >= 0"))
     bias_reg_item: float = field(default=25.0, metadata=_check(lambda v: v >= 0, "a number >= 0"))
     bias_sweeps: int = field(default=1, metadata=_check(lambda v: v >= 1, "an integer >= 1"))

@@ -105,9 +105,17 @@ def _sorted_unique(a: np.ndarray) -> np.ndarray:
 
 
 def sample_pairs(n_ratings: int, n_users: int, n_items: int, rng: np.random.Generator,
-                 user_shape: float = 1.1, item_shape: float = 1.3) -> tuple[np.ndarray, np.ndarray]:
+                 user_shape: float = 1.1, item_shape: float = 1.3, *,
+                 model: RatingModel | None = None,
+                 taste: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
     """Sample ``n_ratings`` distinct (user, item) pairs with power-law user activity and item
     popularity.  Every user and every item gets at least one rating when n_ratings allows.
+
+    ``taste`` > 0 (with the ground-truth ``model``) makes the choice missing-not-at-random, as in
+    real dumps: a drawn pair is kept with probability sigmoid(taste · z), z = p_u·q_i in units of
+    its standard deviation, so users mostly rate what they like and items liked by the same
+    users are rated together (co-occurrence then carries taste).  ``taste`` = 0 consumes the
+    random stream exactly as before.
     Returns int32 arrays sorted by (item, user)."""
     if n_ratings > n_users * n_items // 2:
         raise ValueError("too many ratings for the catalog")
@@ -118,6 +126,13 @@ def sample_pairs(n_ratings: int, n_users: int, n_items: int, rng: np.random.Gene
     pi = _powerlaw_weights(n_items, item_shape, 2.0, rng)
     pi = np.minimum(pi, 0.6 * n_users / n_ratings)
     pi /= pi.sum()
+    if taste > 0:
+        if model is None:
+            raise ValueError("taste > 0 needs the ground-truth model")
+        probe = rng.integers(0, [n_users, n_items], size=(4096, 2))
+        dot_sd = float(np.einsum("ij,ij->i", model.user_factors[probe[:, 0]],
+                                 model.item_factors[probe[:, 1]]).std()) or 1.0
+        accept_rate = 0.5
     keys = np.empty(0, dtype=np.int64)
     # seed coverage: every user and item appears once when possible
     base = min(n_ratings, max(n_users, n_items))
@@ -128,9 +143,14 @@ def sample_pairs(n_ratings: int, n_users: int, n_items: int, rng: np.random.Gene
         need = n_ratings - len(keys)
         if need <= 0:
             break
-        draw = int(need * 1.1) + 16
+        draw = int(need * (1.1 if taste <= 0 else 1.1 / accept_rate)) + 16
         u = rng.choice(n_users, size=draw, p=pu)
         i = rng.choice(n_items, size=draw, p=pi)
+        if taste > 0:
+            z = np.einsum("ij,ij->i", model.user_factors[u], model.item_factors[i]) / dot_sd
+            kept = rng.random(draw) < 1.0 / (1.0 + np.exp(-taste * z))
+            accept_rate = max(0.05, float(kept.mean()))
+            u, i = u[kept], i[kept]
         new = _sorted_unique(u.astype(np.int64) * n_items + i)
         new = new[~np.isin(new, keys, assume_unique=True)]
         if len(new) > need:
@@ -166,11 +186,13 @@ def sparse_ids(n: int, rng: np.random.Generator, max_id: int = NETFLIX_MAX_CUSTO
     return np.sort(np.append(ids, max_id)).astype(np.int64)
 
 
-def draw_rating_set(n_ratings: int, seed: int, rank: int = 5, noise: float = 0.5):
+def draw_rating_set(n_ratings: int, seed: int, rank: int = 5, noise: float = 0.5,
+                    taste: float = 0.0):
     """Seeded generator, ground-truth model and ``n_ratings`` distinct (user, item) pairs of the
-    default shape: ``(rng, model, users, items)``, the common start of every format's generator."""
+    default shape: ``(rng, model, users, items)``, the common start of every format's generator
+    (``taste``: see :func:`sample_pairs`)."""
     rng = np.random.default_rng(seed)
     n_users, n_items = default_sizes(n_ratings)
     model = make_model(n_users, n_items, rank, noise, rng)
-    users, items = sample_pairs(n_ratings, n_users, n_items, rng)
+    users, items = sample_pairs(n_ratings, n_users, n_items, rng, model=model, taste=taste)
     return rng, model, users, items

@@ -50,13 +50,14 @@ def _csv_quote(s: str) -> str:
 
 
 def write_movielens_dump(out: str | os.PathLike, n_ratings: int, variant: str = "100k", seed: int = 42,
-                         plant: int = 0, duplicates: int = 0, gz: bool = False) -> LineDump:
+                         plant: int = 0, duplicates: int = 0, gz: bool = False,
+                         taste: float = 0.0) -> LineDump:
     """Write a MovieLens ``variant`` (``100k``, ``dat``, ``csv``) dump of ``n_ratings`` distinct ratings."""
     if variant not in FILES:
         raise ValueError(f"unknown MovieLens variant {variant!r} (known: {', '.join(FILES)})")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    rng, model, users, items = draw_rating_set(n_ratings, seed)
+    rng, model, users, items = draw_rating_set(n_ratings, seed, taste=taste)
     n_users, n_items = model.n_users, model.n_items
     if variant == "csv":
         half = model.mean(users, items) + rng.normal(0, model.noise, n_ratings)

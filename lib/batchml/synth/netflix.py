@@ -176,12 +176,14 @@ def write_netflix_dump(out: str | os.PathLike, n_ratings: int, seed: int = 42, n
                        n_items: int = 0, rank: int = 5, noise: float = 0.5,
                        probe_fraction: float = 0.02, qualifying_fraction: float = 0.02,
                        layout: str = "combined", n_files: int = 4, gz: bool = False,
-                       plant: int = 0, trailing_newline: bool = False) -> NetflixDump:
+                       plant: int = 0, trailing_newline: bool = False,
+                       taste: float = 0.0) -> NetflixDump:
     """Write a Netflix-Prize-format dump of ``n_ratings`` ratings drawn from a known model.
 
     ``plant`` > 0 writes that many broken lines of each reject kind (plus a bad header block and
     rating lines before the first header of a file).  ``trailing_newline=False`` leaves the last
-    file without a final newline, as some real files are.
+    file without a final newline, as some real files are.  ``taste`` > 0 makes users rate what
+    they like (see :func:`batchml.synth.model.sample_pairs`).
     """
     t0 = time.perf_counter()
     out = Path(out)
@@ -189,7 +191,7 @@ def write_netflix_dump(out: str | os.PathLike, n_ratings: int, seed: int = 42, n
     rng = np.random.default_rng(seed)
     n_users, n_items = default_sizes(n_ratings, n_users, n_items)
     model = make_model(n_users, n_items, rank, noise, rng)
-    users, items = sample_pairs(n_ratings, n_users, n_items, rng)
+    users, items = sample_pairs(n_ratings, n_users, n_items, rng, model=model, taste=taste)
     counts = np.bincount(items, minlength=n_items)
     titles, years = _titles(n_items, rng)
     named = _assign_named_items(model, counts, titles, rng)
@@ -281,7 +283,7 @@ def write_netflix_dump(out: str | os.PathLike, n_ratings: int, seed: int = 42, n
     pr = ratings[probe_rows].astype(float)
     truth = {
         "seed": seed, "n_ratings": n_ratings, "n_users": n_users, "n_items": n_items, "rank": rank,
-        "mu": model.mu, "noise_sigma": noise, "layout": layout, "gzip": gz,
+        "mu": model.mu, "noise_sigma": noise, "taste": taste, "layout": layout, "gzip": gz,
         "n_probe": n_probe, "n_qualifying": int(len(qu)),
         "probe_rmse_true_model": _rmse(model.predict(pu, pi), pr) if n_probe else None,
         "probe_rmse_expected_rating": _rmse(model.expected_rating(pu, pi), pr) if n_probe else None,

@@ -28,12 +28,12 @@ def _quote(name: str) -> str:
 
 
 def write_netflix_csv_dump(out: str | os.PathLike, n_ratings: int, seed: int = 42, plant: int = 0,
-                           duplicates: int = 0, gz: bool = False) -> LineDump:
+                           duplicates: int = 0, gz: bool = False, taste: float = 0.0) -> LineDump:
     """Write a Kaggle-Netflix-CSV dump of ``n_ratings`` distinct ratings (plus ``duplicates`` repeated
     pairs and ``plant`` broken lines of each kind when asked)."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    rng, model, users, items = draw_rating_set(n_ratings, seed)
+    rng, model, users, items = draw_rating_set(n_ratings, seed, taste=taste)
     n_users, n_items = model.n_users, model.n_items
     ratings = draw_ratings(model, users, items, rng)
     cust = sparse_ids(n_users, rng)
