@@ -10,8 +10,9 @@ RATINGS="${DEMO_RATINGS:-200000}"
 LOTR="The Lord of the Rings: The Fellowship of the Ring"
 banner() { printf '\n==== %s ====\n' "$*"; }
 
-banner "1. generate a Netflix Prize-format dump ($RATINGS ratings, with planted broken lines)"
-$PY jobs/generate.py --format netflix --output "$D/raw/netflix" --ratings "$RATINGS" --plant 3
+banner "1. generate a Netflix Prize-format dump ($RATINGS ratings, users rate what they like, planted broken lines)"
+$PY jobs/generate.py --format netflix --output "$D/raw/netflix" --ratings "$RATINGS" --plant 3 \
+  --taste 1.5
 
 banner "2. ingest it (probe pairs removed from training, kept as the test set)"
 ./spark-submit.sh jobs/ingest.py --format netflix --input "$D/raw/netflix" --output "$D/netflix" \
@@ -42,7 +43,7 @@ banner "4. item-item similarity (Jaccard top-20) and 'because you liked'"
 
 banner "5. factorization: biases + ALS, RMSE on the probe set beside every baseline"
 ./spark-submit.sh jobs/factorize.py --dataset "$D/netflix" --output "$D/model" --test probe \
-  --ground-truth "$D/raw/netflix/ground_truth" --rank 5,20 --reg 0.01,0.03 --log-level WARNING
+  --ground-truth "$D/raw/netflix/ground_truth" --rank 5,10,20 --reg 0.01,0.03 --log-level WARNING
 
 banner "6. recommendations: top-10 for every user, popular list, ranking metrics"
 ./spark-submit.sh jobs/recommend.py --model "$D/model" --dataset "$D/netflix" --output "$D/recommend" \

@@ -294,6 +294,8 @@ def fit_als_biased(train_df: DataFrame, *, rank: int, reg: float, iters: int, ro
                             settings={"rank": rank, "reg": reg, "iters": iters, "rounds": rnd,
                                       "reg_user": reg_user, "reg_item": reg_item,
                                       "sweeps": sweeps})
+        uf.unpersist()  # the combined tables hold them now
+        itf.unpersist()
         entry = {"round": rnd, "train_rmse": evaluate(model, train_df, col_rating=col_rating,
                                                       **keys)["rmse"],
                  "bias_seconds": round(t1 - t0, 3), "als_seconds": round(t2 - t1, 3)}
@@ -333,36 +335,38 @@ def aligned_model(model: FactorModel, train_df: DataFrame, *, col_user: str = US
 
 # ----------------------------------------------------------------------------- hyper-parameters
 def search_biased(fit_df: DataFrame, val_df: DataFrame, *, ranks, regs, biases: Biases, iters: int,
-                  seed: int, rating_min: float, rating_max: float, checkpoint_interval: int = 10,
+                  rounds: int, reg_user: float, reg_item: float, sweeps: int, seed: int,
+                  rating_min: float, rating_max: float, checkpoint_interval: int = 10,
                   blocks: int = 0, col_user: str = USER_COL, col_item: str = ITEM_COL,
                   col_rating: str = RATING_COL) -> list[dict]:
-    """One-round ALS+bias for every (rank, reg) of the grid, fitted on ``fit_df`` (sharing the
-    biases, which do not depend on the grid) and scored on ``val_df``.
+    """ALS+bias with all its ``rounds`` (:func:`fit_als_biased`) for every (rank, reg) of the grid,
+    fitted on ``fit_df`` (round 1 shares ``biases``, which do not depend on the grid) and scored
+    on ``val_df``.  The rounds matter to the choice: round-1 biases absorb each user's mean
+    affinity to what they rated (large when users rate what they like), which a small rank can
+    only fit once later rounds re-fit the biases on r − p·q.
 
-    Returns one dict per candidate: rank, reg, train_rmse, val_rmse, seconds.
+    Returns one dict per candidate: rank, reg, train_rmse, val_rmse (after the last round),
+    val_rmse_by_round, seconds.
     """
-    keys = dict(col_user=col_user, col_item=col_item)
-    resid = _cached(with_bias_residual(fit_df, biases, col_out=RESIDUAL_COL, col_rating=col_rating,
-                                       **keys))
+    keys = dict(col_user=col_user, col_item=col_item, col_rating=col_rating)
     rows = []
     for rank in ranks:
         for reg in regs:
             t0 = time.perf_counter()
-            uf, itf = fit_als(resid, rank=rank, reg=reg, iters=iters, seed=seed,
-                              checkpoint_interval=checkpoint_interval, blocks=blocks,
-                              col_target=RESIDUAL_COL, **keys)
-            u, i = _combine(biases, uf, itf, **keys)
-            m = FactorModel(mu=biases.mu, user_df=u, item_df=i, rating_min=rating_min,
-                            rating_max=rating_max, rank=rank)
-            row = {"rank": rank, "reg": reg,
-                   "train_rmse": evaluate(m, fit_df, col_rating=col_rating, **keys)["rmse"],
-                   "val_rmse": evaluate(m, val_df, col_rating=col_rating, **keys)["rmse"],
+            fitted = fit_als_biased(fit_df, rank=rank, reg=reg, iters=iters, rounds=rounds,
+                                    reg_user=reg_user, reg_item=reg_item, sweeps=sweeps,
+                                    seed=seed, rating_min=rating_min, rating_max=rating_max,
+                                    checkpoint_interval=checkpoint_interval, blocks=blocks,
+                                    biases=biases, eval_df=val_df, **keys)
+            last = fitted.rounds[-1]
+            row = {"rank": rank, "reg": reg, "train_rmse": last["train_rmse"],
+                   "val_rmse": last["eval_rmse"],
+                   "val_rmse_by_round": [r["eval_rmse"] for r in fitted.rounds],
                    "seconds": round(time.perf_counter() - t0, 3)}
             LOG.info("grid ALS+bias: %s", row)
             rows.append(row)
-            uf.unpersist()
-            itf.unpersist()
-    resid.unpersist()
+            for m in fitted.round_models:
+                m.unpersist()
     return rows
 
 
@@ -618,7 +622,8 @@ def run_factorize(spark: SparkSession, cfg, *, dataset: str, output: str,
         fit_biases_ = fit_biases(fit_df, reg_user=s.bias_reg_user, reg_item=s.bias_reg_item,
                                  sweeps=s.bias_sweeps)
         grid = search_biased(fit_df, val_df, ranks=s.ranks, regs=s.regs, biases=fit_biases_,
-                             **common)
+                             rounds=s.rounds, reg_user=s.bias_reg_user,
+                             reg_item=s.bias_reg_item, sweeps=s.bias_sweeps, **common)
         fit_biases_.unpersist()
         chosen = best_of(grid)
         st.info.update(rank=chosen["rank"], reg=chosen["reg"], val_rmse=round(chosen["val_rmse"], 4))
