@@ -1,3 +1,6 @@
+import os
+import time
+
 import pytest
 
 from batchml.io.atomic import atomic_dir
@@ -30,3 +33,21 @@ def test_first_write_creates_parents(tmp_path):
     with atomic_dir(str(out)) as tmp:
         assert tmp.endswith(tuple("0123456789abcdef"))
     assert out.is_dir()
+
+
+def test_success_removes_stale_siblings_of_killed_runs_only(tmp_path):
+    from batchml.io.atomic import STALE_AFTER_S
+
+    out = tmp_path / "out"
+    stale = tmp_path / ".out.tmp-deadbeef00"
+    live = tmp_path / ".out.tmp-0123456789"        # a run still writing (recently touched)
+    other = tmp_path / ".other.tmp-deadbeef00"      # another output's sibling
+    for d in (stale, live, other):
+        (d / "part").mkdir(parents=True)
+    old = time.time() - STALE_AFTER_S - 60
+    for d in (stale, other):
+        os.utime(d, (old, old))
+    with atomic_dir(str(out)):
+        pass
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        ["out", live.name, other.name])

@@ -1,12 +1,16 @@
 """Atomic output directories: write to a temporary sibling, move into place only when complete.
 
-A failed or killed run leaves the previous output untouched; a re-run replaces it whole.  Works
-on every filesystem pyarrow knows (local paths, ``file://``, ``hdfs://``, ``s3://``, ...).
+A failed or killed run leaves the previous output untouched; a re-run replaces it whole.  A run
+killed outright (SIGKILL, lost driver) cannot clean up its hidden ``.NAME.tmp-*`` sibling; the
+next successful run of the same output removes such siblings once they are older than
+:data:`STALE_AFTER_S`.  Works on every filesystem pyarrow knows (local paths, ``file://``,
+``hdfs://``, ``s3://``, ...).
 """
 from __future__ import annotations
 
 import json
 import logging
+import time
 import uuid
 from contextlib import contextmanager
 from typing import Iterator
@@ -14,6 +18,10 @@ from typing import Iterator
 from pyarrow import fs as pafs
 
 LOG = logging.getLogger("batchml.io")
+
+#: a temporary sibling untouched for this long belongs to a run that died (a day: no job of ours
+#: writes for that long)
+STALE_AFTER_S = 24 * 3600
 
 
 def _filesystem(path: str) -> tuple[pafs.FileSystem, str]:
@@ -43,6 +51,26 @@ def remove_tree(path: str) -> None:
         fs.delete_dir(p)
     elif info.type == pafs.FileType.File:
         fs.delete_file(p)
+
+
+def _remove_stale_siblings(fs: pafs.FileSystem, parent: str, name: str, keep: str) -> None:
+    """Delete ``.NAME.tmp-*`` / ``.NAME.old-*`` siblings (other than ``keep``) last modified more
+    than :data:`STALE_AFTER_S` ago; siblings without a modification time are left alone."""
+    now = time.time()
+    for info in fs.get_file_info(pafs.FileSelector(parent)):
+        base = info.base_name
+        if base == keep or not base.startswith((f".{name}.tmp-", f".{name}.old-")):
+            continue
+        if info.mtime is None or now - info.mtime.timestamp() < STALE_AFTER_S:
+            continue
+        LOG.warning("removing %s, left by a run that was killed", info.path)
+        try:
+            if info.type == pafs.FileType.Directory:
+                fs.delete_dir(info.path)
+            else:
+                fs.delete_file(info.path)
+        except OSError:  # pragma: no cover - best effort
+            LOG.warning("could not remove %s", info.path)
 
 
 @contextmanager
@@ -78,6 +106,7 @@ def atomic_dir(path: str) -> Iterator[str]:
         raise
     if old is not None:
         fs.delete_dir(old)
+    _remove_stale_siblings(fs, parent, name, keep=f".{name}.tmp-{token}")
     LOG.info("wrote %s", path)
 
 
