@@ -361,3 +361,17 @@ def test_job_cli_help(capsys):
         job.main(["--help"])
     assert exc.value.code == 0
     assert "--fold-in" in capsys.readouterr().out
+
+
+def test_global_row_number_matches_a_plain_sort_across_partitions(spark):
+    from batchml.spark import with_global_row_number
+
+    rng = np.random.default_rng(4)
+    rows = [(int(k), float(v)) for k, v in zip(rng.permutation(500), rng.integers(0, 7, 500))]
+    df = spark.createDataFrame(rows, "k int, v double").repartition(5)
+    assert df.sort("v").rdd.getNumPartitions() > 1  # the offsets between partitions are exercised
+    got = with_global_row_number(df, [F.col("v").desc(), F.col("k").asc()], "rn")
+    expected = [(k, v, n + 1) for n, (k, v) in enumerate(sorted(rows, key=lambda r: (-r[1], r[0])))]
+    assert sorted(tuple(r) for r in got.collect()) == sorted(expected)
+    assert got.columns == ["k", "v", "rn"]
+    assert with_global_row_number(df.limit(0), [F.col("k")], "rn").count() == 0

@@ -49,10 +49,11 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 from pyspark.sql import DataFrame, SparkSession
-from pyspark.sql import functions as F, types as T, Window as W
+from pyspark.sql import functions as F, types as T
 
 from batchml.schema import (ITEM_COL, ITEM_ID_COL, RATING_COL, TITLE_COL, USER_COL, USER_ID_COL,
                             YEAR_COL)
+from batchml.spark import with_global_row_number
 
 LOG = logging.getLogger("batchml.recommend")
 
@@ -368,13 +369,13 @@ def popular_items(ratings_df: DataFrame, *, prior_strength: float, min_ratings: 
                            on=col_item, how="left")
     else:
         stats = stats.withColumn(BIAS_COL, F.lit(None).cast("double"))
-    by_shrunk = W.orderBy(F.col(SHRUNK_COL).desc(), F.col(COUNT_COL).desc(), F.col(col_item).asc())
-    by_bias = W.orderBy(F.col(BIAS_COL).desc_nulls_last(), F.col(col_item).asc())
-    return (stats
-            .withColumn(SHRUNK_COL, shrunk_mean(F.col(COUNT_COL), F.col(MEAN_COL), mu=mu,
-                                                prior_strength=prior_strength))
-            .withColumn(RANK_COL, F.row_number().over(by_shrunk))
-            .withColumn(BIAS_RANK_COL, F.row_number().over(by_bias))
+    by_shrunk = [F.col(SHRUNK_COL).desc(), F.col(COUNT_COL).desc(), F.col(col_item).asc()]
+    by_bias = [F.col(BIAS_COL).desc_nulls_last(), F.col(col_item).asc()]
+    stats = stats.withColumn(SHRUNK_COL, shrunk_mean(F.col(COUNT_COL), F.col(MEAN_COL), mu=mu,
+                                                     prior_strength=prior_strength))
+    ranked = with_global_row_number(with_global_row_number(stats, by_shrunk, RANK_COL),
+                                    by_bias, BIAS_RANK_COL)
+    return (ranked
             .select(F.col(col_item).cast("int").alias(col_item), COUNT_COL, MEAN_COL, SHRUNK_COL,
                     BIAS_COL, F.col(RANK_COL).cast("int"), F.col(BIAS_RANK_COL).cast("int")))
 

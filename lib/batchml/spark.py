@@ -4,7 +4,7 @@ from __future__ import annotations
 import os
 import sys
 
-from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 
 from batchml.config import SparkSettings
@@ -62,3 +62,25 @@ def maybe_broadcast(df: DataFrame, *, values_per_row: int = 3, n_rows: int | Non
     unless ``n_rows`` is given (cache or checkpoint ``df`` first)."""
     n = df.count() if n_rows is None else n_rows
     return F.broadcast(df) if n * max(1, values_per_row) <= BROADCAST_MAX_VALUES else df
+
+
+def with_global_row_number(df: DataFrame, order: list, col_out: str) -> DataFrame:
+    """``df`` plus ``col_out`` int = row_number() over the whole table in ``order`` (make it a
+    total order, e.g. end with a unique key), without the single-partition window Spark would
+    use: a range-partitioned sort (materialized once), row numbers within each partition, plus the
+    number of rows in the partitions before it."""
+    pid, local = "_gr_pid", "_gr_local"
+    ranked = df.sort(*order).withColumn(pid, F.spark_partition_id()).localCheckpoint(eager=True)
+    counts = sorted((r[pid], r["n"]) for r in ranked.groupBy(pid).agg(F.count(F.lit(1)).alias("n"))
+                    .collect())
+    offsets, total = [], 0
+    for p, n in counts:
+        offsets.append((p, total))
+        total += n
+    spark = df.sparkSession
+    offset_df = spark.createDataFrame(offsets, f"{pid} int, _gr_offset long")
+    window = Window.partitionBy(pid).orderBy(*order)
+    return (ranked.withColumn(local, F.row_number().over(window))
+            .join(F.broadcast(offset_df), on=pid, how="left")
+            .withColumn(col_out, (F.col("_gr_offset") + F.col(local)).cast("int"))
+            .drop(pid, local, "_gr_offset"))
