@@ -22,10 +22,6 @@ def _pairs(model, taste):
     return sample_pairs(N, N_USERS, N_ITEMS, np.random.default_rng(1), model=model, taste=taste)
 
 
-def _affinity(model, u, i):
-    return np.einsum("ij,ij->i", model.user_factors[u], model.item_factors[i])
-
-
 def _jaccard_vs_item_similarity(model, u, i) -> float:
     """Correlation, over item pairs that share a user, of their Jaccard (from co-occurrence) with
     q_i.q_j (the ground truth's item similarity)."""
@@ -49,9 +45,9 @@ def test_taste_makes_users_rate_what_they_like(model):
     u0, i0 = _pairs(model, 0.0)
     u, i = _pairs(model, 2.0)
     assert len(u) == N and len(np.unique(u.astype(np.int64) * N_ITEMS + i)) == N
-    sd = _affinity(model, u0, i0).std()
-    assert abs(_affinity(model, u0, i0).mean()) < 0.1 * sd
-    assert _affinity(model, u, i).mean() > 0.3 * sd
+    sd = model.affinity(u0, i0).std()
+    assert abs(model.affinity(u0, i0).mean()) < 0.1 * sd
+    assert model.affinity(u, i).mean() > 0.3 * sd
     # co-occurrence now carries taste: items liked by the same users are rated together
     assert abs(_jaccard_vs_item_similarity(model, u0, i0)) < 0.1
     assert _jaccard_vs_item_similarity(model, u, i) > 0.3

@@ -53,13 +53,13 @@ def remove_tree(path: str) -> None:
         fs.delete_file(p)
 
 
-def _remove_stale_siblings(fs: pafs.FileSystem, parent: str, name: str, keep: str) -> None:
-    """Delete ``.NAME.tmp-*`` / ``.NAME.old-*`` siblings (other than ``keep``) last modified more
-    than :data:`STALE_AFTER_S` ago; siblings without a modification time are left alone."""
+def _remove_stale_siblings(fs: pafs.FileSystem, parent: str, name: str) -> None:
+    """Delete ``.NAME.tmp-*`` / ``.NAME.old-*`` siblings last modified more than
+    :data:`STALE_AFTER_S` ago; siblings without a modification time are left alone."""
     now = time.time()
     for info in fs.get_file_info(pafs.FileSelector(parent)):
         base = info.base_name
-        if base == keep or not base.startswith((f".{name}.tmp-", f".{name}.old-")):
+        if not base.startswith((f".{name}.tmp-", f".{name}.old-")):
             continue
         if info.mtime is None or now - info.mtime.timestamp() < STALE_AFTER_S:
             continue
@@ -106,7 +106,7 @@ def atomic_dir(path: str) -> Iterator[str]:
         raise
     if old is not None:
         fs.delete_dir(old)
-    _remove_stale_siblings(fs, parent, name, keep=f".{name}.tmp-{token}")
+    _remove_stale_siblings(fs, parent, name)
     LOG.info("wrote %s", path)
 
 

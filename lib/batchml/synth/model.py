@@ -36,10 +36,13 @@ class RatingModel:
     def n_items(self) -> int:
         return len(self.item_bias)
 
+    def affinity(self, u: np.ndarray, i: np.ndarray) -> np.ndarray:
+        """The interaction term p_u.q_i of each (u, i) pair."""
+        return np.einsum("ij,ij->i", self.user_factors[u], self.item_factors[i])
+
     def mean(self, u: np.ndarray, i: np.ndarray) -> np.ndarray:
         """Noise-free score mu + b_u + b_i + p_u.q_i (unclipped)."""
-        dot = np.einsum("ij,ij->i", self.user_factors[u], self.item_factors[i])
-        return self.mu + self.user_bias[u] + self.item_bias[i] + dot
+        return self.mu + self.user_bias[u] + self.item_bias[i] + self.affinity(u, i)
 
     def predict(self, u: np.ndarray, i: np.ndarray) -> np.ndarray:
         """The true model's prediction, clipped to the rating scale (the RMSE floor predictor)."""
@@ -130,8 +133,7 @@ def sample_pairs(n_ratings: int, n_users: int, n_items: int, rng: np.random.Gene
         if model is None:
             raise ValueError("taste > 0 needs the ground-truth model")
         probe = rng.integers(0, [n_users, n_items], size=(4096, 2))
-        dot_sd = float(np.einsum("ij,ij->i", model.user_factors[probe[:, 0]],
-                                 model.item_factors[probe[:, 1]]).std()) or 1.0
+        dot_sd = float(model.affinity(probe[:, 0], probe[:, 1]).std()) or 1.0
         accept_rate = 0.5
     keys = np.empty(0, dtype=np.int64)
     # seed coverage: every user and item appears once when possible
@@ -147,7 +149,7 @@ def sample_pairs(n_ratings: int, n_users: int, n_items: int, rng: np.random.Gene
         u = rng.choice(n_users, size=draw, p=pu)
         i = rng.choice(n_items, size=draw, p=pi)
         if taste > 0:
-            z = np.einsum("ij,ij->i", model.user_factors[u], model.item_factors[i]) / dot_sd
+            z = model.affinity(u, i) / dot_sd
             kept = rng.random(draw) < 1.0 / (1.0 + np.exp(-taste * z))
             accept_rate = max(0.05, float(kept.mean()))
             u, i = u[kept], i[kept]
