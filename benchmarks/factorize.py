@@ -50,11 +50,13 @@ def surprise_rows(spark, cfg, dataset: str) -> list[tuple[str, float, float, flo
     except ImportError as exc:  # the bench extra is optional
         print(f"scikit-surprise not available ({exc}); skipping its rows")
         return []
-    from batchml.factorize import read_test_split
+    from batchml.ratings import read_test_split
     from batchml.schema import ITEM_COL, RATING_COL, RATINGS, USER_COL
 
     ratings = spark.read.parquet(f"{dataset}/{RATINGS}").select(USER_COL, ITEM_COL, RATING_COL)
-    train, test = read_test_split(spark, ratings, dataset, cfg.factorize.test, seed=cfg.factorize.seed)
+    split = read_test_split(spark, ratings, dataset=dataset, spec=cfg.factorize.test,
+                            seed=cfg.factorize.seed)
+    train, test = split.train, split.test
     train_pd = train.toPandas()
     test_pd = test.select(USER_COL, ITEM_COL, RATING_COL).toPandas()
     s = cfg.factorize
@@ -79,12 +81,13 @@ def fit_timing(spark, cfg, dataset: str, rank: int, reg: float, repeats: int = 3
     ALS+bias (biases + ALS on the residuals, one round) against plain MLlib ALS; the best of
     ``repeats`` alternating runs of each."""
     from batchml.bias import fit_biases, with_bias_residual
-    from batchml.factorize import fit_als, fit_plain_als, read_test_split
+    from batchml.factorize import fit_als, fit_plain_als
+    from batchml.ratings import read_test_split
     from batchml.schema import RATINGS
 
     s = cfg.factorize
     ratings = spark.read.parquet(f"{dataset}/{RATINGS}")
-    train, _ = read_test_split(spark, ratings, dataset, s.test, seed=s.seed)
+    train = read_test_split(spark, ratings, dataset=dataset, spec=s.test, seed=s.seed).train
     train = train.cache()
     train.count()
     common = dict(rank=rank, reg=reg, iters=s.iters, seed=s.seed,

@@ -12,59 +12,33 @@ from __future__ import annotations
 
 import sys
 
-from batchml.cli import job_parser, run_job
+from batchml.cli import Flag, job_parser, run_job
+
+FLAGS = (
+    Flag("--test", "factorize.test", "probe | random:F | temporal:F | a ratings dir"),
+    Flag("--rank", "factorize.ranks", "rank or comma-separated rank grid"),
+    Flag("--reg", "factorize.regs", "ALS reg or comma-separated reg grid"),
+    Flag("--iters", "factorize.iters", "ALS iterations"),
+    Flag("--rounds", "factorize.rounds", "bias/ALS alternation rounds"),
+    Flag("--model", "factorize.model", "which model to save", choices=("biased", "aligned")),
+)
 
 
 def build_parser():
-    parser = job_parser(__doc__.strip().splitlines()[0])
+    parser = job_parser(__doc__.strip().splitlines()[0], FLAGS)
     parser.add_argument("--dataset", required=True, help="dataset dir written by jobs/ingest.py")
     parser.add_argument("--output", required=True, help="model dir to write (replaced atomically)")
-    parser.add_argument("--test", default=None,
-                        help="probe | random:F | temporal:F | a ratings dir (factorize.test)")
-    parser.add_argument("--rank", default=None,
-                        help="rank or comma-separated rank grid (factorize.ranks)")
-    parser.add_argument("--reg", default=None,
-                        help="ALS reg or comma-separated reg grid (factorize.regs)")
-    parser.add_argument("--iters", type=int, default=None, help="ALS iterations (factorize.iters)")
-    parser.add_argument("--rounds", type=int, default=None,
-                        help="bias/ALS alternation rounds (factorize.rounds)")
-    parser.add_argument("--model", default=None, choices=("biased", "aligned"),
-                        help="which model to save (factorize.model)")
     parser.add_argument("--ground-truth", default=None,
                         help="ground_truth dir of a generated dump (default: DATASET/ground_truth "
                              "when present) for the RMSE floor")
     return parser
 
 
-def flag_overrides(args) -> list[str]:
-    """``--set``-style overrides for the job flags that shadow ``factorize.*`` settings."""
-    out = []
-    if args.test is not None:
-        out.append(f"factorize.test={args.test}")
-    if args.rank is not None:
-        out.append(f"factorize.ranks=[{args.rank}]")
-    if args.reg is not None:
-        out.append(f"factorize.regs=[{args.reg}]")
-    if args.iters is not None:
-        out.append(f"factorize.iters={args.iters}")
-    if args.rounds is not None:
-        out.append(f"factorize.rounds={args.rounds}")
-    if args.model is not None:
-        out.append(f"factorize.model={args.model}")
-    return out
-
-
 def run(spark, cfg, args) -> int:
-    from batchml.cli import JobError
-    from batchml.config import as_dict, build_config
-    from batchml.factorize import FactorizeError, format_table, run_factorize
+    from batchml.factorize import format_table, run_factorize
 
-    cfg = build_config(as_dict(cfg), flag_overrides(args))
-    try:
-        metrics = run_factorize(spark, cfg, dataset=args.dataset, output=args.output,
-                                ground_truth=args.ground_truth)
-    except FactorizeError as exc:
-        raise JobError(str(exc)) from None
+    metrics = run_factorize(spark, cfg, dataset=args.dataset, output=args.output,
+                            ground_truth=args.ground_truth)
     print(format_table(metrics))
     return 0
 

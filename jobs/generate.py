@@ -9,17 +9,24 @@ from __future__ import annotations
 import json
 import sys
 
-from batchml.cli import JobError, job_parser, run_job
+from batchml.cli import Flag, job_parser, run_job
+from batchml.errors import ConfigError
 
 FORMATS = ("netflix", "netflix-csv", "amazon-tsv", "amazon-json", "movielens")
 
 
+FLAGS = (
+    Flag("--ratings", "generate.ratings", "number of ratings"),
+    Flag("--seed", "generate.seed", "random seed"),
+    Flag("--taste", "generate.taste", "netflix, netflix-csv, movielens: users mostly rate items they "
+         "like (pair kept with probability sigmoid(T * z), z the standardized p_u.q_i; 0 = at random)"),
+)
+
+
 def build_parser():
-    parser = job_parser(__doc__.strip().splitlines()[0])
+    parser = job_parser(__doc__.strip().splitlines()[0], FLAGS)
     parser.add_argument("--format", required=True, choices=FORMATS)
     parser.add_argument("--output", required=True, help="directory to write the raw files into")
-    parser.add_argument("--ratings", type=int, default=None, help="number of ratings (generate.ratings)")
-    parser.add_argument("--seed", type=int, default=None, help="random seed (generate.seed)")
     parser.add_argument("--layout", default="combined", choices=("combined", "training_set"),
                         help="netflix: combined_data_1..4.txt or training_set/mv_*.txt")
     parser.add_argument("--gzip", action="store_true", help="gzip the ratings files")
@@ -31,22 +38,14 @@ def build_parser():
                         help="movielens: u.data+u.item, ratings.dat+movies.dat or ratings.csv+movies.csv")
     parser.add_argument("--categories", default=None,
                         help="amazon-tsv: comma-separated category names, one file each")
-    parser.add_argument("--taste", type=float, default=None,
-                        help="netflix, netflix-csv, movielens: users mostly rate items they like "
-                             "(pair kept with probability sigmoid(T * z), z the standardized "
-                             "p_u.q_i; 0 = at random; generate.taste)")
     return parser
 
 
 def run(spark, cfg, args) -> int:
     g = cfg.generate
-    n = args.ratings or g.ratings
-    seed = g.seed if args.seed is None else args.seed
-    taste = g.taste if args.taste is None else args.taste
-    if taste < 0:
-        raise JobError(f"--taste must be >= 0 (got {taste:g})")
+    n, seed, taste = g.ratings, g.seed, g.taste
     if taste and args.format.startswith("amazon"):
-        raise JobError("--taste applies to netflix, netflix-csv and movielens, not amazon formats")
+        raise ConfigError("--taste applies to netflix, netflix-csv and movielens, not amazon formats")
     if args.format == "netflix":
         from batchml.synth.netflix import write_netflix_dump
         dump = write_netflix_dump(

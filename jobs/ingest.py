@@ -7,24 +7,26 @@ from __future__ import annotations
 import json
 import sys
 
-from batchml.cli import job_parser, run_job
+from batchml.cli import Flag, job_parser, run_job
+from batchml.ingest import FORMATS
 
-from batchml.ingest import FORMATS  # noqa: E402
+FLAGS = (
+    Flag("--remove-probe", "ingest.remove_probe",
+         "drop Netflix probe pairs from the training ratings", const="true"),
+)
 
 
 def build_parser():
-    parser = job_parser(__doc__.strip().splitlines()[0])
+    parser = job_parser(__doc__.strip().splitlines()[0], FLAGS)
     parser.add_argument("--format", required=True, choices=FORMATS, help="input dump format")
     parser.add_argument("--input", required=True, help="directory holding the raw dump")
     parser.add_argument("--output", required=True, help="dataset directory to write (replaced atomically)")
-    parser.add_argument("--remove-probe", action="store_true", default=None,
-                        help="drop Netflix probe pairs from the training ratings (ingest.remove_probe)")
     return parser
 
 
 def run(spark, cfg, args) -> int:
     from batchml.ingest import ingest
-    result = ingest(spark, cfg, args.format, args.input, args.output, remove_probe=args.remove_probe)
+    result = ingest(spark, cfg, args.format, args.input, args.output)
     s = result.stats
     print(json.dumps({k: s[k] for k in ("ratings", "users", "items", "mean_rating", "rating_histogram",
                                          "date_range", "duplicates_dropped", "reconcile", "timings_s")},

@@ -9,23 +9,24 @@ from __future__ import annotations
 import json
 import sys
 
-from batchml.cli import job_parser, run_job
+from batchml.cli import Flag, job_parser, run_job
+
+FLAGS = (
+    Flag("--size", "tumor.size", "side in px of the square scans"),
+    Flag("--test-fraction", "tumor.test_fraction", "fraction of distinct images per class in the test split"),
+)
 
 
 def build_parser():
-    parser = job_parser(__doc__.strip().splitlines()[0])
+    parser = job_parser(__doc__.strip().splitlines()[0], FLAGS)
     parser.add_argument("--input", required=True, help="directory of class folders (yes/, no/, ...)")
     parser.add_argument("--output", required=True, help="dataset directory to write (replaced atomically)")
-    parser.add_argument("--size", type=int, default=None, help="side in px of the square scans (tumor.size)")
-    parser.add_argument("--test-fraction", type=float, default=None,
-                        help="fraction of distinct images per class in the test split (tumor.test_fraction)")
     return parser
 
 
 def run(spark, cfg, args) -> int:
     from batchml.tumor.prepare import prepare_images
-    result = prepare_images(spark, cfg.tumor, args.input, args.output, size=args.size,
-                            test_fraction=args.test_fraction)
+    result = prepare_images(spark, cfg.tumor, args.input, args.output)
     s = result.stats
     print(json.dumps({k: s[k] for k in ("files_read", "accepted", "duplicates_removed", "rejected",
                                          "rejected_by_reason", "by_class", "by_split", "reconcile",

@@ -10,32 +10,26 @@ from __future__ import annotations
 import json
 import sys
 
-from batchml.cli import job_parser, run_job
+from batchml.cli import Flag, job_parser, run_job
+
+FLAGS = (
+    Flag("--workers", "tumor.workers", "TensorFlow workers = barrier tasks"),
+    Flag("--epochs", "tumor.epochs", "total epochs"),
+    Flag("--batch-size", "tumor.batch_size", "batch per worker"),
+)
 
 
 def build_parser():
-    parser = job_parser(__doc__.strip().splitlines()[0])
+    parser = job_parser(__doc__.strip().splitlines()[0], FLAGS)
     parser.add_argument("--data", required=True, help="image shards written by tumor_prepare")
     parser.add_argument("--output", required=True, help="model directory (checkpoints, model, metrics)")
-    parser.add_argument("--workers", type=int, default=None, help="TensorFlow workers = barrier tasks (tumor.workers)")
-    parser.add_argument("--epochs", type=int, default=None, help="total epochs (tumor.epochs)")
-    parser.add_argument("--batch-size", type=int, default=None, help="batch per worker (tumor.batch_size)")
     return parser
 
 
 def run(spark, cfg, args) -> int:
-    from batchml.cli import JobError
-    from batchml.distributed import DistributedError
     from batchml.tumor.train import train_and_evaluate
-    for name in ("workers", "epochs", "batch_size"):
-        value = getattr(args, name)
-        if value is not None and value < 1:
-            raise JobError(f"--{name.replace('_', '-')} must be >= 1, got {value}")
-    try:
-        m = train_and_evaluate(spark, cfg.tumor, args.data, args.output, workers=args.workers,
-                               epochs=args.epochs, batch_size=args.batch_size)
-    except DistributedError as exc:
-        raise JobError(str(exc)) from None
+
+    m = train_and_evaluate(spark, cfg.tumor, args.data, args.output)
     print(json.dumps({k: m[k] for k in ("ber", "accuracy", "roc_auc", "threshold", "confusion", "workers",
                                          "start_epoch", "epochs", "images_per_s", "timings_s")}, indent=2))
     return 0

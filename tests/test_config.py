@@ -7,7 +7,7 @@ from batchml.cli import job_parser
 def test_defaults_load_from_local_yaml():
     cfg = load_config()
     assert cfg.spark.master == "local[*]"
-    assert cfg.paths.data_dir == "data"
+    assert cfg.spark.checkpoint_dir == "data/checkpoints"
     assert 0 <= cfg.ingest.max_reject_fraction <= 1
 
 
@@ -74,3 +74,37 @@ def test_job_main_exits_2_on_bad_setting(capsys):
 def test_every_job_has_help():
     parser = job_parser("x")
     assert "--conf" in parser.format_help() and "--set" in parser.format_help()
+
+
+@pytest.mark.parametrize("name", ["local.yaml", "cluster.yaml"])
+def test_yaml_holds_only_what_differs_from_the_defaults(name):
+    import yaml
+    from batchml.config import DEFAULT_CONF, as_dict
+    defaults = as_dict(build_config({}))
+    data = yaml.safe_load((DEFAULT_CONF.parent / name).read_text()) or {}
+    for section, values in data.items():
+        for key, value in values.items():
+            typed = as_dict(build_config({section: {key: value}}))[section][key]
+            assert typed != defaults[section][key], f"{name}: {section}.{key} repeats the default"
+
+
+def test_set_values_are_typed_by_the_field_not_yaml_parsed():
+    cfg = build_config({}, ["factorize.test=data/tests #2", "factorize.ranks=5,20",
+                            "factorize.regs=[0.01, 0.1]", "spark.app_name=007"])
+    assert cfg.factorize.test == "data/tests #2"
+    assert cfg.factorize.ranks == (5, 20)
+    assert cfg.factorize.regs == (0.01, 0.1)
+    assert cfg.spark.app_name == "007"
+
+
+def test_flag_is_an_alias_of_its_setting_and_checked_the_same():
+    from batchml.cli import Flag, load_job_config
+    flags = (Flag("--size", "tumor.size", "px"), Flag("--test", "factorize.test", "spec"),
+             Flag("--exact", "similarity.exact", "no cap", const="true"))
+    parser = job_parser("x", flags)
+    cfg = load_job_config(parser.parse_args(["--size", "64", "--test", "d #2", "--exact",
+                                             "--set", "tumor.size=32"]))
+    assert (cfg.tumor.size, cfg.factorize.test, cfg.similarity.exact) == (64, "d #2", True)
+    for argv in (["--size", "0"], ["--set", "tumor.size=0"]):
+        with pytest.raises(ConfigError, match=r"tumor\.size"):
+            load_job_config(parser.parse_args(argv))

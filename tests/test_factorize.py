@@ -14,12 +14,14 @@ import pytest
 from chispa import assert_approx_df_equality, assert_df_equality
 from pyspark.sql import functions as F, types as T
 
-from batchml.bias import BIAS_COL, fit_biases
+from batchml.bias import fit_biases
 from batchml.config import build_config
-from batchml.factorize import (FEATURES_COL, FactorModel, aligned_model, load_model,
-                               overfit_check, run_factorize, with_prediction)
+from batchml.errors import JobError
+from batchml.factor_model import FactorModel, with_prediction
+from batchml.factorize import aligned_model, overfit_check, run_factorize
+from batchml.model_dir import load_model
 from batchml.ratings import parse_test_spec, split_holdout, split_random, split_temporal
-from batchml.schema import ITEM_COL, RATING_COL, TS_COL, USER_COL
+from batchml.schema import BIAS_COL, FEATURES_COL, ITEM_COL, RATING_COL, TS_COL, USER_COL
 from batchml.synth.model import draw_dates, draw_ratings, make_model, sample_pairs
 from batchml.synth.ratings_tables import write_dataset
 
@@ -412,7 +414,7 @@ def test_model_dir_predicts_source_ids(spark, factorized):
     meta = json.loads((out / "model.json").read_text())
     assert json.loads((out / "metrics.json").read_text())["table"] == metrics["table"]
     pairs = [("u0", "i0"), ("u5", "i7"), ("u1", "nope"), ("ghost", "i3"), ("ghost", "nope")]
-    got = load_model(str(out), spark).predict(
+    got = load_model(spark, str(out)).predict(
         spark.createDataFrame(pairs, ["user_id", "item_id"])).toPandas()
     ub = users.set_index("user_id")
     ib = items.set_index("item_id")
@@ -450,7 +452,6 @@ def test_job_fails_cleanly_without_probe_table(tmp_path):
 
 def test_probe_removed_at_ingest_is_reported(spark, tmp_path):
     """A probe whose ratings the ingest dropped leaves nothing to score: a clear error, no output."""
-    from batchml.factorize import FactorizeError
     rng = np.random.default_rng(2)
     model = make_model(20, 10, 2, 0.5, rng)
     u, i = sample_pairs(60, 20, 10, rng)
@@ -461,6 +462,6 @@ def test_probe_removed_at_ingest_is_reported(spark, tmp_path):
     stats = json.loads((ds / "_stats.json").read_text())
     (ds / "_stats.json").write_text(json.dumps({**stats, "probe_removed_from_ratings": True}))
     cfg = build_config({"factorize": {"test": "probe"}})
-    with pytest.raises(FactorizeError, match="--remove-probe"):
+    with pytest.raises(JobError, match="--remove-probe"):
         run_factorize(spark, cfg, dataset=str(ds), output=str(tmp_path / "model"))
     assert not (tmp_path / "model").exists()

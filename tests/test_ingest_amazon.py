@@ -6,7 +6,7 @@ import pytest
 from chispa import assert_df_equality
 from pyspark.sql import functions as F
 
-from batchml.cli import JobError
+from batchml.errors import UserError
 from batchml.config import build_config
 from batchml.ingest import ingest
 from batchml.io import amazon as AZ
@@ -153,15 +153,15 @@ def test_wrong_format_fails_fast(spark, tsv, tmp_path):
     d = tmp_path / "tsv"
     d.mkdir()
     (d / "amazon_reviews_us_Books_v1_00.tsv").write_bytes(nf_file.read_bytes())
-    with pytest.raises(JobError, match=r"amazon_reviews_us_Books_v1_00\.tsv is not an Amazon reviews TSV file"):
+    with pytest.raises(UserError, match=r"amazon_reviews_us_Books_v1_00\.tsv is not an Amazon reviews TSV file"):
         ingest(spark, build_config({}), "amazon-tsv", str(d), str(tmp_path / "o1"))
-    with pytest.raises(JobError, match=r"is not an Amazon review JSON-lines file"):
+    with pytest.raises(UserError, match=r"is not an Amazon review JSON-lines file"):
         AZ.detect_json_schema(str(tsv.path / tsv.files[0]))
     # an Amazon TSV named like a Netflix file, passed as netflix
     n = tmp_path / "asnf"
     n.mkdir()
     (n / "combined_data_1.txt").write_bytes((tsv.path / tsv.files[0]).read_bytes())
-    with pytest.raises(JobError, match=r"combined_data_1\.txt is not a Netflix Prize ratings file"):
+    with pytest.raises(UserError, match=r"combined_data_1\.txt is not a Netflix Prize ratings file"):
         ingest(spark, build_config({}), "netflix", str(n), str(tmp_path / "o2"))
-    with pytest.raises(JobError, match="no Amazon review TSV files"):
+    with pytest.raises(UserError, match="no Amazon review TSV files"):
         ingest(spark, build_config({}), "amazon-tsv", str(tmp_path / "nf" / "ground_truth"), str(tmp_path / "o3"))

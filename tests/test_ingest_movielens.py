@@ -7,7 +7,7 @@ import pytest
 from chispa import assert_df_equality
 from pyspark.sql import functions as F
 
-from batchml.cli import JobError
+from batchml.errors import UserError
 from batchml.config import build_config
 from batchml.ingest import ingest
 from batchml.io import movielens as ML
@@ -78,8 +78,8 @@ def test_wrong_format_and_ambiguous_release(spark, tmp_path):
     d = tmp_path / "x"
     d.mkdir()
     (d / "u.data").write_text("US\t1\tR1\tB000\t5\n" * 5)
-    with pytest.raises(JobError, match=r"u\.data is not a MovieLens u\.data file"):
+    with pytest.raises(UserError, match=r"u\.data is not a MovieLens u\.data file"):
         ingest(spark, build_config({}), "movielens", str(d), str(tmp_path / "out"))
     (d / "ratings.csv").write_text("userId,movieId,rating,timestamp\n1,2,3.5,100\n")
-    with pytest.raises(JobError, match="more than one MovieLens release"):
+    with pytest.raises(UserError, match="more than one MovieLens release"):
         ML.discover_movielens(str(d))

@@ -2,14 +2,13 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import pytest
 from chispa import assert_df_equality
 from pyspark.sql import functions as F
 
-from batchml.cli import JobError
+from batchml.errors import UserError
 from batchml.config import build_config
 from batchml.ingest import ingest_netflix
 from batchml.io.netflix_dump import check_netflix_format, discover_netflix
@@ -157,7 +156,7 @@ def test_too_many_rejects_fails_and_keeps_previous_output(spark, dump, tmp_path)
     out = tmp_path / "ds"
     out.mkdir()
     (out / "marker").write_text("previous good output")
-    with pytest.raises(JobError, match=r"max_reject_fraction.*bad date"):
+    with pytest.raises(UserError, match=r"max_reject_fraction.*bad date"):
         ingest_netflix(spark, _cfg(max_reject_fraction=0.0), str(dump.path), str(out))
     assert (out / "marker").read_text() == "previous good output"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ds"]
@@ -168,9 +167,9 @@ def test_wrong_format_fails_fast(tmp_path):
     d.mkdir()
     (d / "combined_data_1.txt").write_text(
         "marketplace\tcustomer_id\treview_id\nUS\t1\tR1\nUS\t2\tR2\n")
-    with pytest.raises(JobError, match=r"combined_data_1\.txt is not a Netflix Prize ratings file"):
+    with pytest.raises(UserError, match=r"combined_data_1\.txt is not a Netflix Prize ratings file"):
         check_netflix_format(discover_netflix(str(d)).ratings)
-    with pytest.raises(JobError, match="no Netflix ratings files"):
+    with pytest.raises(UserError, match="no Netflix ratings files"):
         discover_netflix(str(tmp_path))
 
 

@@ -6,7 +6,7 @@ import json
 import pytest
 from chispa import assert_df_equality
 
-from batchml.cli import JobError
+from batchml.errors import UserError
 from batchml.config import build_config
 from batchml.ingest import ingest
 from batchml.io import netflix_csv as NC
@@ -74,7 +74,7 @@ def test_wrong_format_fails_fast(spark, tmp_path):
     d = tmp_path / "x"
     d.mkdir()
     (d / "Netflix_Dataset_Rating.csv").write_text("1:\n10,3,2005-01-01\n11,4,2005-01-02\n")
-    with pytest.raises(JobError, match=r"Netflix_Dataset_Rating\.csv is not a Kaggle Netflix ratings CSV"):
+    with pytest.raises(UserError, match=r"Netflix_Dataset_Rating\.csv is not a Kaggle Netflix ratings CSV"):
         ingest(spark, build_config({}), "netflix-csv", str(d), str(tmp_path / "out"))
-    with pytest.raises(JobError, match="no Kaggle Netflix ratings file"):
+    with pytest.raises(UserError, match="no Kaggle Netflix ratings file"):
         ingest(spark, build_config({}), "netflix-csv", str(tmp_path / "out"), str(tmp_path / "o2"))

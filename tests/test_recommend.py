@@ -12,7 +12,8 @@ import pytest
 from pyspark.sql import functions as F, types as T
 
 from batchml.config import as_dict, build_config
-from batchml.factorize import FactorModel, save_model
+from batchml.factor_model import FactorModel
+from batchml.model_dir import ModelMeta, write_model
 from batchml.recommend import (ItemArrays, ItemLookup, RecommendError, fold_in, model_item_arrays,
                                popular_items, read_fold_in_csv, recommend_for_vector,
                                run_recommend, top_n_per_user, uniform_hash)
@@ -285,7 +286,8 @@ def job_run(spark, test_config, tmp_path_factory):
                         rank=rank, kind="ground_truth")
     model_dir = base / "model"
     model_dir.mkdir()
-    save_model(model, str(model_dir), users_df=users_df, items_df=items_df)
+    write_model(str(model_dir), model, ModelMeta.of(model, split_test=None, split_seed=None),
+                users_df=users_df, items_df=items_df)
     users_file = base / "users.txt"
     users_file.write_text("user_id\nu0\nu7\nnobody\n")
     foldin = base / "new.csv"

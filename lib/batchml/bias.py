@@ -21,13 +21,11 @@ from dataclasses import dataclass, field
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
-from batchml.schema import ITEM_COL, RATING_COL, USER_COL
+from batchml.schema import BIAS_COL, COUNT_COL, ITEM_COL, RATING_COL, USER_COL
 from batchml.spark import maybe_broadcast
 
 LOG = logging.getLogger("batchml.bias")
 
-BIAS_COL = "bias"
-COUNT_COL = "n_ratings"
 _TARGET = "_target"
 
 

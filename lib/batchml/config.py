@@ -18,13 +18,11 @@ from typing import Any, Callable, Mapping
 
 import yaml
 
+from batchml.errors import ConfigError
+
 # The checkout's conf/local.yaml: spark-submit.sh exports BATCHML_HOME (the library may then be
 # imported from the shipped zip); otherwise the package sits at <checkout>/lib/batchml.
 DEFAULT_CONF = Path(os.environ.get("BATCHML_HOME") or Path(__file__).resolve().parents[2]) / "conf" / "local.yaml"
-
-
-class ConfigError(ValueError):
-    """A configuration file or override is invalid; the message names the setting."""
 
 
 def _check(pred: Callable[[Any], bool], what: str) -> dict:
@@ -48,13 +46,6 @@ class SparkSettings:
                         "one of ALL DEBUG INFO WARN ERROR FATAL OFF"),
     )
     extra: Mapping[str, str] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class PathsSettings:
-    """Where data lives when a job flag does not say otherwise."""
-
-    data_dir: str = "data"
 
 
 @dataclass(frozen=True)
@@ -167,7 +158,7 @@ class SimilaritySettings:
         default=500, metadata=_check(lambda v: v >= 0, "an integer >= 0 (0: no cap)"))
     salt_buckets: int = field(default=8, metadata=_check(lambda v: v >= 1, "an integer >= 1 (1: off)"))
     salt_min_items: int = field(
-        default=200, metadata=_check(lambda v: v >= 0, "an integer >= 0 (users above it are salted)"))
+        default=5800, metadata=_check(lambda v: v >= 0, "an integer >= 0 (users above it are salted)"))
     seed: int = 42
     exact: bool = False
     users: bool = False
@@ -201,7 +192,6 @@ class Config:
     """All settings of a run."""
 
     spark: SparkSettings = field(default_factory=SparkSettings)
-    paths: PathsSettings = field(default_factory=PathsSettings)
     ingest: IngestSettings = field(default_factory=IngestSettings)
     generate: GenerateSettings = field(default_factory=GenerateSettings)
     factorize: FactorizeSettings = field(default_factory=FactorizeSettings)
@@ -209,9 +199,16 @@ class Config:
     similarity: SimilaritySettings = field(default_factory=SimilaritySettings)
     recommend: RecommendSettings = field(default_factory=RecommendSettings)
 
-    def replace(self, **overrides: str) -> "Config":
-        """Return a copy with dotted overrides applied (``cfg.replace(**{"spark.master": "local[2]"})``)."""
-        return build_config(_to_dict(self), [f"{k}={v}" for k, v in overrides.items()])
+    def replace(self, **overrides: Any) -> "Config":
+        """Return a copy with dotted overrides applied (``cfg.replace(**{"spark.master": "local[2]"})``);
+        values are typed and checked like ``--set`` (lists as ``"5,20"`` or a Python sequence)."""
+        return build_config(_to_dict(self), [f"{k}={_as_text(v)}" for k, v in overrides.items()])
+
+
+def _as_text(value: Any) -> str:
+    if isinstance(value, (list, tuple)):
+        return ",".join(str(v) for v in value)
+    return str(value)
 
 
 def _to_dict(obj: Any) -> Any:
@@ -227,7 +224,54 @@ def as_dict(cfg: Config) -> dict:
     return _to_dict(cfg)
 
 
+class _Text(str):
+    """An override's raw text (``--set key=value`` or a job flag): typed by the field it sets."""
+
+
+_TRUE = {"true", "yes", "on", "1"}
+_FALSE = {"false", "no", "off", "0"}
+
+
+def _parse_text(text: str, typ: Any, name: str) -> Any:
+    """Turn an override's text into a value of the field's type (no YAML: ``#`` is just a character).
+
+    Lists are comma-separated (brackets optional); a mapping is a YAML flow mapping
+    (``{spark.foo: bar}``); an optional field takes ``null`` or ``none``.
+    """
+    origin = typing.get_origin(typ)
+    stripped = text.strip()
+    if origin in (typing.Union, types.UnionType):
+        if stripped.lower() in {"", "null", "none"}:
+            return None
+        typ = next(a for a in typing.get_args(typ) if a is not type(None))
+        origin = typing.get_origin(typ)
+    if typ is bool:
+        if stripped.lower() in _TRUE | _FALSE:
+            return stripped.lower() in _TRUE
+        raise ConfigError(f"setting '{name}' must be true or false, got {text!r}")
+    if typ in (int, float):
+        try:
+            return typ(stripped)
+        except ValueError:
+            what = "an integer" if typ is int else "a number"
+            raise ConfigError(f"setting '{name}' must be {what}, got {text!r}") from None
+    if origin in (tuple, list):
+        (item_t, *_) = typing.get_args(typ) or (str,)
+        inner = stripped[1:-1] if stripped[:1] + stripped[-1:] in ("[]", "()") else stripped
+        return tuple(_parse_text(part, item_t, name) for part in inner.split(",") if part.strip())
+    if origin in (collections.abc.Mapping, dict) or typ is Mapping:
+        try:
+            return yaml.safe_load(text) if stripped else {}
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"setting '{name}': cannot parse mapping {text!r}: {exc}") from None
+    if dataclasses.is_dataclass(typ):
+        raise ConfigError(f"'{name}' is a section: set one of its keys ({name}.KEY=VALUE)")
+    return str(text)
+
+
 def _coerce(value: Any, typ: Any, name: str) -> Any:
+    if isinstance(value, _Text):
+        value = _parse_text(value, typ, name)
     origin = typing.get_origin(typ)
     if origin in (typing.Union, types.UnionType):
         args = [a for a in typing.get_args(typ) if a is not type(None)]
@@ -300,10 +344,7 @@ def _apply_override(data: dict, item: str) -> None:
     parts = key.split(".")
     if not key or any(not p for p in parts):
         raise ConfigError(f"override {item!r} has an empty setting name")
-    try:
-        value = yaml.safe_load(raw) if raw.strip() else ""
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"setting '{key}': cannot parse value {raw!r}: {exc}") from None
+    value = _Text(raw)
     node = data
     for p in parts[:-1]:
         child = node.get(p)

@@ -31,8 +31,10 @@ import random
 import re
 import socket
 import time
+
+from batchml.errors import JobError
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, Iterator, Sequence
+from typing import Any, Callable, Iterable, Iterator
 
 from pyspark import BarrierTaskContext, RDD
 from pyspark.sql import SparkSession
@@ -44,7 +46,7 @@ BARRIER_INTERVAL = "spark.scheduler.barrier.maxConcurrentTasksCheck.interval"
 TASK_GPU = "spark.task.resource.gpu.amount"
 
 
-class DistributedError(RuntimeError):
+class DistributedError(JobError):
     """The barrier stage cannot run as asked (too few slots, no GPU, a worker failed)."""
 
 

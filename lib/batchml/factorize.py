@@ -5,131 +5,33 @@ Training (:func:`fit_als_biased`): regularized biases by alternating aggregation
 (biases re-fit on r − p·q, ALS re-fit on the new residuals).  γ is 1 except in the "aligned" model
 (:func:`aligned_model`), whose factors are unit-norm and whose γ is a least-squares fit.
 
-Prediction (:func:`with_prediction`) joins pairs with the per-user and per-item tables; whatever is
-unknown falls back to what is known: no factor on one side → μ + b_u + b_i; unknown user →
-μ + b_i; unknown item → μ + b_u; both unknown → μ.  MLlib's ``coldStartStrategy`` is never relied
-on.  A plain-ALS model (no biases, μ = 0) falls back to its ``fallback`` value (the training mean).
-
-Model directory layout (written by :func:`save_model`, read by :func:`load_model`; the
-recommendation job reads it too)::
-
-    model.json   {"format": "batchml.factorize/1", "kind": "biased" | "aligned" | ..., "mu": float,
-                  "gamma": float, "rank": int, "rating_min": float, "rating_max": float,
-                  "fallback": float | null, "settings": {...training settings...}}
-    users/       Parquet: user_idx int, user_id string, bias double null, features array<float> null,
-                 n_ratings long null      (every user of the dataset's id map; null = not trained)
-    items/       Parquet: item_idx int, item_id string, title string null, year int null,
-                 bias double null, features array<float> null, n_ratings long null
-    metrics.json (written beside them by jobs/factorize.py: the RMSE table, timings, settings)
-
-Score for (u, i) = clip(μ + coalesce(b_u, 0) + coalesce(b_i, 0) + γ·coalesce(p_u·q_i, 0)).
+Prediction and its fallbacks: :mod:`batchml.factor_model`.  The model dir is written through :mod:`batchml.model_dir`; the model and its scoring live in
+:mod:`batchml.factor_model`.
 """
 from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from batchml.bias import BIAS_COL, COUNT_COL, Biases, fit_biases, with_bias_residual
+from batchml.bias import Biases, fit_biases, with_bias_residual
+from batchml.errors import JobError
+from batchml.factor_model import FactorModel, dot, evaluate, with_prediction
 from batchml.io.atomic import exists, read_json, write_json
-from batchml.metrics import PREDICTION_COL, regression_metrics
-from batchml.schema import (ITEM_COL, ITEM_ID_COL, ITEMS, RATING_COL, TITLE_COL, USER_COL,
-                            USER_ID_COL, USERS, YEAR_COL)
+from batchml.metrics import regression_metrics
+from batchml.model_dir import ModelMeta, write_model
+from batchml.ratings import read_test_split
+from batchml.schema import (BIAS_COL, COUNT_COL, FEATURES_COL, ITEM_COL, ITEMS, PREDICTION_COL,
+                            RATING_COL, USER_COL, USER_ID_COL, ITEM_ID_COL, USERS)
 from batchml.spark import maybe_broadcast
 
 LOG = logging.getLogger("batchml.factorize")
 
-FEATURES_COL = "features"
 RESIDUAL_COL = "residual"
-MODEL_FORMAT = "batchml.factorize/1"
-MODEL_FILE = "model.json"
 _DOT = "_dot"
-
-
-class FactorizeError(ValueError):
-    """The data cannot be factorized as asked (empty or leaking test set, missing probe table)."""
-
-
-# ----------------------------------------------------------------------------------------- model
-@dataclass
-class FactorModel:
-    """μ plus per-user and per-item tables (index, ``bias`` double null, ``features`` array null).
-
-    ``user_df`` / ``item_df`` may be None (the global-mean model).  ``fallback``, when set, replaces
-    the whole score of a pair lacking a factor on either side (plain ALS).
-    """
-
-    mu: float
-    user_df: DataFrame | None = None
-    item_df: DataFrame | None = None
-    gamma: float = 1.0
-    rating_min: float = 1.0
-    rating_max: float = 5.0
-    kind: str = "biased"
-    rank: int = 0
-    fallback: float | None = None
-    settings: dict = field(default_factory=dict)
-
-    def unpersist(self) -> None:
-        for df in (self.user_df, self.item_df):
-            if df is not None:
-                df.unpersist()
-
-
-def _dot(a: F.Column, b: F.Column) -> F.Column:
-    """p·q of two array columns; null when either is null."""
-    prods = F.zip_with(a, b, lambda x, y: x.cast("double") * y.cast("double"))
-    return F.aggregate(prods, F.lit(0.0).cast("double"), lambda acc, x: acc + x)
-
-
-def _side(df: DataFrame | None, col_key: str, prefix: str) -> DataFrame | None:
-    if df is None:
-        return None
-    cols = [F.col(col_key)]
-    cols.append(F.col(BIAS_COL).alias(f"{prefix}b") if BIAS_COL in df.columns
-                else F.lit(None).cast("double").alias(f"{prefix}b"))
-    cols.append(F.col(FEATURES_COL).alias(f"{prefix}f") if FEATURES_COL in df.columns
-                else F.lit(None).cast("array<float>").alias(f"{prefix}f"))
-    return df.select(*cols)
-
-
-def with_prediction(pairs_df: DataFrame, model: FactorModel, *, col_user: str = USER_COL,
-                    col_item: str = ITEM_COL, col_prediction: str = PREDICTION_COL) -> DataFrame:
-    """Score (user, item) pairs with ``model``, falling back to what is known, clipped.
-
-    Returns the input columns plus ``col_prediction`` double (never null).
-    """
-    df = pairs_df
-    users = _side(model.user_df, col_user, "_u")
-    items = _side(model.item_df, col_item, "_i")
-    bu = bi = F.lit(None).cast("double")
-    dot = F.lit(None).cast("double")
-    width = model.rank + 2
-    if users is not None:
-        df = df.join(maybe_broadcast(users, values_per_row=width), on=col_user, how="left")
-        bu = F.col("_ub")
-    if items is not None:
-        df = df.join(maybe_broadcast(items, values_per_row=width), on=col_item, how="left")
-        bi = F.col("_ib")
-    if users is not None and items is not None:
-        dot = _dot(F.col("_uf"), F.col("_if"))
-    score = (F.lit(float(model.mu)) + F.coalesce(bu, F.lit(0.0)) + F.coalesce(bi, F.lit(0.0))
-             + F.lit(float(model.gamma)) * F.coalesce(dot, F.lit(0.0)))
-    if model.fallback is not None:
-        score = F.when(dot.isNull(), F.lit(float(model.fallback))).otherwise(score)
-    clipped = F.least(F.greatest(score, F.lit(float(model.rating_min))), F.lit(float(model.rating_max)))
-    return df.select(*pairs_df.columns, clipped.alias(col_prediction))
-
-
-def evaluate(model: FactorModel, ratings_df: DataFrame, *, col_user: str = USER_COL,
-             col_item: str = ITEM_COL, col_rating: str = RATING_COL) -> dict:
-    """RMSE / MAE / n of ``model`` on ``ratings_df`` (see :func:`batchml.metrics.regression_metrics`)."""
-    pred = with_prediction(ratings_df.select(col_user, col_item, col_rating), model,
-                           col_user=col_user, col_item=col_item)
-    return regression_metrics(pred, col_rating=col_rating)
 
 
 def _cached(df: DataFrame) -> DataFrame:
@@ -228,9 +130,9 @@ def with_factor_dot(ratings_df: DataFrame, model: FactorModel, *, col_out: str =
                          values_per_row=width)
     itf = maybe_broadcast(model.item_df.select(col_item, F.col(FEATURES_COL).alias("_qi")),
                           values_per_row=width)
-    dot = F.lit(float(model.gamma)) * F.coalesce(_dot(F.col("_pu"), F.col("_qi")), F.lit(0.0))
+    scaled = F.lit(float(model.gamma)) * F.coalesce(dot(F.col("_pu"), F.col("_qi")), F.lit(0.0))
     return (ratings_df.join(uf, on=col_user, how="left").join(itf, on=col_item, how="left")
-            .select(*ratings_df.columns, dot.alias(col_out)))
+            .select(*ratings_df.columns, scaled.alias(col_out)))
 
 
 @dataclass
@@ -438,95 +340,7 @@ def read_ground_truth(spark: SparkSession, gt_dir: str, users_df: DataFrame, ite
                        settings={"noise_sigma": truth.get("noise_sigma")})
 
 
-# ------------------------------------------------------------------------------ save and load
-def save_model(model: FactorModel, path: str, *, users_df: DataFrame, items_df: DataFrame,
-               settings: dict | None = None) -> None:
-    """Write ``model`` in the layout of the module docstring into ``path`` (an existing empty dir,
-    e.g. the temporary dir of :func:`batchml.io.atomic.atomic_dir`)."""
-    def side(map_df, fac_df, key, keep):
-        cols = [c for c in keep if c in map_df.columns]
-        base = map_df.select(*cols)
-        fac = fac_df.select(
-            key,
-            (F.col(BIAS_COL) if BIAS_COL in fac_df.columns else F.lit(None)).cast("double")
-            .alias(BIAS_COL),
-            (F.col(FEATURES_COL) if FEATURES_COL in fac_df.columns else F.lit(None))
-            .cast("array<float>").alias(FEATURES_COL),
-            (F.col(COUNT_COL) if COUNT_COL in fac_df.columns else F.lit(None)).cast("long")
-            .alias(COUNT_COL))
-        return base.join(fac, on=key, how="left").select(*cols, BIAS_COL, FEATURES_COL, COUNT_COL)
-
-    side(users_df, model.user_df, USER_COL, [USER_COL, USER_ID_COL]).orderBy(USER_COL) \
-        .write.mode("overwrite").parquet(f"{path}/{USERS}")
-    side(items_df, model.item_df, ITEM_COL, [ITEM_COL, ITEM_ID_COL, TITLE_COL, YEAR_COL]) \
-        .orderBy(ITEM_COL).write.mode("overwrite").parquet(f"{path}/{ITEMS}")
-    meta = {"format": MODEL_FORMAT, "kind": model.kind, "mu": model.mu, "gamma": model.gamma,
-            "rank": model.rank, "rating_min": model.rating_min, "rating_max": model.rating_max,
-            "fallback": model.fallback, "settings": {**model.settings, **(settings or {})}}
-    write_json(f"{path}/{MODEL_FILE}", meta)
-
-
-@dataclass
-class SavedModel:
-    """A model read back by :func:`load_model`, with the id maps of its dataset."""
-
-    model: FactorModel
-    users_df: DataFrame  # user_idx, user_id
-    items_df: DataFrame  # item_idx, item_id
-    meta: dict
-
-    def predict(self, pairs_df: DataFrame, *, col_user_id: str = USER_ID_COL,
-                col_item_id: str = ITEM_ID_COL, col_prediction: str = PREDICTION_COL) -> DataFrame:
-        """Score pairs of source ids; unknown ids fall back (unknown user → μ + b_i, ...).
-
-        Returns the input columns plus ``col_prediction`` double.
-        """
-        u = self.users_df.select(F.col(USER_ID_COL).alias(col_user_id), USER_COL)
-        i = self.items_df.select(F.col(ITEM_ID_COL).alias(col_item_id), ITEM_COL)
-        indexed = pairs_df.join(u, on=col_user_id, how="left").join(i, on=col_item_id, how="left")
-        scored = with_prediction(indexed, self.model, col_prediction=col_prediction)
-        return scored.select(*pairs_df.columns, col_prediction)
-
-
-def load_model(path: str, spark: SparkSession | None = None) -> SavedModel:
-    """Read a model dir written by :func:`save_model` (see the module docstring for the layout)."""
-    spark = spark or SparkSession.getActiveSession()
-    if spark is None:
-        raise RuntimeError("load_model needs a SparkSession")
-    meta = read_json(f"{path}/{MODEL_FILE}")
-    if meta.get("format") != MODEL_FORMAT:
-        raise ValueError(f"{path} is not a {MODEL_FORMAT} model dir (format={meta.get('format')!r})")
-    users = spark.read.parquet(f"{path}/{USERS}")
-    items = spark.read.parquet(f"{path}/{ITEMS}")
-    model = FactorModel(
-        mu=float(meta["mu"]), gamma=float(meta["gamma"]), rating_min=float(meta["rating_min"]),
-        rating_max=float(meta["rating_max"]), kind=meta["kind"], rank=int(meta["rank"]),
-        fallback=meta.get("fallback"), settings=meta.get("settings", {}),
-        user_df=users.select(USER_COL, BIAS_COL, FEATURES_COL),
-        item_df=items.select(ITEM_COL, BIAS_COL, FEATURES_COL))
-    return SavedModel(model=model, users_df=users.select(USER_COL, USER_ID_COL),
-                      items_df=items.select(ITEM_COL, ITEM_ID_COL), meta=meta)
-
-
 # ------------------------------------------------------------------------------------ pipeline
-def read_test_split(spark: SparkSession, ratings_df: DataFrame, dataset: str, spec: str, *,
-                    seed: int) -> tuple[DataFrame, DataFrame]:
-    """(train, test) for a ``--test`` spec (see :mod:`batchml.ratings`)."""
-    from batchml.ratings import parse_test_spec, split_holdout, split_random, split_temporal
-    from batchml.schema import PROBE
-
-    ts = parse_test_spec(spec)
-    if ts.kind == "random":
-        return split_random(ratings_df, fraction=ts.fraction, seed=seed)
-    if ts.kind == "temporal":
-        return split_temporal(ratings_df, fraction=ts.fraction, seed=seed)
-    path = f"{dataset}/{PROBE}" if ts.kind == "probe" else ts.path
-    if not exists(path):
-        raise FactorizeError(f"test set {path} does not exist"
-                                + (" (the dataset has no probe table)" if ts.kind == "probe" else ""))
-    return split_holdout(ratings_df, spark.read.parquet(path))
-
-
 def item_cf_metrics(train_df: DataFrame, test_df: DataFrame, *, neighbours: int,
                     max_items_per_user: int, seed: int,
                     baseline: FactorModel | None = None) -> dict[str, dict]:
@@ -594,7 +408,8 @@ def run_factorize(spark: SparkSession, cfg, *, dataset: str, output: str,
         st.set_rows(ratings.count())
 
     with stage("split_test", spark, timings) as st:
-        train, test = read_test_split(spark, ratings, dataset, s.test, seed=s.seed)
+        split = read_test_split(spark, ratings, dataset=dataset, spec=s.test, seed=s.seed)
+        train, test = split.train, split.test
         train, test = _cached(train), _cached(test)
         n_train, n_test = train.count(), test.count()
         leaked = train.join(test.select(USER_COL, ITEM_COL), on=[USER_COL, ITEM_COL],
@@ -608,9 +423,9 @@ def run_factorize(spark: SparkSession, cfg, *, dataset: str, output: str,
                 hint = (": the ingest removed the probe rows from the ratings (--remove-probe), so "
                         "their ratings are gone; ingest without --remove-probe (this job removes "
                         "them from training itself) or use --test random:0.1")
-            raise FactorizeError(f"test set {s.test!r} has no rated rows{hint}")
+            raise JobError(f"test set {s.test!r} has no rated rows{hint}")
         if leaked:
-            raise FactorizeError(f"{leaked} test rows are also in the training set")
+            raise JobError(f"{leaked} test rows are also in the training set")
 
     with stage("split_validation", spark, timings) as st:
         fit_df, val_df = split_random(train, fraction=s.validation_fraction, seed=s.seed + 1)
@@ -697,8 +512,9 @@ def run_factorize(spark: SparkSession, cfg, *, dataset: str, output: str,
     }
     with stage("write", spark, timings):
         with atomic_dir(output) as tmp:
-            save_model(saved, tmp, users_df=users_df, items_df=items_df,
-                       settings={"dataset": dataset, "test": s.test})
+            meta = ModelMeta.of(saved, split_test=s.test, split_seed=s.seed,
+                                settings={"dataset": dataset, "test": s.test})
+            write_model(tmp, saved, meta, users_df=users_df, items_df=items_df)
             write_json(f"{tmp}/metrics.json", metrics)
     metrics["timings_seconds"] = timings
     return metrics

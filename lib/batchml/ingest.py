@@ -19,7 +19,7 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from batchml import schema as S
-from batchml.cli import JobError
+from batchml.errors import JobError
 from batchml.config import Config
 from batchml.indexing import index_ids, keep_latest
 from batchml.io import reasons as R

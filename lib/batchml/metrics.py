@@ -11,9 +11,7 @@ import math
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
-from batchml.schema import RATING_COL
-
-PREDICTION_COL = "prediction"
+from batchml.schema import PREDICTION_COL, RATING_COL
 
 
 def regression_metrics(pred_df: DataFrame, *, col_rating: str = RATING_COL,
@@ -39,15 +37,3 @@ def regression_metrics(pred_df: DataFrame, *, col_rating: str = RATING_COL,
         "n": n,
         "n_missing": int(row["n_all"] or 0) - n,
     }
-
-
-def rmse(pred_df: DataFrame, *, col_rating: str = RATING_COL,
-         col_prediction: str = PREDICTION_COL) -> float | None:
-    """Root-mean-square error of ``col_prediction`` against ``col_rating`` (null predictions skipped)."""
-    return regression_metrics(pred_df, col_rating=col_rating, col_prediction=col_prediction)["rmse"]
-
-
-def mae(pred_df: DataFrame, *, col_rating: str = RATING_COL,
-        col_prediction: str = PREDICTION_COL) -> float | None:
-    """Mean absolute error of ``col_prediction`` against ``col_rating`` (null predictions skipped)."""
-    return regression_metrics(pred_df, col_rating=col_rating, col_prediction=col_prediction)["mae"]

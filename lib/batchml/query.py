@@ -26,11 +26,12 @@ import pyarrow as pa
 import pyarrow.dataset as ds
 
 from batchml.config import DEFAULT_CONF, ConfigError, load_config
-from batchml.recommend import (BIAS_COL, COUNT_COL, FEATURES_COL, ItemArrays, ItemLookup,
-                               RecommendError, fold_in, model_item_arrays, read_fold_in_csv,
-                               read_model_meta, recommend_for_vector)
-from batchml.schema import (ITEM_COL, ITEM_ID_COL, ITEMS, RATING_COL, RATINGS, TITLE_COL,
-                            USER_COL, USER_ID_COL, USERS, YEAR_COL)
+from batchml.errors import UserError
+from batchml.model_dir import ModelMeta, read_items_pandas, read_meta
+from batchml.recommend import (ItemArrays, ItemLookup, RecommendError, fold_in, model_item_arrays,
+                               read_fold_in_csv, recommend_for_vector)
+from batchml.schema import (BIAS_COL, COUNT_COL, FEATURES_COL, ITEM_COL, ITEM_ID_COL, ITEMS,
+                            RATING_COL, RATINGS, TITLE_COL, USER_COL, USER_ID_COL, USERS, YEAR_COL)
 
 LOG = logging.getLogger("batchml.query")
 SIMILAR_TABLE = "similar_items"
@@ -63,29 +64,23 @@ class Catalog:
         if dataset and not Path(dataset).is_dir():
             raise QueryError(f"dataset dir {dataset} does not exist")
         self._items: pd.DataFrame | None = None
-        self._meta: dict | None = None
+        self._meta: ModelMeta | None = None
 
     # -- model
     @property
-    def meta(self) -> dict:
+    def meta(self) -> ModelMeta:
         if self._meta is None:
             if not self.model_dir:
                 raise QueryError("this command needs --model DIR (a model dir from jobs/factorize.py)")
-            try:
-                self._meta = read_model_meta(self.model_dir)
-            except RecommendError as exc:
-                raise QueryError(str(exc)) from None
+            self._meta = read_meta(self.model_dir)
         return self._meta
 
     def model_items(self) -> pd.DataFrame:
-        self.meta  # noqa: B018 - checks the model dir
-        return _read(Path(self.model_dir) / ITEMS,
-                     [ITEM_COL, ITEM_ID_COL, TITLE_COL, YEAR_COL, BIAS_COL, FEATURES_COL, COUNT_COL])
+        return read_items_pandas(self.model_dir)
 
     def arrays(self, min_ratings: int | None = None) -> ItemArrays:
         m = self.meta
-        return model_item_arrays(self.model_items(), mu=float(m["mu"]),
-                                 gamma=float(m.get("gamma") or 1.0), rank=int(m["rank"]),
+        return model_item_arrays(self.model_items(), mu=m.mu, gamma=m.gamma, rank=m.rank,
                                  min_ratings=self.cfg.min_ratings if min_ratings is None else min_ratings)
 
     # -- titles
@@ -157,7 +152,7 @@ def cmd_foldin(cat: Catalog, args) -> str:
     except RecommendError as exc:
         raise QueryError(str(exc)) from None
     s = cat.cfg
-    fi = fold_in(idx, ratings, cat.arrays(min_ratings=0), mu=float(cat.meta["mu"]),
+    fi = fold_in(idx, ratings, cat.arrays(min_ratings=0), mu=cat.meta.mu,
                  reg=s.fold_in_reg, bias_reg=s.fold_in_bias_reg)
     top = recommend_for_vector(cat.arrays(), bias=fi.bias, factors=fi.factors, n=args.n,
                                exclude=idx)
@@ -264,7 +259,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         cat = Catalog(args.model, args.dataset, cfg)
         print(COMMANDS[args.command](cat, args))
-    except (QueryError, RecommendError) as exc:
+    except (QueryError, RecommendError, UserError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     return 0

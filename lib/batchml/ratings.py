@@ -1,4 +1,5 @@
-"""Rating-table helpers.
+"""Held-out splits of a ratings table, and the ``--test`` spec that names one (the one home of both;
+the factorize and recommend jobs read their test rows through :func:`read_test_split`).
 
 Splits (held-out test and validation sets)
 ------------------------------------------
@@ -22,7 +23,11 @@ from dataclasses import dataclass
 from pyspark.sql import DataFrame, Window as W
 from pyspark.sql import functions as F
 
-from batchml.schema import ITEM_COL, RATING_COL, TS_COL, USER_COL
+from pyspark.sql import SparkSession
+
+from batchml.errors import ConfigError, InputError
+from batchml.io.atomic import exists
+from batchml.schema import ITEM_COL, PROBE, RATING_COL, TS_COL, USER_COL
 
 HASH_COL = "_split_hash"
 _HASH_BUCKETS = 1 << 30
@@ -37,18 +42,13 @@ class TestSpec:
     fraction: float | None = None
     path: str | None = None
 
-    def describe(self) -> str:
-        if self.kind in ("random", "temporal"):
-            return f"{self.kind}:{self.fraction:g}"
-        return self.path if self.kind == "dir" else self.kind
-
 
 def parse_test_spec(spec: str) -> TestSpec:
     """Parse ``probe``, ``random:0.1``, ``temporal:0.1`` or a directory path.
 
     Raises
     ------
-    ValueError when a fraction is not a number in (0, 1).
+    ConfigError when the spec is empty or a fraction is not a number in (0, 1).
     """
     spec = spec.strip()
     if spec == "probe":
@@ -59,12 +59,12 @@ def parse_test_spec(spec: str) -> TestSpec:
             try:
                 frac = float(raw)
             except ValueError:
-                raise ValueError(f"test spec {spec!r}: {raw!r} is not a number") from None
+                raise ConfigError(f"test spec {spec!r}: {raw!r} is not a number") from None
             if not 0.0 < frac < 1.0:
-                raise ValueError(f"test spec {spec!r}: the fraction must be in (0, 1)")
+                raise ConfigError(f"test spec {spec!r}: the fraction must be in (0, 1)")
             return TestSpec(kind, fraction=frac)
     if not spec:
-        raise ValueError("empty test spec")
+        raise ConfigError("empty test spec (expected probe, random:F, temporal:F or a directory)")
     return TestSpec("dir", path=spec)
 
 
@@ -133,3 +133,37 @@ def split_holdout(ratings_df: DataFrame, holdout_df: DataFrame, *, col_user: str
     else:
         test = ratings_df.join(pairs, on=keys, how="left_semi")
     return train, test
+
+
+@dataclass
+class TestSplit:
+    """(train, test) of a ``--test`` spec; ``holdout_path`` is the table read for probe / a dir."""
+
+    train: DataFrame
+    test: DataFrame
+    spec: TestSpec
+    holdout_path: str | None = None
+
+
+def read_test_split(spark: SparkSession, ratings_df: DataFrame, *, dataset: str, spec: str,
+                    seed: int) -> TestSplit:
+    """Split ``ratings_df`` by a ``--test`` spec (see the module docstring).
+
+    ``random:F`` / ``temporal:F`` are re-created from ``seed`` (the same rows for the same seed);
+    ``probe`` reads ``DATASET/probe``; anything else is a directory of pairs or ratings.
+
+    Raises
+    ------
+    ConfigError for a malformed spec; InputError when the held-out table does not exist.
+    """
+    ts = parse_test_spec(spec)
+    if ts.kind == "random":
+        return TestSplit(*split_random(ratings_df, fraction=ts.fraction, seed=seed), spec=ts)
+    if ts.kind == "temporal":
+        return TestSplit(*split_temporal(ratings_df, fraction=ts.fraction, seed=seed), spec=ts)
+    path = f"{dataset}/{PROBE}" if ts.kind == "probe" else ts.path
+    if not exists(path):
+        raise InputError(f"test set {path} does not exist"
+                         + (" (the dataset has no probe table)" if ts.kind == "probe" else ""))
+    train, test = split_holdout(ratings_df, spark.read.parquet(path))
+    return TestSplit(train, test, spec=ts, holdout_path=path)

@@ -51,26 +51,17 @@ import pyarrow.compute as pc
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F, types as T
 
-from batchml.schema import (ITEM_COL, ITEM_ID_COL, RATING_COL, TITLE_COL, USER_COL, USER_ID_COL,
-                            YEAR_COL)
+from batchml.model_dir import load_model
+from batchml.ratings import read_test_split
+from batchml.schema import (BIAS_COL, BIAS_RANK_COL, COUNT_COL, FEATURES_COL, ITEM_COL, ITEM_ID_COL,
+                            MEAN_COL, POPULAR, RANK_COL, RATING_COL, RECOMMENDATIONS,
+                            RECOMMENDATIONS_READABLE, SCORE_COL, SHRUNK_COL, TITLE_COL, USER_COL,
+                            USER_ID_COL, YEAR_COL)
 from batchml.spark import with_global_row_number
 
 LOG = logging.getLogger("batchml.recommend")
 
-SCORE_COL = "score"
-RANK_COL = "rank"
-BIAS_COL = "bias"            # as batchml.bias.BIAS_COL / the model dir layout
-FEATURES_COL = "features"    # as batchml.factorize.FEATURES_COL
-COUNT_COL = "n_ratings"      # as batchml.bias.COUNT_COL
-MEAN_COL = "mean_rating"
-SHRUNK_COL = "shrunk_mean"
-BIAS_RANK_COL = "bias_rank"
 SEEN_COL = "_seen"
-
-RECOMMENDATIONS = "recommendations"
-RECOMMENDATIONS_READABLE = "recommendations_readable"
-POPULAR = "popular"
-MODEL_FILE = "model.json"
 
 RECOMMENDATIONS_SCHEMA = T.StructType([
     T.StructField(USER_COL, T.IntegerType(), False),
@@ -569,57 +560,6 @@ def recommend_for_vector(items: ItemArrays, *, bias: float, factors: np.ndarray 
     return pd.DataFrame({ITEM_COL: items.idx[p].astype(np.int64), SCORE_COL: sc, RANK_COL: rk})
 
 
-# ------------------------------------------------------------------------------- model reading
-@dataclass
-class ModelDir:
-    """A model dir read with Spark: ``meta`` (model.json), ``users_df`` (user_idx, user_id, bias,
-    features), ``items_df`` (item_idx, item_id, [title, year,] bias, features[, n_ratings])."""
-
-    meta: dict
-    users_df: DataFrame
-    items_df: DataFrame
-
-    @property
-    def mu(self) -> float:
-        return float(self.meta.get("mu") or 0.0)
-
-    @property
-    def gamma(self) -> float:
-        g = self.meta.get("gamma")
-        return 1.0 if g is None else float(g)
-
-    @property
-    def rank(self) -> int:
-        return int(self.meta.get("rank") or 0)
-
-
-def read_model_meta(path: str) -> dict:
-    """``model.json`` of a model dir, checked for the fields the recommender needs."""
-    from batchml.io.atomic import exists, read_json
-
-    if not exists(f"{path}/{MODEL_FILE}"):
-        raise RecommendError(f"{path} is not a model dir (no {MODEL_FILE}; run jobs/factorize.py)")
-    meta = read_json(f"{path}/{MODEL_FILE}")
-    missing = [k for k in ("mu", "rank") if k not in meta]
-    if missing:
-        raise RecommendError(f"{path}/{MODEL_FILE} lacks {', '.join(missing)}")
-    return meta
-
-
-def read_model(spark: SparkSession, path: str) -> ModelDir:
-    """Read a model dir (layout: :mod:`batchml.factorize`)."""
-    from batchml.schema import ITEMS, USERS
-
-    meta = read_model_meta(path)
-    users = spark.read.parquet(f"{path}/{USERS}")
-    items = spark.read.parquet(f"{path}/{ITEMS}")
-    for name, df, key in (("users", users, USER_COL), ("items", items, ITEM_COL)):
-        absent = {key, BIAS_COL, FEATURES_COL} - set(df.columns)
-        if absent:
-            raise RecommendError(f"{path}/{name} lacks columns {sorted(absent)}")
-    return ModelDir(meta=meta, users_df=users, items_df=items)
-
-
 # ------------------------------------------------------------------------------------ the job
 def read_user_ids(path: str) -> list[str]:
     """Source user ids, one per line (a first line ``user_id`` is a header; blanks and ``#``
@@ -645,26 +585,15 @@ def read_test_rows(spark: SparkSession, ratings_df: DataFrame, *, dataset: str, 
     removed from the ratings at ingest) every held-out pair counts as relevant and ``note`` says so.
     Train is ``ratings_df`` without the test pairs.
     """
-    from batchml.io.atomic import exists
-    from batchml.schema import PROBE
-
-    if spec.startswith(("random:", "temporal:")):
-        from batchml.factorize import read_test_split
-        train, test = read_test_split(spark, ratings_df, dataset, spec, seed=seed)
-        return train, test, None
-    path = f"{dataset}/{PROBE}" if spec == "probe" else spec
-    if not exists(path):
-        raise RecommendError(f"test set {path} does not exist"
-                             + (" (the dataset has no probe table)" if spec == "probe" else ""))
-    pairs_df = spark.read.parquet(path)
+    split = read_test_split(spark, ratings_df, dataset=dataset, spec=spec, seed=seed)
+    if split.holdout_path is None:
+        return split.train, split.test, None
+    pairs_df = spark.read.parquet(split.holdout_path)
     keys = [USER_COL, ITEM_COL]
-    pairs = pairs_df.select(*keys).distinct()
-    train = ratings_df.join(pairs, on=keys, how="left_anti")
-    if RATING_COL in pairs_df.columns:
-        return train, pairs_df.select(*keys, F.col(RATING_COL).cast("float")).dropDuplicates(keys), None
-    test = ratings_df.join(pairs, on=keys, how="left_semi").select(*keys, RATING_COL)
-    if test.limit(1).count() == 0:
-        note = (f"test pairs {path} have no ratings (removed from the ratings at ingest?): every "
+    train, test = split.train, split.test.select(*keys, RATING_COL)
+    if RATING_COL not in pairs_df.columns and test.limit(1).count() == 0:
+        pairs = pairs_df.select(*keys).distinct()
+        note = (f"test pairs {split.holdout_path} have no ratings (removed from the ratings at ingest?): every "
                 "held-out pair counts as relevant")
         return train, pairs.withColumn(RATING_COL, F.lit(None).cast("float")), note
     return train, test, None
@@ -696,14 +625,14 @@ def run_recommend(spark: SparkSession, cfg, *, model: str, dataset: str, output:
                                    "fold_in_reg", "fold_in_bias_reg", "user_block_size", "seed")}}
 
     with stage("read", spark, timings) as st:
-        md = read_model(spark, model)
+        md = load_model(spark, model)
         ratings = spark.read.parquet(f"{dataset}/{RATINGS}").select(
             USER_COL, ITEM_COL, F.col(RATING_COL).cast("float").alias(RATING_COL)).cache()
         users_map = spark.read.parquet(f"{dataset}/{USERS}").select(USER_COL, USER_ID_COL)
         items_map = spark.read.parquet(f"{dataset}/{ITEMS}")
         st.set_rows(ratings.count())
-        st.info.update(rank=md.rank, mu=round(md.mu, 4), gamma=md.gamma)
-    mu, gamma, rank = md.mu, md.gamma, md.rank
+        st.info.update(rank=md.meta.rank, mu=round(md.meta.mu, 4), gamma=md.meta.gamma)
+    mu, gamma, rank = md.meta.mu, md.meta.gamma, md.meta.rank
 
     with stage("items", spark, timings) as st:
         stats = item_rating_stats(ratings).cache()
@@ -791,7 +720,7 @@ def run_recommend(spark: SparkSession, cfg, *, model: str, dataset: str, output:
         if s.evaluate:
             out["evaluation"] = evaluate_lists(
                 spark, cfg, ratings=ratings, dataset=dataset, model_users_df=md.users_df,
-                candidates=candidates, spec=test or md.meta.get("settings", {}).get("test") or "probe",
+                candidates=candidates, spec=test or md.meta.split_test or "probe",
                 partitions=parts, timings=timings, notes=notes)
         out["notes"] = notes
         out["timings_seconds"] = timings

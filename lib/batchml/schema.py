@@ -1,4 +1,9 @@
-"""Column names and table schemas: the output contract of every table (see shared DESIGN.md)."""
+"""Every shared column, table and file name, and the declared schemas of the dataset tables.
+
+One home per name: a module that reads or writes one of these imports it from here (the tumor job's
+image-shard names live in :mod:`batchml.tumor.schema`; the model dir's own file names in
+:mod:`batchml.model_dir`).
+"""
 from __future__ import annotations
 
 from pyspark.sql import types as T
@@ -13,6 +18,20 @@ TITLE_COL = "title"
 YEAR_COL = "year"
 VERIFIED_COL = "verified"
 HELPFUL_COL = "helpful_votes"
+
+# Model and output columns shared by factorize, recommend, similarity, query and the model dir.
+BIAS_COL = "bias"                 # b_u / b_i
+FEATURES_COL = "features"         # p_u / q_i, array<float>
+COUNT_COL = "n_ratings"           # ratings of a user / item
+PREDICTION_COL = "prediction"     # a predicted rating
+SCORE_COL = "score"               # a ranking score
+RANK_COL = "rank"                 # 1-based position in a list
+MEAN_COL = "mean_rating"
+SHRUNK_COL = "shrunk_mean"
+BIAS_RANK_COL = "bias_rank"
+OTHER_COL = "other_idx"           # the neighbour in similar_items / similar_users
+SIMILARITY_COL = "similarity"
+CO_COUNT_COL = "co_count"
 
 RATINGS_SCHEMA = T.StructType([
     T.StructField(USER_COL, T.IntegerType(), False),
@@ -54,3 +73,11 @@ REJECTS = "rejects"
 PROBE = "probe"
 QUALIFYING = "qualifying"
 STATS_FILE = "_stats.json"
+
+# Output tables and files of the similarity and recommendation jobs.
+SIMILAR_ITEMS = "similar_items"
+SIMILAR_USERS = "similar_users"
+RECOMMENDATIONS = "recommendations"
+RECOMMENDATIONS_READABLE = "recommendations_readable"
+POPULAR = "popular"
+METRICS_FILE = "metrics.json"

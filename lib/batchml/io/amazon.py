@@ -32,7 +32,7 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from batchml import schema as S
-from batchml.cli import JobError
+from batchml.errors import InputError
 from batchml.io import delimited as D
 from batchml.io import reasons as R
 
@@ -127,7 +127,7 @@ def parse_amazon_tsv_dump(spark: SparkSession, root: str, raw_max: int):
     from batchml.ingest import ParsedDump
     found = D.resolve_input(root, TSV_FILE)
     if not found.files:
-        raise JobError(f"{root} has no Amazon review TSV files (expected *.tsv or *.tsv.gz, e.g. "
+        raise InputError(f"{root} has no Amazon review TSV files (expected *.tsv or *.tsv.gz, e.g. "
                        "amazon_reviews_us_Books_v1_00.tsv.gz)")
     check_amazon_tsv_format(found.files)
     LOG.info("Amazon TSV: %d files", len(found.files))
@@ -147,7 +147,7 @@ _2018_ONLY = ("verified", "vote", "style", "image")
 def detect_json_schema(path: str) -> str:
     """``"2014"``, ``"2018"`` or ``"2023"`` from the first lines of a JSON-lines file.
 
-    Raises :class:`JobError` naming the file when its first lines are not JSON review objects.
+    Raises :class:`InputError` naming the file when its first lines are not JSON review objects.
     """
     lines = D.head(path)
     objs = []
@@ -165,7 +165,7 @@ def detect_json_schema(path: str) -> str:
         if {"reviewerID", "asin"} <= keys:
             return "2018" if keys & set(_2018_ONLY) else "2014"
     first = lines[0][:120] if lines else "<empty file>"
-    raise JobError(f"{path} is not an Amazon review JSON-lines file (expected one JSON object per line "
+    raise InputError(f"{path} is not an Amazon review JSON-lines file (expected one JSON object per line "
                    "with reviewerID, asin, overall, unixReviewTime (2014/2018 schema) or user_id, "
                    f"parent_asin, rating, timestamp (2023 schema)); its first line is {first!r}")
 
@@ -252,7 +252,7 @@ def parse_amazon_json_dump(spark: SparkSession, root: str, raw_max: int):
     from batchml.ingest import ParsedDump
     found = D.resolve_input(root, JSON_FILE)
     if not found.files:
-        raise JobError(f"{root} has no Amazon review JSON-lines files (expected *.json, *.jsonl, "
+        raise InputError(f"{root} has no Amazon review JSON-lines files (expected *.json, *.jsonl, "
                        "optionally .gz)")
     schemas = {p: detect_json_schema(p) for p in found.files}
     by_schema: dict[str, int] = {}

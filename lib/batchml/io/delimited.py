@@ -21,7 +21,7 @@ from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
-from batchml.cli import JobError
+from batchml.errors import InputError
 from batchml.io.files import list_files
 from batchml.io.text import block_summary, read_lines, truncate_raw, with_line_numbers
 
@@ -93,7 +93,7 @@ def head(path: str, n: int = 50, nbytes: int = 65536, encoding: str = "utf-8") -
             with gzip.GzipFile(fileobj=io.BytesIO(data)) as stream:
                 data = stream.read1(nbytes)
         except (OSError, EOFError) as exc:
-            raise JobError(f"{path}: not a readable gzip file ({exc})") from None
+            raise InputError(f"{path}: not a readable gzip file ({exc})") from None
     parts = data.decode(encoding, errors="replace").split("\n")
     if len(data) >= nbytes and len(parts) > 1:
         parts = parts[:-1]  # drop a line cut by the read limit
@@ -112,7 +112,7 @@ def check_head(paths: Sequence[str], *, looks_right: Callable[[list[str]], bool]
         lines = head(path, encoding=encoding)
         if not lines or not looks_right(lines):
             first = lines[0][:120] if lines else "<empty file>"
-            raise JobError(f"{path} is not {what}; its first line is {first!r}")
+            raise InputError(f"{path} is not {what}; its first line is {first!r}")
 
 
 def mostly(lines: list[str], rx: str, skip_first_if: str | None = None, share: float = 0.8) -> bool:

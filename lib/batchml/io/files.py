@@ -11,7 +11,7 @@ from pyarrow import fs as pafs
 from pyspark.sql import Column
 from pyspark.sql import functions as F
 
-from batchml.cli import JobError
+from batchml.errors import InputError
 from batchml.io.atomic import _filesystem
 
 
@@ -47,7 +47,7 @@ def head_lines(path: str, n: int = 50, nbytes: int = 65536, encoding: str = "utf
             with gzip.GzipFile(fileobj=io.BytesIO(data)) as gz:
                 data = gz.read1(nbytes)
         except (OSError, EOFError) as exc:
-            raise JobError(f"{path}: not a readable gzip file ({exc})") from None
+            raise InputError(f"{path}: not a readable gzip file ({exc})") from None
     text = data.decode(encoding, errors="replace")
     parts = text.split("\n")
     if len(data) >= nbytes and len(parts) > 1:

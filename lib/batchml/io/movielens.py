@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 from pyspark.sql import SparkSession
 
-from batchml.cli import JobError
+from batchml.errors import InputError
 from batchml.io import delimited as D
 from batchml.io.files import list_files
 
@@ -63,10 +63,10 @@ def discover_movielens(root: str) -> tuple[Variant, D.InputFiles, str | None]:
     hits = [(v, D.resolve_input(root, v.ratings_file)) for v in VARIANTS]
     hits = [(v, f) for v, f in hits if f.files]
     if not hits:
-        raise JobError(f"{root} has no MovieLens ratings file (expected u.data, ratings.dat or "
+        raise InputError(f"{root} has no MovieLens ratings file (expected u.data, ratings.dat or "
                        "ratings.csv, optionally .gz)")
     if len(hits) > 1:
-        raise JobError(f"{root} holds more than one MovieLens release "
+        raise InputError(f"{root} holds more than one MovieLens release "
                        f"({', '.join(f.files[0] for _, f in hits)}): pass one directory per release")
     variant, found = hits[0]
     titles = list_files(D.directory_of(found.root), pattern=re.escape(variant.titles_file))

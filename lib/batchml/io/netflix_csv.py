@@ -10,7 +10,7 @@ import logging
 
 from pyspark.sql import SparkSession
 
-from batchml.cli import JobError
+from batchml.errors import InputError
 from batchml.io import delimited as D
 from batchml.io.files import list_files
 
@@ -52,7 +52,7 @@ def parse_netflix_csv_dump(spark: SparkSession, root: str, raw_max: int):
     from batchml.ingest import ParsedDump
     found = D.resolve_input(root, _RATINGS_FILE)
     if not found.files:
-        raise JobError(f"{root} has no Kaggle Netflix ratings file (expected Netflix_Dataset_Rating.csv, "
+        raise InputError(f"{root} has no Kaggle Netflix ratings file (expected Netflix_Dataset_Rating.csv, "
                        "optionally .gz)")
     check_netflix_csv_format(found.files)
     movies = list_files(D.directory_of(found.root), pattern=_MOVIES_FILE)

@@ -11,7 +11,7 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
-from batchml.cli import JobError
+from batchml.errors import InputError
 from batchml.io import netflix as NF
 from batchml.io.files import head_lines, list_files
 
@@ -36,9 +36,9 @@ def discover_netflix(root: str) -> NetflixFiles:
     combined = list_files(root, pattern=r"combined_data_\d+\.txt(\.gz)?")
     training = list_files(root, "training_set", pattern=r"mv_\d+\.txt(\.gz)?")
     if combined and training:
-        raise JobError(f"{root} has both combined_data_*.txt and training_set/mv_*.txt: pass one layout")
+        raise InputError(f"{root} has both combined_data_*.txt and training_set/mv_*.txt: pass one layout")
     if not combined and not training:
-        raise JobError(f"{root} has no Netflix ratings files (expected combined_data_*.txt or "
+        raise InputError(f"{root} has no Netflix ratings files (expected combined_data_*.txt or "
                        "training_set/mv_*.txt, optionally .gz)")
 
     def pick(*names: str) -> str | None:
@@ -62,7 +62,7 @@ def check_netflix_format(paths: Sequence[str], max_files: int = 32) -> None:
         good = sum(bool(header.match(x) or data.match(x)) for x in lines)
         if not lines or not any(header.match(x) for x in lines[:20]) or good < 0.8 * len(lines):
             first = lines[0][:120] if lines else "<empty file>"
-            raise JobError(
+            raise InputError(
                 f"{path} is not a Netflix Prize ratings file: expected 'MovieID:' header lines followed "
                 f"by 'CustomerID,Rating,YYYY-MM-DD' lines; its first line is {first!r}")
 

@@ -13,7 +13,7 @@ import pandas as pd
 from PIL import Image, ImageDraw
 
 from pyspark.sql import DataFrame
-from pyspark.sql import functions as F, types as T
+from pyspark.sql import types as T
 
 from batchml.tumor import schema as S
 from batchml.tumor.images import pixels_array

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pyspark.sql import DataFrame, SparkSession, Window as W
 from pyspark.sql import functions as F, types as T
 
-from batchml.cli import JobError
+from batchml.errors import JobError
 from batchml.config import TumorSettings
 from batchml.io.atomic import atomic_dir, remove_tree, write_json
 from batchml.logs import stage

@@ -11,7 +11,6 @@ of every epoch; a re-run with the same output resumes after the last saved epoch
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import math
 import os
@@ -24,7 +23,7 @@ import numpy as np
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from batchml.cli import JobError
+from batchml.errors import JobError
 from batchml.config import TumorSettings
 from batchml.distributed import WorkerContext, run_on_barrier
 from batchml.io.atomic import exists, write_json
