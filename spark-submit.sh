@@ -20,6 +20,11 @@ py="${BATCHML_PYTHON:-$here/.venv/bin/python}"
 pyspark_home="$("$py" -c 'import os, pyspark; print(os.path.dirname(pyspark.__file__))')"
 submit="$pyspark_home/bin/spark-submit"
 
+usage() { sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'; }
+die() { echo "error: spark-submit.sh: $*" >&2; exit 2; }
+# value OPTION ARGS...: fail with one error line when OPTION has no value after it
+value() { [ $# -ge 2 ] && [ -n "$2" ] || die "$1 needs a value"; }
+
 master="${BATCHML_MASTER:-local[*]}"
 driver_memory="${BATCHML_DRIVER_MEMORY:-6g}"
 opts=()
@@ -28,35 +33,38 @@ job_args=()
 while [ $# -gt 0 ]; do
   if [ -z "$job" ]; then
     case "$1" in
-      --master) master="$2"; shift 2 ;;
+      -h|--help) usage; exit 0 ;;
+      --master) value "$@"; master="$2"; shift 2 ;;
       --master=*) master="${1#--master=}"; shift ;;
-      --driver-memory) driver_memory="$2"; shift 2 ;;
+      --driver-memory) value "$@"; driver_memory="$2"; shift 2 ;;
       --verbose|--supervise|-v) opts+=("$1"); shift ;;
       --*=*) opts+=("$1"); shift ;;
-      --*) opts+=("$1" "$2"); shift 2 ;;
+      --*) value "$@"; opts+=("$1" "$2"); shift 2 ;;
       *.py) job="$1"; shift ;;
-      *) echo "spark-submit.sh: unexpected argument '$1' before the job file" >&2; exit 2 ;;
+      *) die "unexpected argument '$1' before the job file (usage: --help)" ;;
     esac
   else
     case "$1" in
-      --master) master="$2"; shift 2 ;;
+      --master) value "$@"; master="$2"; shift 2 ;;
       --master=*) master="${1#--master=}"; shift ;;
       *) job_args+=("$1"); shift ;;
     esac
   fi
 done
 if [ -z "$job" ]; then
-  sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//'
-  exit 2
+  usage >&2
+  die "no job file given (jobs/<job>.py)"
 fi
+[ -f "$job" ] || die "job file '$job' does not exist"
 
 export BATCHML_HOME="$here"
 export TF_CPP_MIN_LOG_LEVEL="${TF_CPP_MIN_LOG_LEVEL:-2}"   # TensorFlow's C++ start-up chatter
 export PYSPARK_PYTHON="${PYSPARK_PYTHON:-$py}"
 export PYSPARK_DRIVER_PYTHON="$py"
+log4j_uri="file:${here// /%20}/conf/log4j2.properties"   # a URI: a space in the path is %20
 args=(--master "$master" --driver-memory "$driver_memory"
       --conf "spark.pyspark.driver.python=$py"
-      --conf "spark.driver.extraJavaOptions=-Dlog4j2.configurationFile=file:$here/conf/log4j2.properties -Duser.timezone=UTC"
+      --conf "spark.driver.extraJavaOptions=-Dlog4j2.configurationFile=$log4j_uri -Duser.timezone=UTC"
       --conf "spark.executor.extraJavaOptions=-Duser.timezone=UTC"
       --conf "spark.executorEnv.TF_CPP_MIN_LOG_LEVEL=$TF_CPP_MIN_LOG_LEVEL")
 

@@ -108,3 +108,16 @@ def test_flag_is_an_alias_of_its_setting_and_checked_the_same():
     for argv in (["--size", "0"], ["--set", "tumor.size=0"]):
         with pytest.raises(ConfigError, match=r"tumor\.size"):
             load_job_config(parser.parse_args(argv))
+
+
+@pytest.mark.parametrize("spec", ["random:abc", "random:1.5", "temporal:0", ""])
+def test_bad_test_spec_is_refused_when_set(spec):
+    with pytest.raises(ConfigError, match=r"factorize\.test"):
+        build_config({}, [f"factorize.test={spec}"])
+
+
+def test_set_reaches_a_dotted_key_of_a_mapping():
+    cfg = build_config({"spark": {"extra": {"spark.serializer": "x"}}},
+                       ["spark.extra.spark.eventLog.enabled=true", "spark.extra.spark.ui.showConsoleProgress=True"])
+    assert dict(cfg.spark.extra) == {"spark.serializer": "x", "spark.eventLog.enabled": "true",
+                                     "spark.ui.showConsoleProgress": "True"}

@@ -19,10 +19,19 @@ from typing import Any, Callable, Mapping
 import yaml
 
 from batchml.errors import ConfigError
+from batchml.holdout_spec import parse_test_spec
 
 # The checkout's conf/local.yaml: spark-submit.sh exports BATCHML_HOME (the library may then be
 # imported from the shipped zip); otherwise the package sits at <checkout>/lib/batchml.
 DEFAULT_CONF = Path(os.environ.get("BATCHML_HOME") or Path(__file__).resolve().parents[2]) / "conf" / "local.yaml"
+
+
+def _is_test_spec(value: str) -> bool:
+    try:
+        parse_test_spec(value)
+    except ConfigError:
+        return False
+    return True
 
 
 def _check(pred: Callable[[Any], bool], what: str) -> dict:
@@ -35,6 +44,7 @@ class SparkSettings:
 
     master: str = "local[*]"
     app_name: str = "batchml"
+    # conf/local.yaml raises it for local mode, where the driver is the only JVM
     driver_memory: str = "4g"
     shuffle_partitions: int = field(default=16, metadata=_check(lambda v: v >= 1, "an integer >= 1"))
     max_partition_mb: int = field(default=128, metadata=_check(lambda v: v >= 1, "an integer >= 1"))
@@ -78,11 +88,15 @@ class GenerateSettings:
 class FactorizeSettings:
     """Factorization job (``jobs/factorize.py``): held-out test, validation grid, ALS and biases."""
 
+    # probe | random:F | temporal:F | a ratings directory
     test: str = field(default="random:0.1", metadata=_check(
-        lambda v: bool(v.strip()), "probe, random:F, temporal:F or a ratings directory"))
+        lambda v: _is_test_spec(v), "probe, random:F or temporal:F with F in (0, 1), or a ratings directory"))
     seed: int = 42
+    # carved from training; picks rank and reg from the grids
     validation_fraction: float = field(
         default=0.1, metadata=_check(lambda v: 0.0 < v < 1.0, "a number in (0, 1)"))
+    # MLlib scales reg by each user's / item's rating count (ALS-WR): a higher rank
+    # needs a higher reg; validation picks the (rank, reg) pair
     ranks: tuple[int, ...] = field(
         default=(5, 20, 50), metadata=_check(lambda v: len(v) > 0 and all(r >= 1 for r in v),
                                              "a non-empty list of integers >= 1"))
@@ -92,6 +106,7 @@ class FactorizeSettings:
                         "a non-empty list of numbers >= 0"))
     bias_reg_user: float = field(default=10.0, metadata=_check(lambda v: v >= 0, "a number >= 0"))
     bias_reg_item: float = field(default=25.0, metadata=_check(lambda v: v >= 0, "a number >= 0"))
+    # item-then-user sweeps per round (round 2 re-fits them anyway)
     bias_sweeps: int = field(default=1, metadata=_check(lambda v: v >= 1, "an integer >= 1"))
     iters: int = field(default=10, metadata=_check(lambda v: v >= 1, "an integer >= 1"))
     rounds: int = field(default=2, metadata=_check(lambda v: v >= 1, "an integer >= 1"))
@@ -101,9 +116,11 @@ class FactorizeSettings:
     rating_max: float = 5.0
     model: str = field(default="biased", metadata=_check(lambda v: v in {"biased", "aligned"},
                                                          "one of biased aligned"))
+    # WARNING when training RMSE < ratio * validation RMSE
     overfit_ratio: float = field(
         default=0.8, metadata=_check(lambda v: 0.0 < v <= 1.0, "a number in (0, 1]"))
     item_cf_neighbours: int = field(default=50, metadata=_check(lambda v: v >= 1, "an integer >= 1"))
+    # Jaccard for the item-CF row: items kept per user (0: exact)
     item_cf_max_items_per_user: int = field(
         default=100, metadata=_check(lambda v: v >= 0, "an integer >= 0 (0: exact, no cap)"))
 
@@ -118,24 +135,30 @@ class TumorSettings:
         default_factory=lambda: {"yes": "1", "no": "0"},
         metadata=_check(lambda v: len(v) > 0 and set(v.values()) <= {"0", "1"},
                         "a non-empty mapping of folder name to label 0 or 1"))
+    # px, square, after padding
     size: int = field(default=175, metadata=_check(lambda v: 8 <= v <= 2048, "an integer in [8, 2048]"))
     test_fraction: float = field(
         default=0.33, metadata=_check(lambda v: 0.0 < v < 1.0, "a number in (0, 1)"))
     seed: int = 42
     raw_max_chars: int = field(default=200, metadata=_check(lambda v: v >= 16, "an integer >= 16"))
+    # barrier tasks = MultiWorkerMirroredStrategy workers
     workers: int = field(default=2, metadata=_check(lambda v: v >= 1, "an integer >= 1"))
     threads_per_worker: int = field(
         default=0, metadata=_check(lambda v: v >= 0, "an integer >= 0 (0: cores / workers)"))
     epochs: int = field(default=10, metadata=_check(lambda v: v >= 1, "an integer >= 1"))
+    # per worker; the global batch is batch_size * workers
     batch_size: int = field(default=64, metadata=_check(lambda v: v >= 1, "an integer >= 1 (per worker)"))
     learning_rate: float = field(default=1e-3, metadata=_check(lambda v: v > 0, "a number > 0"))
     l2: float = field(default=1e-3, metadata=_check(lambda v: v >= 0, "a number >= 0"))
     architecture: str = field(default="seed", metadata=_check(lambda v: v in {"seed", "small"},
                                                               "one of seed small"))
+    # random flips and small rotations
     augment: bool = True
     max_rotation_deg: float = field(
         default=10.0, metadata=_check(lambda v: 0 <= v <= 180, "a number of degrees in [0, 180]"))
     class_weights: bool = True
+    # local mode also needs, under spark.extra: spark.driver.resource.gpu.amount: "1" and
+    # spark.driver.resource.gpu.discoveryScript: lib/batchml/tumor/gpu_discovery.sh
     use_gpu: bool = False
     port_range: str = field(
         default="0", metadata=_check(lambda v: v.strip() == "0" or (
@@ -153,17 +176,25 @@ class SimilaritySettings:
         lambda v: v in {"jaccard", "cosine", "cosine_binary", "pearson"},
         "one of jaccard cosine cosine_binary pearson"))
     top_k: int = field(default=20, metadata=_check(lambda v: v >= 1, "an integer >= 1"))
+    # drop pairs with fewer co-occurring users
     min_support: int = field(default=2, metadata=_check(lambda v: v >= 1, "an integer >= 1"))
+    # heavy users keep this many items (hash-sampled); 0: no cap
     max_items_per_user: int = field(
         default=500, metadata=_check(lambda v: v >= 0, "an integer >= 0 (0: no cap)"))
+    # users above salt_min_items are spread over this many tasks
     salt_buckets: int = field(default=8, metadata=_check(lambda v: v >= 1, "an integer >= 1 (1: off)"))
+    # salting pays only past the ~5,800-item partial-product chunk
     salt_min_items: int = field(
         default=5800, metadata=_check(lambda v: v >= 0, "an integer >= 0 (users above it are salted)"))
     seed: int = 42
+    # true: no cap, min_support 1 (for checks)
     exact: bool = False
+    # true: user-user similarity (same code, roles swapped)
     users: bool = False
+    # item-CF RMSE on a held-out split; 0: no evaluation
     holdout_fraction: float = field(
         default=0.1, metadata=_check(lambda v: 0.0 <= v < 1.0, "a number in [0, 1) (0: no evaluation)"))
+    # "because you liked X": ratings counted as liked
     liked_min_rating: float = 4.0
 
 
@@ -175,15 +206,23 @@ class RecommendSettings:
     top_n: int = field(default=10, metadata=_check(lambda v: v >= 1, "an integer >= 1"))
     min_ratings: int = field(
         default=0, metadata=_check(lambda v: v >= 0, "an integer >= 0 (items with fewer are never recommended)"))
+    # popular list: shrunk mean = (n*mean + m*mu) / (n + m), m = this
     prior_strength: float = field(
         default=25.0, metadata=_check(lambda v: v >= 0, "a number >= 0 (pseudo-ratings at the global mean)"))
+    # ranking metrics: a held-out item rated >= this is relevant
     relevance_threshold: float = 4.0
+    # fold-in ridge on p_u: reg * n_ratings (ALS-WR scaling)
     fold_in_reg: float = field(
         default=0.1, metadata=_check(lambda v: v > 0, "a number > 0 (times the number of ratings, as ALS)"))
+    # fold-in ridge on b_u
     fold_in_bias_reg: float = field(default=10.0, metadata=_check(lambda v: v >= 0, "a number >= 0"))
+    # users scored per numpy matrix product
     user_block_size: int = field(default=1024, metadata=_check(lambda v: v >= 1, "an integer >= 1"))
+    # random baseline
     seed: int = 42
+    # ranking metrics on the held-out test rows
     evaluate: bool = True
+    # write recommendations_readable (source ids, titles)
     readable: bool = True
 
 
@@ -269,6 +308,19 @@ def _parse_text(text: str, typ: Any, name: str) -> Any:
     return str(text)
 
 
+def _flat_strings(mapping: Mapping, prefix: str = "") -> dict[str, str]:
+    """A mapping's leaves as ``{"a.b": "v"}`` strings: ``--set spark.extra.spark.ui.enabled=true``
+    nests like a YAML block would, and both mean the key ``spark.ui.enabled``."""
+    out: dict[str, str] = {}
+    for key, value in mapping.items():
+        full = f"{prefix}{key}"
+        if isinstance(value, Mapping):
+            out.update(_flat_strings(value, full + "."))
+        else:
+            out[full] = "" if value is None else str(value).lower() if isinstance(value, bool) else str(value)
+    return out
+
+
 def _coerce(value: Any, typ: Any, name: str) -> Any:
     if isinstance(value, _Text):
         value = _parse_text(value, typ, name)
@@ -299,7 +351,7 @@ def _coerce(value: Any, typ: Any, name: str) -> Any:
             return {}
         if not isinstance(value, Mapping):
             raise ConfigError(f"setting '{name}' must be a mapping, got {value!r}")
-        return types.MappingProxyType({str(k): str(v) for k, v in value.items()})
+        return types.MappingProxyType(_flat_strings(value))
     if origin in (tuple, list):
         if not isinstance(value, (list, tuple)):
             value = [value]

@@ -20,54 +20,20 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from pyspark.sql import DataFrame, Window as W
+from pyspark.sql import DataFrame, SparkSession, Window as W
 from pyspark.sql import functions as F
 
-from pyspark.sql import SparkSession
 
-from batchml.errors import ConfigError, InputError
+from batchml.errors import InputError
 from batchml.io.atomic import exists
 from batchml.schema import ITEM_COL, PROBE, RATING_COL, TS_COL, USER_COL
+from batchml.holdout_spec import TestSpec, parse_test_spec
 
 HASH_COL = "_split_hash"
 _HASH_BUCKETS = 1 << 30
 
 
 # --------------------------------------------------------------------------------------- splits
-@dataclass(frozen=True)
-class TestSpec:
-    """A parsed ``--test`` value: ``kind`` is one of probe, dir, random, temporal."""
-
-    kind: str
-    fraction: float | None = None
-    path: str | None = None
-
-
-def parse_test_spec(spec: str) -> TestSpec:
-    """Parse ``probe``, ``random:0.1``, ``temporal:0.1`` or a directory path.
-
-    Raises
-    ------
-    ConfigError when the spec is empty or a fraction is not a number in (0, 1).
-    """
-    spec = spec.strip()
-    if spec == "probe":
-        return TestSpec("probe")
-    for kind in ("random", "temporal"):
-        if spec.startswith(kind + ":"):
-            raw = spec[len(kind) + 1:]
-            try:
-                frac = float(raw)
-            except ValueError:
-                raise ConfigError(f"test spec {spec!r}: {raw!r} is not a number") from None
-            if not 0.0 < frac < 1.0:
-                raise ConfigError(f"test spec {spec!r}: the fraction must be in (0, 1)")
-            return TestSpec(kind, fraction=frac)
-    if not spec:
-        raise ConfigError("empty test spec (expected probe, random:F, temporal:F or a directory)")
-    return TestSpec("dir", path=spec)
-
-
 def with_split_hash(df: DataFrame, *, seed: int, col_user: str = USER_COL,
                     col_item: str = ITEM_COL, col_hash: str = HASH_COL) -> DataFrame:
     """Add a deterministic pseudo-uniform number in [0, 1) from (seed, user, item).

@@ -64,13 +64,23 @@ def maybe_broadcast(df: DataFrame, *, values_per_row: int = 3, n_rows: int | Non
     return F.broadcast(df) if n * max(1, values_per_row) <= BROADCAST_MAX_VALUES else df
 
 
+def materialize(df: DataFrame) -> DataFrame:
+    """``df`` computed once and its lineage cut: a local checkpoint in local mode (fast, in the
+    executors' block stores), a reliable checkpoint to the session's checkpoint dir on a cluster,
+    where a local checkpoint cannot survive the loss of an executor (Spark's documentation)."""
+    sc = df.sparkSession.sparkContext
+    if sc.master.startswith("local") or sc.getCheckpointDir() is None:
+        return df.localCheckpoint(eager=True)
+    return df.checkpoint(eager=True)
+
+
 def with_global_row_number(df: DataFrame, order: list, col_out: str) -> DataFrame:
     """``df`` plus ``col_out`` int = row_number() over the whole table in ``order`` (make it a
     total order, e.g. end with a unique key), without the single-partition window Spark would
     use: a range-partitioned sort (materialized once), row numbers within each partition, plus the
     number of rows in the partitions before it."""
     pid, local = "_gr_pid", "_gr_local"
-    ranked = df.sort(*order).withColumn(pid, F.spark_partition_id()).localCheckpoint(eager=True)
+    ranked = materialize(df.sort(*order).withColumn(pid, F.spark_partition_id()))
     counts = sorted((r[pid], r["n"]) for r in ranked.groupBy(pid).agg(F.count(F.lit(1)).alias("n"))
                     .collect())
     offsets, total = [], 0
