@@ -68,7 +68,7 @@ def main(argv=None) -> int:
 
     from batchml.config import load_config
     from batchml.logs import setup_logging
-    from batchml.recommend import ItemArrays, top_n_per_user
+    from batchml.recommend.scoring import ItemArrays, top_n_per_user
     from batchml.spark import build_session
 
     setup_logging("WARNING")

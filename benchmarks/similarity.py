@@ -72,7 +72,7 @@ def scipy_jaccard_top_k(dataset: Path, k: int):
 
 def part_one(dataset: Path, shuffle_partitions: int) -> dict:
     from batchml.config import load_config
-    from batchml.similarity import similar_items
+    from batchml.similarity.pipeline import similar_items
     from batchml.spark import build_session
 
     cfg = load_config(ROOT / "conf" / "local.yaml",

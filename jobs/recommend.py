@@ -39,7 +39,7 @@ def build_parser():
 
 
 def run(spark, cfg, args) -> int:
-    from batchml.recommend import format_metrics, run_recommend
+    from batchml.recommend.job import format_metrics, run_recommend
 
     metrics = run_recommend(spark, cfg, model=args.model, dataset=args.dataset, output=args.output,
                             users_file=args.users, test=args.test, fold_in_file=args.fold_in)

@@ -10,7 +10,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from batchml.factor_model import FactorModel
+from batchml.model_dir import ModelMeta, load_model, read_items_pandas, read_meta, write_model
 from batchml.query import main
+from batchml.recommend.scoring import model_item_arrays, top_n_per_user
 from batchml.schema import ITEM_COL, RATING_COL, USER_COL
 
 TITLES = ["The Lord of the Rings: The Fellowship of the Ring", "The Lord of the Rings: The Two Towers",
@@ -159,3 +162,69 @@ def test_runs_as_a_module(dirs):
                            "--similar", str(dirs / "sim"), "similar", "obscure movi"],
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 1 and "did you mean" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_missing_model_dir_is_one_error_line(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "batchml.query", "--model", str(tmp_path / "nope"),
+                           "recommend", "alice"], capture_output=True, text=True, timeout=120)
+    lines = proc.stderr.strip().splitlines()
+    assert proc.returncode == 1 and proc.stdout == ""
+    assert len(lines) == 1 and lines[0].startswith("error: ") and "does not exist" in lines[0]
+
+
+def test_top_n_goes_through_the_setting(dirs, capsys):
+    code, _, err = _run(capsys, "--dataset", dirs / "ds", "-n", 0, "popular")
+    assert code == 2 and "recommend.top_n" in err and "Traceback" not in err
+    code, out, err = _run(capsys, "--dataset", dirs / "ds", "--set", "recommend.top_n=2", "popular")
+    assert code == 0 and out.startswith("top 2 ")
+
+
+# ------------------------------------------------------------------------ one γ for every reader
+GAMMA_BIAS = np.array([0.5, 0.4, 0.3, 0.2, 0.1, 0.0])          # bias order: item 0 first
+GAMMA_Q = np.array([[-1.0, 0.0], [-0.5, 0.0], [0.0, 0.0], [0.5, 0.0], [1.0, 0.0], [1.5, 0.0]])
+GAMMA_P, GAMMA_BU, GAMMA_MU = np.array([1.0, 0.0]), 0.1, 3.0
+
+
+def _gamma_model_dir(spark, path, gamma):
+    """A model dir written by model_dir.write_model whose γ is ``gamma`` (one user "u0")."""
+    side = "bias double, features array<float>"
+    items = spark.createDataFrame(
+        [(k, float(b), [float(x) for x in q]) for k, (b, q) in enumerate(zip(GAMMA_BIAS, GAMMA_Q))],
+        f"{ITEM_COL} int, {side}")
+    users = spark.createDataFrame([(0, GAMMA_BU, [float(x) for x in GAMMA_P])], f"{USER_COL} int, {side}")
+    model = FactorModel(mu=GAMMA_MU, user_df=users, item_df=items, gamma=gamma, rank=2, kind="aligned")
+    path.mkdir()
+    write_model(str(path), model, ModelMeta.of(model, split_test=None, split_seed=None),
+                users_df=spark.createDataFrame([(0, "u0")], f"{USER_COL} int, user_id string"),
+                items_df=spark.createDataFrame([(k, f"i{k}", f"Film {k}", 2001) for k in range(6)],
+                                               f"{ITEM_COL} int, item_id string, title string, year int"))
+    return path
+
+
+@pytest.mark.parametrize("gamma", [0.0, 2.5])
+def test_query_recommend_and_factorize_read_the_models_gamma(spark, tmp_path, capsys, gamma):
+    model_dir = _gamma_model_dir(spark, tmp_path / "model", gamma)
+    meta = read_meta(str(model_dir))
+    assert meta.gamma == gamma
+    scores = GAMMA_MU + GAMMA_BU + GAMMA_BIAS + gamma * (GAMMA_Q @ GAMMA_P)
+    want = [f"i{k}" for k in np.lexsort((np.arange(6), -scores))]
+    if gamma == 0.0:
+        assert want == [f"i{k}" for k in range(6)]          # the bias-only ranking
+    # factorize's scorer (model_dir.load_model -> FactorModel -> with_prediction)
+    md = load_model(spark, str(model_dir))
+    assert md.model.gamma == gamma
+    pairs = spark.createDataFrame([("u0", "i3")], "user_id string, item_id string")
+    assert md.predict(pairs).first()["prediction"] == pytest.approx(scores[3])
+    # the recommend job's candidate arrays and blocked scorer
+    arrays = model_item_arrays(read_items_pandas(str(model_dir)), mu=meta.mu, gamma=meta.gamma,
+                               rank=meta.rank)
+    np.testing.assert_allclose(arrays.factors, gamma * GAMMA_Q)
+    recs = top_n_per_user(md.users_df, arrays, n=6, partitions=1).orderBy("rank").collect()
+    assert [f"i{r[ITEM_COL]}" for r in recs] == want
+    np.testing.assert_allclose([r["score"] for r in recs], sorted(scores, reverse=True), atol=1e-6)
+    # the query command
+    code, out, err = _run(capsys, "--model", model_dir, "-n", 6, "recommend", "u0")
+    assert code == 0, err
+    lines = out.strip().splitlines()[1:]
+    assert [ln.rsplit("[", 1)[1].rstrip("]") for ln in lines] == want
+    assert [float(ln.split()[1]) for ln in lines] == pytest.approx(sorted(scores, reverse=True), abs=1e-3)

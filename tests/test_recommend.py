@@ -13,10 +13,16 @@ from pyspark.sql import functions as F, types as T
 
 from batchml.config import as_dict, build_config
 from batchml.factor_model import FactorModel
-from batchml.model_dir import ModelMeta, write_model
-from batchml.recommend import (ItemArrays, ItemLookup, RecommendError, fold_in, model_item_arrays,
-                               popular_items, read_fold_in_csv, recommend_for_vector,
-                               run_recommend, top_n_per_user, uniform_hash)
+from batchml.model_dir import ModelMeta, load_model, write_model
+from batchml.ratings import read_test_split
+from batchml.errors import InputError
+from batchml.recommend.evaluation import evaluation_split
+from batchml.recommend.foldin import fold_in, read_fold_in_csv
+from batchml.recommend.item_lookup import ItemLookup
+from batchml.recommend.job import run_recommend
+from batchml.recommend.popular import popular_items, popular_items_pandas
+from batchml.recommend.scoring import (ItemArrays, model_item_arrays, recommend_for_vector,
+                                       top_n_per_user, uniform_hash)
 from batchml.schema import ITEM_COL, RATING_COL, USER_COL
 from batchml.synth.model import draw_ratings, make_model, sample_pairs
 from batchml.synth.ratings_tables import write_dataset
@@ -167,6 +173,22 @@ def test_popular_min_ratings_bias_rank_and_empty(spark):
     assert popular_items(df.limit(0), prior_strength=5.0).count() == 0
 
 
+def test_popular_spark_and_pandas_lists_agree(spark):
+    """The job (Spark) and the query (pandas) share one formula and one order."""
+    rng = np.random.default_rng(2)
+    items = rng.integers(0, 40, 600)
+    rows = [(int(u), int(i), float(r)) for u, (i, r) in enumerate(zip(items, rng.integers(1, 6, 600)))]
+    rows += [(1000, 40, 3.0), (1001, 41, 3.0), (1002, 41, 3.0)]      # ties broken by count, then index
+    pdf = pd.DataFrame(rows, columns=[USER_COL, ITEM_COL, RATING_COL]).astype({RATING_COL: np.float32})
+    df = spark.createDataFrame(pdf)
+    mu = float(pdf[RATING_COL].astype(np.float64).mean())
+    want = popular_items(df, prior_strength=10.0, min_ratings=2).toPandas().sort_values("rank")
+    got = popular_items_pandas(pdf, prior_strength=10.0, mu=mu, min_ratings=2)
+    assert got[ITEM_COL].tolist() == want[ITEM_COL].tolist()
+    np.testing.assert_allclose(got["shrunk_mean"], want["shrunk_mean"], rtol=1e-12)
+    assert got["n_ratings"].tolist() == want["n_ratings"].tolist()
+
+
 # ---------------------------------------------------------------------------------- fold-in
 def test_fold_in_recovers_a_generated_users_factors():
     rng = np.random.default_rng(3)
@@ -243,16 +265,16 @@ def test_fold_in_file_errors_name_the_line(tmp_path, seed_catalog):
     bad = tmp_path / "bad.csv"
     bad.write_text('title,rating\n"The Lord of the Rings: The Two Tower",5\n'
                    '"Battlestar Galactica: Season 1",five\n')
-    with pytest.raises(RecommendError) as err:
+    with pytest.raises(InputError) as err:
         read_fold_in_csv(str(bad), lookup)
     msg = str(err.value)
     assert "line 2" in msg and "did you mean" in msg and "The Two Towers" in msg
     assert "line 3" in msg and "'five' is not a number" in msg
     nohead = tmp_path / "nohead.csv"
     nohead.write_text("1000,5\n")
-    with pytest.raises(RecommendError, match="first line must name the columns"):
+    with pytest.raises(InputError, match="first line must name the columns"):
         read_fold_in_csv(str(nohead), lookup)
-    with pytest.raises(RecommendError, match="cannot read"):
+    with pytest.raises(InputError, match="cannot read"):
         read_fold_in_csv(str(tmp_path / "missing.csv"), lookup)
 
 
@@ -345,15 +367,45 @@ def test_failed_run_leaves_previous_output(spark, test_config, job_run):
     bad = base / "bad.csv"
     bad.write_text("item,rating\nNo Such Film,5\n")
     cfg = build_config(as_dict(test_config), ["recommend.evaluate=false"])
-    with pytest.raises(RecommendError, match='no such item id or title "No Such Film"'):
+    with pytest.raises(InputError, match='no such item id or title "No Such Film"'):
         run_recommend(spark, cfg, model=str(base / "model"), dataset=str(job_run["ds"]),
                       output=str(base / "sub"), users_file=str(base / "users.txt"),
                       fold_in_file=str(bad))
     assert sorted(str(p.relative_to(base)) for p in (base / "sub").rglob("*")) == before
     assert not [p for p in base.iterdir() if p.name.startswith(".sub.tmp")]
-    with pytest.raises(RecommendError, match="not a model dir"):
+    with pytest.raises(InputError, match="not a model dir"):
         run_recommend(spark, cfg, model=str(base / "ds"), dataset=str(job_run["ds"]),
                       output=str(base / "sub"))
+
+
+def test_evaluation_split_uses_the_models_recorded_split():
+    meta = ModelMeta(kind="biased", mu=3.5, gamma=1.0, rank=4, rating_min=1.0, rating_max=5.0,
+                     split_test="random:0.2", split_seed=123)
+    assert evaluation_split(meta, test=None, default_seed=7) == ("random:0.2", 123)
+    assert evaluation_split(meta, test="temporal:0.1", default_seed=7) == ("temporal:0.1", 123)
+    older = ModelMeta(kind="biased", mu=3.5, gamma=1.0, rank=4, rating_min=1.0, rating_max=5.0)
+    assert evaluation_split(older, test=None, default_seed=7) == ("probe", 7)
+
+
+def test_job_evaluates_on_the_split_seed_the_model_was_trained_with(spark, test_config, job_run):
+    """A model trained on random:0.2 with seed 123: the job re-creates that split, not one from
+    factorize.seed."""
+    base, ds = job_run["base"], str(job_run["ds"])
+    md = load_model(spark, str(base / "model"))
+    seeded = base / "model_seed123"
+    seeded.mkdir()
+    write_model(str(seeded), md.model, ModelMeta.of(md.model, split_test="random:0.2", split_seed=123),
+                users_df=spark.read.parquet(f"{ds}/users"), items_df=spark.read.parquet(f"{ds}/items"))
+    cfg = build_config(as_dict(test_config), ["recommend.top_n=5", "recommend.readable=false",
+                                              "factorize.seed=7"])
+    metrics = run_recommend(spark, cfg, model=str(seeded), dataset=ds, output=str(base / "seeded"),
+                            users_file=str(base / "users.txt"))
+    ratings = spark.read.parquet(f"{ds}/ratings")
+    rows = {seed: read_test_split(spark, ratings, dataset=ds, spec="random:0.2", seed=seed).test.count()
+            for seed in (123, 7)}
+    assert rows[123] != rows[7]        # the two seeds really hold out different rows
+    ev = metrics["evaluation"]
+    assert ev["test"] == "random:0.2" and ev["test_rows"] == rows[123]
 
 
 def test_job_cli_help(capsys):

@@ -12,8 +12,13 @@ import pytest
 from chispa import assert_approx_df_equality, assert_df_equality
 from pyspark.sql import functions as F, types as T
 
-from batchml import similarity as S
-from batchml.schema import ITEM_COL, RATING_COL, USER_COL
+from batchml.cli import setting_overrides
+from batchml.schema import (CO_COUNT_COL, ITEM_COL, OTHER_COL, RANK_COL, RATING_COL,
+                            SIMILARITY_COL, USER_COL)
+from batchml.similarity.neighbours import because_you_liked, predict_item_cf
+from batchml.similarity.pair_sums import bucket_partial_products
+from batchml.similarity.pipeline import (SimilarityParams, co_occurrences, compute_similar,
+                                         filter_user_cap, similar_items, with_pair_values)
 from jobs_loader import load_job
 
 RATINGS3 = T.StructType([
@@ -23,10 +28,10 @@ RATINGS3 = T.StructType([
 ])
 SIMILAR = T.StructType([
     T.StructField(ITEM_COL, T.IntegerType()),
-    T.StructField(S.OTHER_COL, T.IntegerType()),
-    T.StructField(S.SIMILARITY_COL, T.DoubleType()),
-    T.StructField(S.CO_COUNT_COL, T.LongType()),
-    T.StructField(S.RANK_COL, T.IntegerType()),
+    T.StructField(OTHER_COL, T.IntegerType()),
+    T.StructField(SIMILARITY_COL, T.DoubleType()),
+    T.StructField(CO_COUNT_COL, T.LongType()),
+    T.StructField(RANK_COL, T.IntegerType()),
 ])
 
 
@@ -133,8 +138,8 @@ def test_jaccard_top_k_equals_brute_force_on_edge_cases(spark):
     assert len(sets_of(rows)[24]) == 1 and len(sets_of(rows, 0, 1)[31]) == 1
     assert len(sets_of(rows, 0, 1)[0]) == 24
 
-    got = S.similar_items(ratings_df(spark, rows), metric="jaccard", top_k=k)
-    assert got.columns == [ITEM_COL, S.OTHER_COL, S.SIMILARITY_COL, S.CO_COUNT_COL, S.RANK_COL]
+    got = similar_items(ratings_df(spark, rows), metric="jaccard", top_k=k)
+    assert got.columns == [ITEM_COL, OTHER_COL, SIMILARITY_COL, CO_COUNT_COL, RANK_COL]
     assert_df_equality(got, expected_df(spark, expected), ignore_row_order=True,
                        ignore_nullable=True)
 
@@ -144,8 +149,8 @@ def test_salted_join_gives_the_exact_result_on_power_law_data(spark):
     per_user = sets_of(rows, 0, 1)
     assert max(map(len, per_user.values())) > 30          # a heavy user is salted below
     expected, _ = jaccard_reference(rows, 5, min_support=2)
-    got = S.similar_items(ratings_df(spark, rows, 3), metric="jaccard", top_k=5, min_support=2,
-                          salt_buckets=4, salt_min_items=10, seed=11)
+    got = similar_items(ratings_df(spark, rows, 3), metric="jaccard", top_k=5, min_support=2,
+                        salt_buckets=4, salt_min_items=10, seed=11)
     assert_df_equality(got, expected_df(spark, expected), ignore_row_order=True,
                        ignore_nullable=True)
 
@@ -153,18 +158,18 @@ def test_salted_join_gives_the_exact_result_on_power_law_data(spark):
 def test_user_user_similarity_is_the_same_code_with_roles_swapped(spark):
     rows = edge_case_rows()
     expected, _ = jaccard_reference(rows, 3, key=0, member=1)      # users' item sets
-    got = S.similar_items(ratings_df(spark, rows), metric="jaccard", top_k=3,
-                          col_user=ITEM_COL, col_item=USER_COL)
+    got = similar_items(ratings_df(spark, rows), metric="jaccard", top_k=3,
+                        col_user=ITEM_COL, col_item=USER_COL)
     assert got.columns[0] == USER_COL
     want = expected_df(spark, expected).withColumnRenamed(ITEM_COL, USER_COL)
     assert_df_equality(got, want, ignore_row_order=True, ignore_nullable=True)
 
 
 def test_empty_ratings_give_an_empty_table(spark):
-    got = S.similar_items(spark.createDataFrame([], RATINGS3), metric="pearson", top_k=3,
-                          max_items_per_user=2, salt_buckets=2)
+    got = similar_items(spark.createDataFrame([], RATINGS3), metric="pearson", top_k=3,
+                        max_items_per_user=2, salt_buckets=2)
     assert got.count() == 0
-    assert got.columns == [ITEM_COL, S.OTHER_COL, S.SIMILARITY_COL, S.CO_COUNT_COL, S.RANK_COL]
+    assert got.columns == [ITEM_COL, OTHER_COL, SIMILARITY_COL, CO_COUNT_COL, RANK_COL]
 
 
 # ---------------------------------------------------------------------------- cosine, Pearson
@@ -173,9 +178,9 @@ def test_cosine_and_pearson_match_plain_python(spark, metric):
     rows = edge_case_rows(seed=5)
     want = metric_reference(rows, metric)
     assert len(want) > 100 and (metric != "pearson" or min(s for *_, s, _ in want) < 0)
-    got = (S.similar_items(ratings_df(spark, rows), metric=metric, top_k=1000, salt_buckets=3,
-                           salt_min_items=4)
-           .drop(S.RANK_COL))
+    got = (similar_items(ratings_df(spark, rows), metric=metric, top_k=1000, salt_buckets=3,
+                         salt_min_items=4)
+           .drop(RANK_COL))
     schema = T.StructType(SIMILAR.fields[:4])
     assert_approx_df_equality(got, spark.createDataFrame(want, schema), 1e-9,
                               ignore_row_order=True, ignore_nullable=True)
@@ -202,11 +207,11 @@ def pair_sums_reference(rows) -> list[tuple]:
 
 def test_co_occurrences_in_tiny_chunks_with_salting_match_plain_sums(spark):
     rows = power_law_rows(n=1500, seed=2)
-    values = S.with_pair_values(ratings_df(spark, rows, 3), metric="cosine")
+    values = with_pair_values(ratings_df(spark, rows, 3), metric="cosine")
     # chunks of ~64 products and sparse accumulation flushed every few dozen pairs: every bucket
     # emits many runs, salted users span several buckets
-    got = S.co_occurrences(values, partitions=3, chunk_nnz=64, dense_cells=16, salt_buckets=3,
-                           salt_min_items=20, seed=5)
+    got = co_occurrences(values, partitions=3, chunk_nnz=64, dense_cells=16, salt_buckets=3,
+                         salt_min_items=20, seed=5)
     schema = ("item_idx int, other_idx int, co_count long, sum_xy double, sum_xx double, "
               "sum_yy double")
     assert_approx_df_equality(got, spark.createDataFrame(pair_sums_reference(rows), schema), 1e-9,
@@ -228,15 +233,15 @@ def test_bucket_partial_products_streams_bounded_batches_that_sum_to_xtx():
     x[u, i] = 1
     want = np.triu(x.T @ x, k=1)
     for dense_cells in (10**6, 10):                         # dense and sparse accumulation
-        out = list(S.bucket_partial_products(iter(batches), has_value=False, salts=1,
-                                             chunk_nnz=50, dense_cells=dense_cells, batch_rows=7))
+        out = list(bucket_partial_products(iter(batches), has_value=False, salts=1,
+                                           chunk_nnz=50, dense_cells=dense_cells, batch_rows=7))
         assert len(out) > 1 and all(b.num_rows <= 7 for b in out)
         got = np.zeros_like(want)
         for b in out:
             d = b.to_pydict()
-            np.add.at(got, (d[ITEM_COL], d[S.OTHER_COL]), d[S.CO_COUNT_COL])
+            np.add.at(got, (d[ITEM_COL], d[OTHER_COL]), d[CO_COUNT_COL])
         assert np.array_equal(got, want)
-    assert list(S.bucket_partial_products(iter([]), has_value=False, salts=1)) == []
+    assert list(bucket_partial_products(iter([]), has_value=False, salts=1)) == []
 
 
 # ------------------------------------------------------------------------------------------ cap
@@ -248,7 +253,7 @@ def test_user_cap_is_deterministic_reported_and_exact_on_what_it_keeps(spark):
     assert len(heavy) >= 3
 
     def kept(df, seed):
-        out = S.filter_user_cap(df, max_items_per_user=cap, seed=seed)
+        out = filter_user_cap(df, max_items_per_user=cap, seed=seed)
         return sorted((r[USER_COL], r[ITEM_COL]) for r in out.select(USER_COL, ITEM_COL).collect())
 
     base = ratings_df(spark, rows, 3)
@@ -262,9 +267,9 @@ def test_user_cap_is_deterministic_reported_and_exact_on_what_it_keeps(spark):
     assert per_user == {u: min(n, cap) for u, n in n_per_user.items()}
     assert set(first) <= {(u, i) for u, i, _ in rows}
 
-    params = S.SimilarityParams(metric="jaccard", top_k=5, min_support=1, max_items_per_user=cap,
-                                salt_buckets=2, salt_min_items=5, seed=42)
-    top, report = S.compute_similar(base, params)
+    params = SimilarityParams(metric="jaccard", top_k=5, min_support=1, max_items_per_user=cap,
+                              salt_buckets=2, salt_min_items=5, seed=42)
+    top, report = compute_similar(base, params)
     keep = set(first)
     expected, _ = jaccard_reference([r for r in rows if (r[0], r[1]) in keep], 5)
     assert_df_equality(top, expected_df(spark, expected), ignore_row_order=True,
@@ -289,13 +294,13 @@ def test_because_you_liked_excludes_seen_and_names_the_reason(spark):
         (3, 13, 0.99, 5, 1),                                       # 3 rated 2: not liked
         (4, 10, 0.5, 2, 1),                                        # ties 1->10: same score/rating
     ])
-    got = S.because_you_liked(ratings, similar, users=[0], min_rating=4.0, top_n=3)
+    got = because_you_liked(ratings, similar, users=[0], min_rating=4.0, top_n=3)
     schema = "user_idx int, item_idx int, score double, because_idx int, because_rating double, rank int"
     want = spark.createDataFrame([(0, 11, 0.6, 2, 4.0, 1), (0, 10, 0.5, 1, 5.0, 2),
                                   (0, 12, 0.1, 2, 4.0, 3)], schema)
     assert_df_equality(got, want, ignore_row_order=True, ignore_nullable=True)
     # no liked items -> no rows
-    assert S.because_you_liked(ratings, similar, users=[7]).count() == 0
+    assert because_you_liked(ratings, similar, users=[7]).count() == 0
 
 
 # ------------------------------------------------------------------------------- item-CF predict
@@ -307,7 +312,7 @@ def test_predict_item_cf_by_hand(spark):
     ])
     pairs = spark.createDataFrame([(0, 0, 3.0), (1, 0, 2.0), (1, 5, 4.0), (2, 5, 1.0), (3, 0, None)],
                                   "user_idx int, item_idx int, rating double")
-    got = S.predict_item_cf(train, pairs, similar)
+    got = predict_item_cf(train, pairs, similar)
     mu = (4 + 2 + 5 + 1 + 3) / 5                                    # 3.0
     want = spark.createDataFrame([
         (0, 0, 3.0, (0.5 * 4 + 0.25 * 2) / (0.5 + 0.25)),           # 3.3333
@@ -317,7 +322,7 @@ def test_predict_item_cf_by_hand(spark):
         (3, 0, None, mu),                                           # unknown user
     ], "user_idx int, item_idx int, rating double, prediction double")
     assert_approx_df_equality(got, want, 1e-12, ignore_row_order=True, ignore_nullable=True)
-    fixed = S.predict_item_cf(train, pairs.select(USER_COL, ITEM_COL), similar, global_mean=2.5)
+    fixed = predict_item_cf(train, pairs.select(USER_COL, ITEM_COL), similar, global_mean=2.5)
     assert fixed.columns == [USER_COL, ITEM_COL, "prediction"]
     assert {(r[0], r[1]): r[2] for r in fixed.collect()}[(3, 0)] == 2.5
 
@@ -337,15 +342,17 @@ def test_job_writes_exact_tables_titles_and_metrics(spark, test_config, tmp_path
     args = job.build_parser().parse_args([
         "--dataset", str(data), "--output", str(out), "--top-k", "3", "--exact",
         "--show", "Item 5", "--show-user", "0"])
-    cfg = test_config.replace(**{"similarity.holdout_fraction": 0.2, "similarity.salt_min_items": 5})
+    flags = dict(o.split("=", 1) for o in setting_overrides(args))    # as run_job applies them
+    cfg = test_config.replace(**{"similarity.holdout_fraction": 0.2, "similarity.salt_min_items": 5,
+                                 **flags})
     assert job.run(spark, cfg, args) == 0
 
     expected, _ = jaccard_reference(rows, 3)
     assert_df_equality(spark.read.parquet(str(out / "similar_items")), expected_df(spark, expected),
                        ignore_row_order=True, ignore_nullable=True)
     readable = spark.read.parquet(str(out / "similar_items_readable"))
-    row = readable.where((F.col(ITEM_COL) == 5) & (F.col(S.RANK_COL) == 1)).first()
-    assert row["title"] == "Item 5" and row["other_title"] == f"Item {row[S.OTHER_COL]}"
+    row = readable.where((F.col(ITEM_COL) == 5) & (F.col(RANK_COL) == 1)).first()
+    assert row["title"] == "Item 5" and row["other_title"] == f"Item {row[OTHER_COL]}"
     metrics = json.loads((out / "metrics.json").read_text())
     sim = metrics["similarity"]
     assert sim["max_items_per_user"] == 0 and sim["users_capped"] == 0

@@ -55,6 +55,20 @@ def test_flag_out_of_range_is_refused_like_the_same_set(tmp_path):
     assert assert_one_error_line(by_flag, 2, "tumor.size") == assert_one_error_line(by_set, 2, "tumor.size")
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize("name, args", [
+    ("similarity", ["--dataset", "{missing}", "--output", "{tmp}/o"]),
+    ("factorize", ["--dataset", "{missing}", "--output", "{tmp}/o"]),
+    ("recommend", ["--model", "{missing}", "--dataset", "{missing}", "--output", "{tmp}/o"]),
+    ("ingest", ["--format", "movielens", "--input", "{missing}", "--output", "{tmp}/o"]),
+    ("tumor_train", ["--data", "{missing}", "--output", "{tmp}/o"]),
+])
+def test_missing_input_is_one_error_line(tmp_path, name, args):
+    argv = [a.format(missing=tmp_path / "absent", tmp=tmp_path) for a in args]
+    assert_one_error_line(run(job(name, *argv)), 1, "absent")
+    assert not (tmp_path / "o").exists()
+
+
 def test_spark_submit_option_without_value():
     assert_one_error_line(run(["./spark-submit.sh", "--conf"]), 2, "--conf needs a value")
     assert_one_error_line(run(["./spark-submit.sh", "jobs/ingest.py", "--master"]), 2, "--master")

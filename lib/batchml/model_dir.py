@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Sequence
 
 import pandas as pd
+import pyarrow.dataset as ds
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
@@ -172,13 +173,25 @@ def load_model(spark: SparkSession, path: str) -> LoadedModel:
     return LoadedModel(model=model, meta=meta, users_df=users, items_df=items)
 
 
+def _read_table_pandas(path: str, name: str, columns: Sequence[str],
+                       where: ds.Expression | None = None) -> pd.DataFrame:
+    read_meta(path)
+    table = Path(path) / name
+    if not table.exists():
+        raise InputError(f"{path} has no {name}/ table: re-run jobs/factorize.py")
+    dataset = ds.dataset(str(table), format="parquet")
+    return dataset.to_table(columns=[c for c in columns if c in dataset.schema.names],
+                            filter=where).to_pandas()
+
+
 def read_items_pandas(path: str, columns: Sequence[str] = ITEM_COLUMNS) -> pd.DataFrame:
     """The model's item table with pyarrow (no Spark), the asked columns that exist."""
-    import pyarrow.dataset as ds
+    return _read_table_pandas(path, ITEMS, columns)
 
-    read_meta(path)
-    table = Path(path) / ITEMS
-    if not table.exists():
-        raise InputError(f"{path} has no {ITEMS}/ table: re-run jobs/factorize.py")
-    dataset = ds.dataset(str(table), format="parquet")
-    return dataset.to_table(columns=[c for c in columns if c in dataset.schema.names]).to_pandas()
+
+def read_users_pandas(path: str, columns: Sequence[str] = USER_COLUMNS, *,
+                      user_ids: Sequence[str] | None = None) -> pd.DataFrame:
+    """The model's user table with pyarrow (no Spark), the asked columns that exist; only the
+    rows of ``user_ids`` (source ids) when given."""
+    where = ds.field(USER_ID_COL).isin([str(u) for u in user_ids]) if user_ids is not None else None
+    return _read_table_pandas(path, USERS, columns, where)

@@ -1,0 +1,472 @@
+"""The Spark pipeline of co-occurrence similarity (Jaccard, cosine, Pearson): ratings -> top-K table.
+
+Every function works on item-item similarity by default; user-user similarity is the same code with
+the roles swapped (``col_user=ITEM_COL, col_item=USER_COL``): the "basket" column is the one the
+co-occurrences are grouped on, the "entity" column is the one whose pairs are scored.
+
+Pipeline (pure ``DataFrame -> DataFrame`` steps, wired by :func:`similar_items` and, staged and
+reported, by :func:`compute_similar`)
+
+1. :func:`filter_user_cap` -- per user keep at most ``max_items_per_user`` items, the ones with the
+   smallest ``xxhash64(seed, user, item)`` (deterministic, no ``rand()``).  A user with n items makes
+   n(n-1)/2 pairs, so the cap bounds the work of heavy users.
+2. :func:`with_pair_values` -- the per-rating value a metric needs (none, the rating, or the rating
+   centred by the item mean).
+3. :func:`co_occurrences` -- partial products: users are hash-bucketed, each bucket (in
+   ``mapInArrow``, :mod:`batchml.similarity.pair_sums`) builds its sparse user x item matrix X with
+   scipy.sparse and emits the i < j nonzeros of XᵀX (and of the value products the metric needs);
+   the buckets' rows are summed per pair.  The shuffle carries at most the distinct pairs of each
+   bucket, not every user's n(n-1)/2 pairs.  Users with many items are salted (split into
+   ``salt_buckets`` groups by a hash of the item on the left side, all their items on the right)
+   so one heavy user is spread over several buckets.
+4. :func:`with_similarity` -- joined with per-item statistics (:func:`item_stats`), the metric, and
+   ``min_support`` (pairs with fewer co-occurrences are dropped).
+5. :func:`top_k_similar` -- both directions, the ``top_k`` most similar per item, ties broken by
+   ``other_idx`` ascending.
+
+Metrics (sums run over the users of the capped ratings)
+
+* ``jaccard``: co / (n_i + n_j - co)
+* ``cosine_binary``: co / sqrt(n_i * n_j)
+* ``cosine``: sum_u r_ui r_uj / (||r_i|| ||r_j||), norms over all raters of each item
+* ``pearson``: sum_u x_ui x_uj / sqrt(sum_u x_ui^2 * sum_u x_uj^2) over co-raters u, with
+  x_ui = r_ui - mean_i (the item's mean over all its ratings); pairs with a zero denominator are
+  dropped.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from pyspark import StorageLevel
+from pyspark.sql import DataFrame, Observation, Window as W
+from pyspark.sql import functions as F
+
+from batchml.errors import ConfigError
+from batchml.logs import stage
+from batchml.schema import (CO_COUNT_COL, ITEM_COL, OTHER_COL, RANK_COL, RATING_COL,
+                            SIMILARITY_COL, USER_COL)
+from batchml.similarity.pair_sums import (CHUNK_NNZ, DENSE_CELLS, SUM_COLS, SUM_XX, SUM_XY,
+                                          SUM_YY, partial_products_fn)
+
+METRICS = ("jaccard", "cosine", "cosine_binary", "pearson")
+
+# helper columns (documented where they appear)
+N_ALL_COL = "n_user_items"      # items of the user before the cap
+N_KEPT_COL = "n_user_kept"      # items of the user after the cap
+VALUE_COL = "_value"            # per-rating value for the cosine / pearson sums
+N_ITEM_COL = "n_item"
+NORM_ITEM_COL = "norm_item"
+
+# compute_similar: user buckets = total pairs / this (at least the default parallelism)
+PAIRS_PER_BUCKET = 1_000_000_000
+
+
+def check_metric(metric: str) -> None:
+    """Raise :class:`~batchml.errors.ConfigError` unless ``metric`` is one of :data:`METRICS`."""
+    if metric not in METRICS:
+        raise ConfigError(f"unknown similarity metric {metric!r} (one of {', '.join(METRICS)})")
+
+
+# ------------------------------------------------------------------------------------------- cap
+def filter_user_cap(ratings_df: DataFrame, *, max_items_per_user: int, seed: int,
+                    col_user: str = USER_COL, col_item: str = ITEM_COL) -> DataFrame:
+    """Keep at most ``max_items_per_user`` items per user, chosen deterministically.
+
+    A user with more items keeps the ones with the smallest ``xxhash64(seed, user, item)`` (ties by
+    item), so the choice does not depend on partitioning or on re-runs.  ``max_items_per_user=0``
+    keeps everything.
+
+    Returns
+    -------
+    DataFrame with the input columns plus ``n_user_items`` (long: the user's items before the cap)
+    and ``n_user_kept`` (long: after the cap).
+    """
+    cols = ratings_df.columns
+    if max_items_per_user <= 0:
+        by_user = W.partitionBy(col_user).rowsBetween(W.unboundedPreceding, W.unboundedFollowing)
+        n_all = F.count(F.lit(1)).over(by_user)
+        return (ratings_df.withColumn(N_ALL_COL, n_all)
+                .withColumn(N_KEPT_COL, F.col(N_ALL_COL))
+                .select(*cols, N_ALL_COL, N_KEPT_COL))
+    order = W.partitionBy(col_user).orderBy(F.col("_h").asc(), F.col(col_item).asc())
+    cap = F.lit(int(max_items_per_user)).cast("long")
+    return (
+        ratings_df
+        .withColumn("_h", F.xxhash64(F.lit(int(seed)), F.col(col_user), F.col(col_item)))
+        .withColumn(N_ALL_COL, F.count(F.lit(1)).over(order.rowsBetween(W.unboundedPreceding,
+                                                                          W.unboundedFollowing)))
+        .withColumn("_pos", F.row_number().over(order))
+        .where(F.col("_pos") <= cap)
+        .withColumn(N_KEPT_COL, F.least(F.col(N_ALL_COL), cap))
+        .select(*cols, N_ALL_COL, N_KEPT_COL)
+    )
+
+
+def cap_report(capped_df: DataFrame, *, max_items_per_user: int, col_user: str = USER_COL) -> dict:
+    """Figures of a :func:`filter_user_cap` output (one aggregation, an action).
+
+    Returns
+    -------
+    dict: ``users``, ``users_capped``, ``ratings_in``, ``ratings_kept``, ``ratings_dropped_by_cap``,
+    ``pairs_without_cap`` and ``pairs_generated`` (sum over users of n(n-1)/2 before and after the
+    cap; the latter is the pair work of :func:`co_occurrences`), ``max_items_per_user`` (0: no cap) and the
+    largest user before and after the cap.
+    """
+    per_user = capped_df.groupBy(col_user).agg(F.first(F.col(N_ALL_COL)).alias("n"),
+                                               F.first(F.col(N_KEPT_COL)).alias("k"))
+    n, k = F.col("n"), F.col("k")
+    row = per_user.agg(
+        F.count(F.lit(1)).alias("users"),
+        F.sum(F.when(n > k, 1).otherwise(0)).alias("users_capped"),
+        F.sum(n).alias("ratings_in"),
+        F.sum(k).alias("ratings_kept"),
+        F.sum(n * (n - 1) / 2).alias("pairs_without_cap"),
+        F.sum(k * (k - 1) / 2).alias("pairs_generated"),
+        F.max(n).alias("max_user_items"),
+        F.max(k).alias("max_user_items_kept"),
+    ).first()
+    out = {key: int(row[key] or 0) for key in row.asDict()}
+    out["ratings_dropped_by_cap"] = out["ratings_in"] - out["ratings_kept"]
+    out["max_items_per_user"] = int(max_items_per_user)
+    return out
+
+
+# ---------------------------------------------------------------------------------------- values
+def with_pair_values(ratings_df: DataFrame, *, metric: str, col_item: str = ITEM_COL,
+                     col_rating: str = RATING_COL) -> DataFrame:
+    """Add the per-rating value the metric sums over co-raters.
+
+    ``jaccard`` and ``cosine_binary`` need none (the input is returned unchanged); ``cosine`` uses
+    the rating; ``pearson`` the rating minus the item's mean rating (over the rows given).
+
+    Returns
+    -------
+    DataFrame with the input columns plus ``_value`` double (cosine, pearson).
+    """
+    check_metric(metric)
+    if metric in ("jaccard", "cosine_binary"):
+        return ratings_df
+    if metric == "cosine":
+        return ratings_df.withColumn(VALUE_COL, F.col(col_rating).cast("double"))
+    means = ratings_df.groupBy(col_item).agg(F.avg(F.col(col_rating).cast("double")).alias("_mean"))
+    return (ratings_df.join(means, on=col_item, how="inner")
+            .withColumn(VALUE_COL, F.col(col_rating).cast("double") - F.col("_mean"))
+            .select(*ratings_df.columns, VALUE_COL))
+
+
+def item_stats(values_df: DataFrame, *, col_item: str = ITEM_COL) -> DataFrame:
+    """Per-item counts (and L2 norm of ``_value`` where present).
+
+    Returns
+    -------
+    DataFrame: ``col_item``, ``n_item`` long, and ``norm_item`` double when ``_value`` exists.
+    """
+    aggs = [F.count(F.lit(1)).alias(N_ITEM_COL)]
+    if VALUE_COL in values_df.columns:
+        aggs.append(F.sqrt(F.sum(F.col(VALUE_COL) * F.col(VALUE_COL))).alias(NORM_ITEM_COL))
+    return values_df.groupBy(col_item).agg(*aggs)
+
+
+# --------------------------------------------------------------------------------------- pairs
+def user_buckets(total_pairs: int, *, min_buckets: int,
+                 pairs_per_bucket: int = PAIRS_PER_BUCKET) -> int:
+    """Number of user buckets for :func:`co_occurrences`: ``ceil(total_pairs / pairs_per_bucket)``,
+    at least ``min_buckets`` (the parallelism wanted) and 1."""
+    return max(1, int(min_buckets), -(-int(total_pairs) // max(1, int(pairs_per_bucket))))
+
+
+def co_occurrences(values_df: DataFrame, *, salt_buckets: int = 1, salt_min_items: int = 0,
+                   seed: int = 0, partitions: int | None = None, chunk_nnz: int = CHUNK_NNZ,
+                   dense_cells: int = DENSE_CELLS, col_user: str = USER_COL,
+                   col_item: str = ITEM_COL) -> DataFrame:
+    """Co-occurrence counts (and value sums) of every item pair sharing a user, item < other.
+
+    Partial products per user bucket, then one aggregation: the (user, item) rows are
+    hash-partitioned on (user, salt) into ``partitions`` buckets (default: the default
+    parallelism; :func:`compute_similar` sizes it from the pair count with :func:`user_buckets`),
+    and each bucket, in ``mapInArrow``
+    (:func:`batchml.similarity.pair_sums.bucket_partial_products`), builds its sparse
+    user x item matrix X with scipy.sparse and emits the i < j nonzeros of its XᵀX (and of the
+    value products) once per pair; :func:`sum_partials` adds the buckets' rows per pair.  The
+    shuffle carries at most the distinct pairs of each bucket instead of every user's
+    n(n-1)/2 pairs.  A bucket's memory is bounded by multiplying its users in chunks of about
+    ``chunk_nnz`` products, whatever the bucket size.
+
+    Users with more than ``salt_min_items`` items (``n_user_kept`` when present, else counted
+    here) are salted: they become ``salt_buckets`` groups (user, s), each with the user's items of
+    salt s (``xxhash64(seed, item)``) on the left and all the user's items on the right, so their
+    pairs are computed in up to ``salt_buckets`` buckets.  Salting never changes the result.
+
+    Returns
+    -------
+    DataFrame: ``col_item`` (i), ``other_idx`` (j > i), ``co_count`` long; when ``values_df`` has
+    ``_value`` also ``sum_xy``, ``sum_xx``, ``sum_yy`` double (sums over the co-raters of x = value
+    of i, y = value of j).
+    """
+    partials = co_occurrence_partials(values_df, salt_buckets=salt_buckets,
+                                      salt_min_items=salt_min_items, seed=seed,
+                                      partitions=partitions, chunk_nnz=chunk_nnz,
+                                      dense_cells=dense_cells, col_user=col_user, col_item=col_item)
+    return sum_partials(partials, item_type=values_df.schema[col_item].dataType, col_item=col_item)
+
+
+def with_salt_groups(values_df: DataFrame, *, salts: int, salt_min_items: int, seed: int,
+                     col_user: str = USER_COL, col_item: str = ITEM_COL) -> DataFrame:
+    """Add ``_s`` (the salt group, int) and ``_l`` (bool: the row is on the left side of it).
+
+    Unsalted (``salts <= 1``) every row is in group 0 on the left.  Otherwise a user with more
+    than ``salt_min_items`` items has every row in each of ``salts`` groups, on the left in the
+    group of its item's salt (``xxhash64(seed, item)``).
+    """
+    if salts <= 1:
+        return values_df.withColumn("_s", F.lit(0)).withColumn("_l", F.lit(True))
+    df = values_df
+    if N_KEPT_COL not in df.columns:
+        df = df.withColumn(N_KEPT_COL, F.count(F.lit(1)).over(
+            W.partitionBy(col_user).rowsBetween(W.unboundedPreceding, W.unboundedFollowing)))
+    n_salts = (F.when(F.col(N_KEPT_COL) > F.lit(int(salt_min_items)), F.lit(int(salts)))
+               .otherwise(F.lit(1)))
+    item_salt = F.pmod(F.xxhash64(F.lit(int(seed)), F.col(col_item)), n_salts).cast("int")
+    return (df.withColumn("_item_salt", item_salt)
+            .withColumn("_s", F.explode(F.sequence(F.lit(0), n_salts - 1)))
+            .withColumn("_l", F.col("_s") == F.col("_item_salt")))
+
+
+def co_occurrence_partials(values_df: DataFrame, *, salt_buckets: int = 1, salt_min_items: int = 0,
+                           seed: int = 0, partitions: int | None = None,
+                           chunk_nnz: int = CHUNK_NNZ, dense_cells: int = DENSE_CELLS,
+                           col_user: str = USER_COL, col_item: str = ITEM_COL) -> DataFrame:
+    """The per-bucket partial rows of :func:`co_occurrences` (a pair may appear in several rows).
+
+    Returns
+    -------
+    DataFrame: ``col_item`` long, ``other_idx`` long, ``co_count`` long and, with ``_value``,
+    ``sum_xy``, ``sum_xx``, ``sum_yy`` double.
+    """
+    has_value = VALUE_COL in values_df.columns
+    salts = int(salt_buckets) if salt_buckets > 1 else 1
+    df = with_salt_groups(values_df, salts=salts, salt_min_items=salt_min_items, seed=seed,
+                          col_user=col_user, col_item=col_item)
+    value = [F.col(VALUE_COL).cast("double").alias("_v")] if has_value else []
+    rows = df.select(F.col(col_user).cast("long").alias("_u"), F.col("_s").cast("int").alias("_s"),
+                     F.col(col_item).cast("long").alias("_i"), F.col("_l"), *value)
+    n_parts = int(partitions or max(1, values_df.sparkSession.sparkContext.defaultParallelism))
+    schema = (f"{col_item} long, {OTHER_COL} long, {CO_COUNT_COL} long"
+              + (f", {SUM_XY} double, {SUM_XX} double, {SUM_YY} double" if has_value else ""))
+    fn = partial_products_fn(has_value=has_value, salts=salts, item_col=col_item,
+                             chunk_nnz=int(chunk_nnz), dense_cells=int(dense_cells))
+    # an explicit bucket count: adaptive execution does not coalesce a repartition by number
+    return rows.repartition(n_parts, "_u", "_s").mapInArrow(fn, schema)
+
+
+def sum_partials(partials_df: DataFrame, *, item_type=None, col_item: str = ITEM_COL) -> DataFrame:
+    """Add up the partial rows of :func:`co_occurrence_partials` per pair (``item_type``: the
+    Spark type the item columns are cast back to, default long).
+
+    Returns
+    -------
+    DataFrame: the columns of :func:`co_occurrences`, one row per pair.
+    """
+    sums = [F.sum(F.col(c)).alias(c) for c in SUM_COLS if c in partials_df.columns]
+    agg = (partials_df.groupBy(col_item, OTHER_COL)
+           .agg(F.sum(F.col(CO_COUNT_COL)).cast("long").alias(CO_COUNT_COL), *sums))
+    if item_type is None:
+        return agg
+    return agg.select(F.col(col_item).cast(item_type).alias(col_item),
+                      F.col(OTHER_COL).cast(item_type).alias(OTHER_COL),
+                      CO_COUNT_COL, *[s for s in SUM_COLS if s in agg.columns])
+
+
+# ---------------------------------------------------------------------------------- similarity
+def _similarity_expr(metric: str):
+    """The metric over the aliased pair ``p`` and item stats ``a`` (item) and ``b`` (other)."""
+    co = F.col(f"p.{CO_COUNT_COL}").cast("double")
+    n_a, n_b = F.col(f"a.{N_ITEM_COL}"), F.col(f"b.{N_ITEM_COL}")
+    if metric == "jaccard":
+        return co / (n_a + n_b - F.col(f"p.{CO_COUNT_COL}")).cast("double")
+    if metric == "cosine_binary":
+        return co / F.sqrt((n_a * n_b).cast("double"))
+    if metric == "cosine":
+        den = F.col(f"a.{NORM_ITEM_COL}") * F.col(f"b.{NORM_ITEM_COL}")
+    else:  # pearson
+        den = F.sqrt(F.col(f"p.{SUM_XX}") * F.col(f"p.{SUM_YY}"))
+    return F.when(den > 0, F.col(f"p.{SUM_XY}") / den)
+
+
+def with_similarity(pairs_df: DataFrame, stats_df: DataFrame, *, metric: str, min_support: int = 1,
+                    col_item: str = ITEM_COL) -> DataFrame:
+    """Score pairs from :func:`co_occurrences` with per-item stats from :func:`item_stats`.
+
+    Pairs with ``co_count < min_support`` and pairs whose similarity is undefined (Pearson with a
+    zero variance) are dropped.
+
+    Returns
+    -------
+    DataFrame: ``col_item``, ``other_idx``, ``similarity`` double, ``co_count`` long.
+    """
+    check_metric(metric)
+    a = stats_df.alias("a")
+    b = stats_df.alias("b")
+    p = pairs_df.where(F.col(CO_COUNT_COL) >= F.lit(int(min_support))).alias("p")
+    return (
+        p.join(a, on=F.col(f"p.{col_item}") == F.col(f"a.{col_item}"), how="inner")
+        .join(b, on=F.col(f"p.{OTHER_COL}") == F.col(f"b.{col_item}"), how="inner")
+        .select(F.col(f"p.{col_item}").alias(col_item), F.col(f"p.{OTHER_COL}").alias(OTHER_COL),
+                _similarity_expr(metric).cast("double").alias(SIMILARITY_COL),
+                F.col(f"p.{CO_COUNT_COL}").cast("long").alias(CO_COUNT_COL))
+        .where(F.col(SIMILARITY_COL).isNotNull())
+    )
+
+
+def top_k_similar(sim_df: DataFrame, *, top_k: int, col_item: str = ITEM_COL) -> DataFrame:
+    """The ``top_k`` most similar others of every item, from pairs listed once (item < other).
+
+    Each pair is used in both directions; per item, others are ranked by similarity descending,
+    ties broken by ``other_idx`` ascending.
+
+    Returns
+    -------
+    DataFrame (the ``similar_items`` table): ``col_item``, ``other_idx``, ``similarity`` double,
+    ``co_count`` long, ``rank`` int (1 = most similar).
+    """
+    def side(a: str, b: str):
+        return F.struct(F.col(a).alias(col_item), F.col(b).alias(OTHER_COL),
+                        F.col(SIMILARITY_COL).alias(SIMILARITY_COL),
+                        F.col(CO_COUNT_COL).alias(CO_COUNT_COL))
+
+    order = W.partitionBy(col_item).orderBy(F.col(SIMILARITY_COL).desc(), F.col(OTHER_COL).asc())
+    return (
+        sim_df.select(F.explode(F.array(side(col_item, OTHER_COL), side(OTHER_COL, col_item)))
+                      .alias("_p"))
+        .select("_p.*")
+        .withColumn(RANK_COL, F.row_number().over(order).cast("int"))
+        .where(F.col(RANK_COL) <= F.lit(int(top_k)))
+        .select(col_item, OTHER_COL, SIMILARITY_COL, CO_COUNT_COL, RANK_COL)
+    )
+
+
+def similar_items(ratings_df: DataFrame, *, metric: str = "jaccard", top_k: int = 20,
+                  min_support: int = 1, max_items_per_user: int = 0, salt_buckets: int = 1,
+                  salt_min_items: int = 0, seed: int = 0, partitions: int | None = None,
+                  col_user: str = USER_COL, col_item: str = ITEM_COL,
+                  col_rating: str = RATING_COL) -> DataFrame:
+    """Top-K similar items in one lazy chain (cap, values, co-occurrences, similarity, top-K).
+
+    The defaults compute the exact result (no cap, ``min_support=1``).  Swap ``col_user`` and
+    ``col_item`` for user-user similarity.  ``partitions``: user buckets of :func:`co_occurrences`
+    (default: the default parallelism).  :func:`compute_similar` is the staged, persisted and
+    reported version the job uses.
+
+    Returns
+    -------
+    DataFrame: ``col_item``, ``other_idx``, ``similarity`` double, ``co_count`` long, ``rank`` int.
+    """
+    capped = (filter_user_cap(ratings_df, max_items_per_user=max_items_per_user, seed=seed,
+                              col_user=col_user, col_item=col_item)
+              if max_items_per_user > 0 else ratings_df)
+    values = with_pair_values(capped, metric=metric, col_item=col_item, col_rating=col_rating)
+    pairs = co_occurrences(values, salt_buckets=salt_buckets, salt_min_items=salt_min_items,
+                           seed=seed, partitions=partitions, col_user=col_user, col_item=col_item)
+    sim = with_similarity(pairs, item_stats(values, col_item=col_item), metric=metric,
+                          min_support=min_support, col_item=col_item)
+    return top_k_similar(sim, top_k=top_k, col_item=col_item)
+
+
+# ------------------------------------------------------------------------------------ staged run
+@dataclass(frozen=True)
+class SimilarityParams:
+    """The knobs of :func:`compute_similar` (built from ``SimilaritySettings`` by the job)."""
+
+    metric: str = "jaccard"
+    top_k: int = 20
+    min_support: int = 1
+    max_items_per_user: int = 0
+    salt_buckets: int = 1
+    salt_min_items: int = 0
+    seed: int = 0
+    pairs_per_bucket: int = PAIRS_PER_BUCKET
+
+    @classmethod
+    def from_settings(cls, s) -> "SimilarityParams":
+        """From a ``SimilaritySettings``; ``exact`` turns off the cap and ``min_support``."""
+        return cls(metric=s.metric, top_k=s.top_k,
+                   min_support=1 if s.exact else s.min_support,
+                   max_items_per_user=0 if s.exact else s.max_items_per_user,
+                   salt_buckets=s.salt_buckets, salt_min_items=s.salt_min_items, seed=s.seed)
+
+
+_LEVEL = StorageLevel.MEMORY_AND_DISK
+
+
+def _cap_stage(ratings_df: DataFrame, params: SimilarityParams, *, col_user: str, col_item: str,
+               col_rating: str, timings: dict | None, prefix: str) -> tuple[DataFrame, dict]:
+    """Stage ``cap``: the capped ratings with their pair values (persisted) and :func:`cap_report`."""
+    with stage(f"{prefix}cap", ratings_df.sparkSession, timings) as st:
+        capped = filter_user_cap(
+            ratings_df.select(col_user, col_item, col_rating),
+            max_items_per_user=params.max_items_per_user, seed=params.seed,
+            col_user=col_user, col_item=col_item)
+        values = with_pair_values(capped, metric=params.metric, col_item=col_item,
+                                  col_rating=col_rating).persist(_LEVEL)
+        report = cap_report(values, max_items_per_user=params.max_items_per_user,
+                            col_user=col_user)
+        st.set_rows(report["ratings_kept"])
+        st.info.update(users_capped=report["users_capped"],
+                       pairs_generated=f"{report['pairs_generated']:,}")
+    return values, report
+
+
+def _pairs_stage(values: DataFrame, params: SimilarityParams, pairs_generated: int, *,
+                 col_user: str, col_item: str, timings: dict | None,
+                 prefix: str) -> tuple[DataFrame, dict]:
+    """Stage ``pairs``: the summed co-occurrences (persisted) and the bucket figures."""
+    spark = values.sparkSession
+    with stage(f"{prefix}pairs", spark, timings) as st:
+        buckets = user_buckets(pairs_generated, pairs_per_bucket=params.pairs_per_bucket,
+                               min_buckets=spark.sparkContext.defaultParallelism)
+        partials = co_occurrence_partials(values, salt_buckets=params.salt_buckets,
+                                          salt_min_items=params.salt_min_items, seed=params.seed,
+                                          partitions=buckets, col_user=col_user, col_item=col_item)
+        emitted = Observation()
+        pairs = sum_partials(partials.observe(emitted, F.count(F.lit(1)).alias("rows")),
+                             item_type=values.schema[col_item].dataType,
+                             col_item=col_item).persist(_LEVEL)
+        report = {"distinct_pairs": st.set_rows(pairs.count()), "user_buckets": buckets,
+                  "partial_rows": int(emitted.get["rows"])}
+        st.info.update(user_buckets=buckets, partial_rows=f"{report['partial_rows']:,}")
+    return pairs, report
+
+
+def compute_similar(ratings_df: DataFrame, params: SimilarityParams, *, col_user: str = USER_COL,
+                    col_item: str = ITEM_COL, col_rating: str = RATING_COL,
+                    timings: dict | None = None, prefix: str = "") -> tuple[DataFrame, dict]:
+    """Run the pipeline stage by stage (persisting between stages) and report its figures.
+
+    Returns
+    -------
+    (top_k_df, report): the persisted top-K table (columns as :func:`top_k_similar`; the caller
+    unpersists it) and a dict with the :func:`cap_report` figures plus ``user_buckets`` (from
+    ``pairs_generated`` by :func:`user_buckets`), ``partial_rows`` (rows the buckets emitted into
+    the shuffle), ``distinct_pairs`` (pairs with a co-occurrence), ``pairs_after_min_support`` and
+    ``rows``.
+    """
+    check_metric(params.metric)
+    spark = ratings_df.sparkSession
+    report: dict = {"params": params.__dict__.copy()}
+    values, figures = _cap_stage(ratings_df, params, col_user=col_user, col_item=col_item,
+                                 col_rating=col_rating, timings=timings, prefix=prefix)
+    report.update(figures)
+    pairs, figures = _pairs_stage(values, params, report["pairs_generated"], col_user=col_user,
+                                  col_item=col_item, timings=timings, prefix=prefix)
+    report.update(figures)
+    with stage(f"{prefix}similarity", spark, timings) as st:
+        sim = with_similarity(pairs, item_stats(values, col_item=col_item), metric=params.metric,
+                              min_support=params.min_support, col_item=col_item).persist(_LEVEL)
+        report["pairs_after_min_support"] = st.set_rows(sim.count())
+        pairs.unpersist()
+        values.unpersist()
+    with stage(f"{prefix}top_k", spark, timings) as st:
+        top = top_k_similar(sim, top_k=params.top_k, col_item=col_item).persist(_LEVEL)
+        report["rows"] = st.set_rows(top.count())
+        sim.unpersist()
+    return top, report
