@@ -13,6 +13,7 @@ import logging
 import math
 import tempfile
 import time
+from dataclasses import replace
 
 import numpy as np
 
@@ -72,11 +73,11 @@ def main() -> int:
     cfg = build_config({"spark": {"master": "local[2]", "shuffle_partitions": 4, "log_level": "ERROR",
                                   "checkpoint_dir": ""},
                         "tumor": {"architecture": a.architecture, "batch_size": a.batch_size,
-                                  "epochs": a.epochs, "grid_images": 0}})
+                                  "epochs": a.epochs, "grid_images": 0, "size": a.size}})
     spark = build_session(cfg.spark, app_name="bench-tumor")
     work = tempfile.mkdtemp(prefix="bench-tumor-")
     write_phantoms(f"{work}/raw", n_per_class=a.n, min_size=64, max_size=160, seed=1)
-    stats = prepare_images(spark, cfg.tumor, f"{work}/raw", f"{work}/ds", size=a.size).stats
+    stats = prepare_images(spark, cfg.tumor, f"{work}/raw", f"{work}/ds").stats
     print(f"shards: {stats['by_split']} at {a.size}px, model {a.architecture}, batch {a.batch_size}/worker, "
           f"{a.epochs} epochs")
 
@@ -88,14 +89,14 @@ def main() -> int:
     print(f"plain TensorFlow loop:      {plain_rate:8.1f} images/s  (epochs: {', '.join(f'{r:.0f}' for r in plain)})")
 
     t0 = time.perf_counter()
-    one = train_distributed(spark, cfg.tumor, f"{work}/ds", f"{work}/m1", workers=1).workers[0]
+    one = train_distributed(spark, replace(cfg.tumor, workers=1), f"{work}/ds", f"{work}/m1").workers[0]
     wall1 = time.perf_counter() - t0
     rate1 = float(np.mean([h["images_per_s"] for h in one["history"][1:]]))
     print(f"barrier job, 1 worker:      {rate1:8.1f} images/s  ratio to plain {rate1 / plain_rate:.2f} "
           f"(target >= 0.8); job wall {wall1:.1f}s incl. start-up")
 
     t0 = time.perf_counter()
-    m = train_and_evaluate(spark, cfg.tumor, f"{work}/ds", f"{work}/m2", workers=2)
+    m = train_and_evaluate(spark, replace(cfg.tumor, workers=2), f"{work}/ds", f"{work}/m2")
     rate2 = float(np.mean([h["images_per_s"] for h in m["history"][1:]]))
     print(f"barrier job, 2 workers:     {rate2:8.1f} images/s  ratio to 1 worker {rate2 / rate1:.2f}; "
           f"train wall {m['timings_s']['train']:.1f}s")

@@ -11,7 +11,9 @@ import pytest
 from PIL import Image
 
 from batchml.config import build_config
+from batchml.errors import InputError
 from batchml.io.atomic import read_json
+from batchml.schema import REJECTS, STATS_FILE
 from batchml.synth.images import write_phantoms
 from batchml.tumor import schema as S
 from batchml.tumor.images import DecodeError, decode_scan
@@ -105,6 +107,12 @@ def test_split_is_stratified_and_deterministic(spark):
     assert sum(1 for h, s in a.items() if h.startswith("k") and s == S.TEST) == 3
 
 
+def test_prepare_an_empty_input_dir_is_an_input_error(spark, tmp_path):
+    (tmp_path / "in").mkdir()
+    with pytest.raises(InputError, match="no files under"):
+        prepare_images(spark, build_config({}).tumor, str(tmp_path / "in"), str(tmp_path / "out"))
+
+
 @pytest.fixture(scope="module")
 def phantoms(tmp_path_factory):
     root = tmp_path_factory.mktemp("phantoms")
@@ -135,7 +143,7 @@ def prepared(spark, phantoms, tmp_path_factory):
 def test_prepare_counts_reconcile(prepared):
     out, stats, truth = prepared
     assert not (out / "stale.txt").exists()  # replaced whole
-    assert read_json(str(out / S.STATS_FILE)) == json.loads(json.dumps(stats))
+    assert read_json(str(out / STATS_FILE)) == json.loads(json.dumps(stats))
     # 2 x (14 + 2 copies + 2 broken) + 1 cross-class copy; pred/ is not a class folder
     assert stats["files_read"] == truth.files + 1 == 37
     assert stats["skipped_outside_class_folders"] == {"pred": 1}
@@ -150,7 +158,7 @@ def test_prepare_counts_reconcile(prepared):
 
 def test_prepare_rejects_name_the_broken_files(spark, prepared, phantoms):
     out, _, truth = prepared
-    rejects = spark.read.parquet(str(out / S.REJECTS))
+    rejects = spark.read.parquet(str(out / REJECTS))
     assert [f.name for f in rejects.schema.fields] == ["source", "line", "raw", "reason"]
     undecodable = {r["source"] for r in rejects.where("reason = 'undecodable image'").collect()}
     assert undecodable == set(truth.broken)

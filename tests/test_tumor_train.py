@@ -9,9 +9,14 @@ import pytest
 from PIL import Image
 
 from batchml.config import build_config
-from batchml.distributed import DistributedError, run_on_barrier
+from batchml.distributed import DistributedError, gpu_conf, run_on_barrier
+from batchml.errors import InputError
+from batchml.schema import METRICS_FILE
+from batchml.synth.images import write_phantoms
 from batchml.tumor import schema as S
 from batchml.tumor.evaluate import best_threshold, confusion, rates, roc_auc
+from batchml.tumor.prepare import prepare_images
+from batchml.tumor.train import train_and_evaluate, train_distributed
 
 
 def test_roc_auc_matches_pairwise_count():
@@ -53,10 +58,13 @@ def test_train_job_rejects_unknown_settings(tmp_path):
     assert job.main(["--data", str(tmp_path), "--output", str(tmp_path / "m"), "--set", "tumor.nope=1"]) == 2
 
 
+def test_training_on_a_dir_without_shards_is_an_input_error(spark, tmp_path):
+    with pytest.raises(InputError, match="run jobs/tumor_prepare.py first"):
+        train_distributed(spark, _settings(), str(tmp_path), str(tmp_path / "model"))
+
+
 @pytest.fixture(scope="module")
 def shards(spark, tmp_path_factory):
-    from batchml.synth.images import write_phantoms
-    from batchml.tumor.prepare import prepare_images
     root = tmp_path_factory.mktemp("tumor-phantoms")
     write_phantoms(root, n_per_class=90, min_size=40, max_size=90, seed=11, duplicates=2, broken=1)
     out = tmp_path_factory.mktemp("tumor-shards") / "ds"
@@ -74,10 +82,9 @@ def _settings(**kw):
 
 @pytest.mark.slow
 def test_two_workers_identical_weights_and_low_ber(spark, shards, tmp_path):
-    from batchml.tumor.train import train_and_evaluate
     data, stats = shards
     out = tmp_path / "model"
-    m = train_and_evaluate(spark, _settings(), data, str(out), workers=2)
+    m = train_and_evaluate(spark, _settings(workers=2), data, str(out))
     history = json.loads((out / "train_history.json").read_text())["workers"]
     assert [w["rank"] for w in history] == [0, 1]
     assert history[0]["shard"] + history[1]["shard"] == stats["by_split"]["train"]
@@ -89,7 +96,7 @@ def test_two_workers_identical_weights_and_low_ber(spark, shards, tmp_path):
     assert m["workers"] == 2 and m["start_epoch"] == 1 and len(m["history"]) == 8
     assert m["ber"] < 0.1, m
     assert m["roc_auc"] > 0.95
-    saved = json.loads((out / S.METRICS_FILE).read_text())
+    saved = json.loads((out / METRICS_FILE).read_text())
     assert saved["ber"] == m["ber"] and saved["test_images"] == stats["by_split"]["test"]
     preds = spark.read.parquet(str(out / S.PREDICTIONS))
     assert preds.count() == stats["accepted"]
@@ -101,12 +108,11 @@ def test_two_workers_identical_weights_and_low_ber(spark, shards, tmp_path):
 
 @pytest.mark.slow
 def test_resume_starts_after_the_last_checkpoint(spark, shards, tmp_path):
-    from batchml.tumor.train import train_distributed
     data, _ = shards
     out = str(tmp_path / "model")
-    first = train_distributed(spark, _settings(epochs=1, augment=False), data, out, workers=2).workers
+    first = train_distributed(spark, _settings(epochs=1, augment=False, workers=2), data, out).workers
     assert first[0]["start_epoch"] == 1 and [h["epoch"] for h in first[0]["history"]] == [1]
-    second = train_distributed(spark, _settings(epochs=2, augment=False), data, out, workers=2).workers
+    second = train_distributed(spark, _settings(epochs=2, augment=False, workers=2), data, out).workers
     for w in second:
         assert w["start_epoch"] == 2 and [h["epoch"] for h in w["history"]] == [2]
         assert w["resumed_from"].endswith("ckpt-1")
@@ -130,7 +136,6 @@ def test_train_job_on_one_gpu(shards, tmp_path):
     import subprocess
     import sys
     from pathlib import Path
-    from batchml.distributed import gpu_conf
     root = Path(__file__).resolve().parents[1]
     data, _ = shards
     conf = tmp_path / "gpu.yaml"
@@ -143,4 +148,4 @@ def test_train_job_on_one_gpu(shards, tmp_path):
                            "--data", data, "--output", str(out), "--workers", "1"],
                           capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert json.loads((out / S.METRICS_FILE).read_text())["workers"] == 1
+    assert json.loads((out / METRICS_FILE).read_text())["workers"] == 1

@@ -13,8 +13,9 @@ configuration.
 
 Slots: a barrier stage needs all its tasks running at once.  Spark re-checks for free slots
 ``spark.scheduler.barrier.maxConcurrentTasksCheck.maxFailures`` times (every ``...interval``) before it
-gives up; :func:`barrier_conf` gives settings that make it fail fast, and :func:`check_slots` raises a
-clear error at once where the number of slots can be known from the configuration.
+gives up (:func:`batchml.spark.build_session` lowers both so that it fails in seconds);
+:func:`check_slots` raises a clear error at once where the number of slots can be known from the
+configuration.
 
 GPUs: with ``use_gpu`` each task must have been given one GPU by Spark's resource scheduling
 (``spark.task.resource.gpu.amount=1`` with ``spark.executor.resource.gpu.amount`` and a discovery
@@ -31,30 +32,21 @@ import random
 import re
 import socket
 import time
-
-from batchml.errors import JobError
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Iterator
 
 from pyspark import BarrierTaskContext, RDD
 from pyspark.sql import SparkSession
 
+from batchml.errors import JobError
+
 LOG = logging.getLogger("batchml.distributed")
 
-BARRIER_MAX_FAILURES = "spark.scheduler.barrier.maxConcurrentTasksCheck.maxFailures"
-BARRIER_INTERVAL = "spark.scheduler.barrier.maxConcurrentTasksCheck.interval"
 TASK_GPU = "spark.task.resource.gpu.amount"
 
 
 class DistributedError(JobError):
     """The barrier stage cannot run as asked (too few slots, no GPU, a worker failed)."""
-
-
-def barrier_conf(max_failures: int = 1, interval: str = "1s") -> dict[str, str]:
-    """Spark settings (set before the session starts) that make a barrier stage needing more slots
-    than the cluster has fail after ``max_failures`` checks ``interval`` apart instead of retrying
-    for minutes (Spark's defaults: 40 checks, 15 s apart)."""
-    return {BARRIER_MAX_FAILURES: str(max_failures), BARRIER_INTERVAL: interval}
 
 
 def gpu_conf(local: bool, discovery_script: str | None = None, gpus: int = 1) -> dict[str, str]:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -24,10 +25,10 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from batchml.io import reasons as R
-from batchml.synth.lines import (LineDump, concat, fixed_codes, insert_lines, join_cols, pick, save_truth,
-                                 spread, write_file, _str)
+from batchml.io.amazon import TSV_COLUMNS
+from batchml.synth.lines import (LineDump, as_strings, concat, date_strings, fixed_codes, insert_lines,
+                                 join_cols, pick, save_truth, spread, write_file)
 from batchml.synth.model import draw_ratings, make_model, sample_pairs
-from batchml.synth.netflix import _date_strings
 
 LOG = logging.getLogger("batchml.synth")
 
@@ -57,12 +58,35 @@ def _dates(rng: np.random.Generator, n: int) -> np.ndarray:
     return _FIRST + (span * np.sqrt(rng.random(n))).astype(np.int64).astype("timedelta64[D]")
 
 
-def write_amazon_tsv_dump(out: str | os.PathLike, n_reviews: int, seed: int = 42,
-                          categories=CATEGORIES, gz: bool = True, plant: int = 0, duplicates: int = 0,
-                          chunk: int = 400_000) -> LineDump:
-    """Write ``n_reviews`` distinct (customer, product) reviews as per-category TSV files."""
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+@dataclass
+class _TsvReviews:
+    """Drawn reviews (in file order) and the attributes of their customers and products."""
+
+    users: np.ndarray
+    items: np.ndarray
+    ratings: np.ndarray
+    cust: np.ndarray        # customer_id of each user
+    asin: pa.Array          # product_id of each item
+    parent: np.ndarray      # product_parent of each item
+    item_cat: np.ndarray    # category index of each item
+    title_of: np.ndarray    # index into _TITLES of each item
+    dates: np.ndarray
+    helpful: np.ndarray
+    total: np.ndarray
+    verified: np.ndarray
+
+
+@dataclass
+class _Tally:
+    """What a generator planted so far, and the duplicates it still has to write."""
+
+    planted: dict[str, int]
+    dup_budget: int = 0
+    n_dup: int = 0
+    blank: int = 0
+
+
+def _draw_tsv_reviews(n_reviews: int, seed: int, n_categories: int) -> tuple[np.random.Generator, _TsvReviews]:
     n_users, n_items = _sizes(n_reviews)
     rng, users, items, ratings = _pairs(n_reviews, seed, n_users, n_items)
     perm = rng.permutation(n_reviews)            # files are not sorted by product
@@ -70,97 +94,119 @@ def write_amazon_tsv_dump(out: str | os.PathLike, n_reviews: int, seed: int = 42
     cust = np.sort(rng.choice(np.arange(10_000, 53_000_000), size=n_users, replace=False))
     asin = fixed_codes(rng.choice(36 ** 8, size=n_items, replace=False), 8, prefix="B0")
     parent = rng.integers(1_000_000, 999_999_999, size=n_items)
-    item_cat = rng.integers(0, len(categories), size=n_items)
+    item_cat = rng.integers(0, n_categories, size=n_items)
     title_of = rng.integers(0, len(_TITLES), size=n_items)
     dates = _dates(rng, n_reviews)
     helpful = np.minimum(rng.geometric(0.5, n_reviews) - 1, 5000)
     total = helpful + rng.integers(0, 3, n_reviews)
     verified = rng.random(n_reviews) < 0.8
-    files, planted = [], {r: 0 for r in R.AMAZON_TSV_REASONS}
-    blank = n_dup = 0
-    header = pa.array(["\t".join(("marketplace", "customer_id", "review_id", "product_id", "product_parent",
-                                  "product_title", "product_category", "star_rating", "helpful_votes",
-                                  "total_votes", "vine", "verified_purchase", "review_headline",
-                                  "review_body", "review_date")) + "\n"])
-    dup_budget = duplicates
+    return rng, _TsvReviews(users=users, items=items, ratings=ratings, cust=cust, asin=asin, parent=parent,
+                            item_cat=item_cat, title_of=title_of, dates=dates, helpful=helpful, total=total,
+                            verified=verified)
+
+
+def write_amazon_tsv_dump(out: str | os.PathLike, n_reviews: int, seed: int = 42,
+                          categories=CATEGORIES, gz: bool = True, plant: int = 0, duplicates: int = 0,
+                          chunk: int = 400_000) -> LineDump:
+    """Write ``n_reviews`` distinct (customer, product) reviews as per-category TSV files."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    n_users, n_items = _sizes(n_reviews)
+    rng, rv = _draw_tsv_reviews(n_reviews, seed, len(categories))
+    tally = _Tally(planted={r: 0 for r in R.AMAZON_TSV_REASONS}, dup_budget=duplicates)
+    header = pa.array(["\t".join(TSV_COLUMNS) + "\n"])
+    files = []
     for ci, cat in enumerate(categories):
-        rows = np.flatnonzero(item_cat[items] == ci)
+        rows = np.flatnonzero(rv.item_cat[rv.items] == ci)
         chunks = [header]
         for c0 in range(0, max(1, len(rows)), chunk):
             r = rows[c0:c0 + chunk]
-            if len(r) == 0:
-                continue
-            it = items[r]
-            body = join_cols([
-                "US", _str(cust[users[r]]), fixed_codes(r.astype(np.int64) + 36 ** 11, 13, prefix="R"),
-                asin.take(pa.array(it)), _str(parent[it]), pick(_TITLES, title_of[it]).cast(pa.string()),
-                cat.replace("_", " "), _str(ratings[r]), _str(helpful[r]), _str(total[r]), "N",
-                pick(["N", "Y"], verified[r].astype(int)), pick(_HEADLINES, rng.integers(0, len(_HEADLINES), len(r))),
-                pick(_BODIES, rng.integers(0, len(_BODIES), len(r))),
-                _date_strings(dates[r])], "\t")
-            extra, after = [], []
-            if c0 == 0 and plant:
-                base = ["US", str(cust[0]), "R0PLANTED", asin[0].as_py(), "1", "Thing", cat, "4", "0", "0",
-                        "N", "Y", "ok", "fine", "2014-01-01"]
-
-                def bad(idx: int, value: str, base=base) -> str:
-                    f = list(base)
-                    f[idx] = value
-                    return "\t".join(f)
-
-                kinds = {
-                    R.WRONG_FIELD_COUNT: lambda: "\t".join(base[:rng.integers(3, 14)]) if rng.random() < 0.5
-                    else "\t".join(base[:13] + ["a body\twith a tab", base[14]]),
-                    R.BAD_USER_ID: lambda: bad(1, rng.choice(["", "A1B2C3", "12 34"])),
-                    R.BAD_ITEM_ID: lambda: bad(3, rng.choice(["", "B00-BAD!", "B0 12"])),
-                    R.BAD_RATING: lambda: bad(7, rng.choice(["", "five", "4.5"])),
-                    R.RATING_OUT_OF_RANGE: lambda: bad(7, rng.choice(["0", "6"])),
-                    R.BAD_VOTES: lambda: bad(8 + int(rng.integers(0, 2)), rng.choice(["-1", "x", ""])),
-                    R.BAD_VERIFIED: lambda: bad(11, rng.choice(["y", "maybe", ""])),
-                    R.BAD_DATE: lambda: bad(14, rng.choice(["2015-02-30", "", "31/08/2015", "2015-13-01"])),
-                }
-                for reason, make in kinds.items():
-                    extra += [make() for _ in range(plant)]
-                    planted[reason] += plant
-                extra += [""] * plant
-                blank += plant
-                after += list(spread(rng, len(r), len(extra)))
-            if dup_budget and c0 == 0:
-                k = min(dup_budget, len(r) // 4 if ci < len(categories) - 1 else dup_budget, len(r))
-                for j in rng.choice(len(r), size=k, replace=False):
-                    f = body[int(j)].as_py().rstrip("\n").split("\t")
-                    f[7] = str((int(f[7]) % 5) + 1)
-                    f[14] = str(np.datetime64(f[14]) + int(rng.integers(-400, 400)))
-                    extra.append("\t".join(f))
-                    after.append(int(rng.integers(j, len(r))))
-                dup_budget -= k
-                n_dup += k
-            chunks.append(insert_lines(body, extra, np.array(after, dtype=np.int64)))
+            if len(r):
+                chunks.append(_tsv_chunk(rv, r, cat, rng, tally, plant=plant if c0 == 0 else 0,
+                                         duplicates=c0 == 0, last_category=ci == len(categories) - 1))
         if plant and ci == 0:
             chunks.append(pa.array(["\n", "\n"]))
-            blank += 2
+            tally.blank += 2
         name = f"amazon_reviews_us_{cat}_v1_00.tsv" + (".gz" if gz else "")
         write_file(out / name, chunks, gz)
         files.append(name)
     truth = {"seed": seed, "n_reviews": n_reviews, "n_users": n_users, "n_items": n_items,
-             "categories": list(categories), "planted_rejects": {k: v for k, v in planted.items() if v},
-             "duplicates": n_dup, "blank": blank, "files": files, "gzip": gz}
+             "categories": list(categories), "planted_rejects": {k: v for k, v in tally.planted.items() if v},
+             "duplicates": tally.n_dup, "blank": tally.blank, "files": files, "gzip": gz}
     save_truth(out, truth)
     LOG.info("wrote Amazon TSV dump to %s", out)
-    return LineDump(out, files, n_reviews, truth["planted_rejects"], n_dup, blank, truth)
+    return LineDump(out, files, n_reviews, truth["planted_rejects"], tally.n_dup, tally.blank, truth)
+
+
+def _tsv_chunk(rv: _TsvReviews, r: np.ndarray, cat: str, rng: np.random.Generator, tally: _Tally,
+               plant: int, duplicates: bool, last_category: bool) -> pa.Array:
+    """The lines of reviews ``r`` of category ``cat``, with ``plant`` broken lines of each kind and
+    (``duplicates``) this category's share of the duplicate reviews."""
+    it = rv.items[r]
+    body = join_cols([
+        "US", as_strings(rv.cust[rv.users[r]]), fixed_codes(r.astype(np.int64) + 36 ** 11, 13, prefix="R"),
+        rv.asin.take(pa.array(it)), as_strings(rv.parent[it]), pick(_TITLES, rv.title_of[it]).cast(pa.string()),
+        cat.replace("_", " "), as_strings(rv.ratings[r]), as_strings(rv.helpful[r]), as_strings(rv.total[r]), "N",
+        pick(["N", "Y"], rv.verified[r].astype(int)), pick(_HEADLINES, rng.integers(0, len(_HEADLINES), len(r))),
+        pick(_BODIES, rng.integers(0, len(_BODIES), len(r))),
+        date_strings(rv.dates[r])], "\t")
+    extra, after = [], []
+    if plant:
+        extra = _tsv_broken_lines(rng, rv, cat, plant, tally)
+        after = list(spread(rng, len(r), len(extra)))
+    if tally.dup_budget and duplicates:
+        k = min(tally.dup_budget, len(r) // 4 if not last_category else tally.dup_budget, len(r))
+        for j in rng.choice(len(r), size=k, replace=False):
+            f = body[int(j)].as_py().rstrip("\n").split("\t")
+            f[7] = str((int(f[7]) % 5) + 1)
+            f[14] = str(np.datetime64(f[14]) + int(rng.integers(-400, 400)))
+            extra.append("\t".join(f))
+            after.append(int(rng.integers(j, len(r))))
+        tally.dup_budget -= k
+        tally.n_dup += k
+    return insert_lines(body, extra, np.array(after, dtype=np.int64))
+
+
+def _tsv_broken_lines(rng: np.random.Generator, rv: _TsvReviews, cat: str, plant: int, tally: _Tally) -> list[str]:
+    """``plant`` broken lines of every TSV reject kind, then ``plant`` blank ones (counted in ``tally``)."""
+    base = ["US", str(rv.cust[0]), "R0PLANTED", rv.asin[0].as_py(), "1", "Thing", cat, "4", "0", "0",
+            "N", "Y", "ok", "fine", "2014-01-01"]
+
+    def bad(idx: int, value: str) -> str:
+        f = list(base)
+        f[idx] = value
+        return "\t".join(f)
+
+    kinds = {
+        R.WRONG_FIELD_COUNT: lambda: "\t".join(base[:rng.integers(3, 14)]) if rng.random() < 0.5
+        else "\t".join(base[:13] + ["a body\twith a tab", base[14]]),
+        R.BAD_USER_ID: lambda: bad(1, rng.choice(["", "A1B2C3", "12 34"])),
+        R.BAD_ITEM_ID: lambda: bad(3, rng.choice(["", "B00-BAD!", "B0 12"])),
+        R.BAD_RATING: lambda: bad(7, rng.choice(["", "five", "4.5"])),
+        R.RATING_OUT_OF_RANGE: lambda: bad(7, rng.choice(["0", "6"])),
+        R.BAD_VOTES: lambda: bad(8 + int(rng.integers(0, 2)), rng.choice(["-1", "x", ""])),
+        R.BAD_VERIFIED: lambda: bad(11, rng.choice(["y", "maybe", ""])),
+        R.BAD_DATE: lambda: bad(14, rng.choice(["2015-02-30", "", "31/08/2015", "2015-13-01"])),
+    }
+    extra = []
+    for reason, make in kinds.items():
+        extra += [make() for _ in range(plant)]
+        tally.planted[reason] += plant
+    tally.blank += plant
+    return extra + [""] * plant
 
 
 def _json_lines(schema: str, uid: pa.Array, iid: pa.Array, rating: np.ndarray, secs: np.ndarray,
                 helpful: np.ndarray, verified: np.ndarray, rng: np.random.Generator) -> pa.Array:
     n = len(uid)
     text = pick([json.dumps(b)[1:-1] for b in _BODIES], rng.integers(0, len(_BODIES), n))
-    rtext = _str(rating).cast(pa.string())
+    rtext = as_strings(rating).cast(pa.string())
     rtext = concat(rtext, ".0")
     vtext = pick(["false", "true"], verified.astype(int))
     if schema == "2023":
         obj = concat('{"rating": ', rtext, ', "title": "Review", "text": "', text, '", "images": [], "asin": "',
                      iid, '", "parent_asin": "', iid, '", "user_id": "', uid, '", "timestamp": ',
-                     _str(secs * 1000 + rng.integers(0, 1000, n)), ', "helpful_vote": ', _str(helpful),
+                     as_strings(secs * 1000 + rng.integers(0, 1000, n)), ', "helpful_vote": ', as_strings(helpful),
                      ', "verified_purchase": ', vtext, "}")
     elif schema == "2018":
         votes = pa.array([("" if h == 0 else f', "vote": "{h:,}"') for h in helpful.tolist()], pa.string())
@@ -169,11 +215,11 @@ def _json_lines(schema: str, uid: pa.Array, iid: pa.Array, rating: np.ndarray, s
         image = pick(["", ', "image": ["https://images.example.com/x.jpg"]'], (rng.random(n) < 0.1).astype(int))
         obj = concat('{"overall": ', rtext, ', "verified": ', vtext, ', "reviewTime": "09 1, 2016", "reviewerID": "',
                      uid, '", "asin": "', iid, '"', style, ', "reviewerName": "J. Doe", "reviewText": "', text,
-                     '", "summary": "ok", "unixReviewTime": ', _str(secs), votes, image, "}")
+                     '", "summary": "ok", "unixReviewTime": ', as_strings(secs), votes, image, "}")
     else:
         obj = concat('{"reviewerID": "', uid, '", "asin": "', iid, '", "reviewerName": "J. Doe", "helpful": [',
-                     _str(helpful), ", ", _str(helpful + 1), '], "reviewText": "', text, '", "overall": ', rtext,
-                     ', "summary": "ok", "unixReviewTime": ', _str(secs), ', "reviewTime": "02 28, 2014"}')
+                     as_strings(helpful), ", ", as_strings(helpful + 1), '], "reviewText": "', text, '", "overall": ', rtext,
+                     ', "summary": "ok", "unixReviewTime": ', as_strings(secs), ', "reviewTime": "02 28, 2014"}')
     return pc.binary_join_element_wise(obj, pa.scalar(""), "\n")
 
 
@@ -186,73 +232,89 @@ def write_amazon_json_dump(out: str | os.PathLike, n_reviews: int, seed: int = 4
     """Write ``n_reviews`` reviews per schema, one JSON-lines file each (2014 and 2023 gzipped)."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    files, planted, n_dup, blank = [], {r: 0 for r in R.AMAZON_JSON_REASONS}, 0, 0
+    files, tally = [], _Tally(planted={r: 0 for r in R.AMAZON_JSON_REASONS})
     for k, schema in enumerate(schemas):
-        n_users, n_items = _sizes(n_reviews)
-        rng, users, items, ratings = _pairs(n_reviews, seed + k, n_users, n_items)
-        if schema == "2023":
-            uid = fixed_codes(users.astype(np.int64) * 7919 + 36 ** 9 + k, 26, prefix="AE")
-        else:
-            uid = fixed_codes(users.astype(np.int64) * 7919 + 36 ** 12 + k, 13, prefix="A")
-        iid = fixed_codes(items.astype(np.int64) * 104729 + 36 ** 7 + k, 8, prefix="B0")
-        secs = ((_dates(rng, n_reviews) - np.datetime64("1970-01-01")).astype(np.int64) * 86400)
-        helpful = np.where(rng.random(n_reviews) < 0.05, rng.integers(1000, 3000, n_reviews),
-                           rng.geometric(0.6, n_reviews) - 1)
-        verified = rng.random(n_reviews) < 0.8
-        body = _json_lines(schema, uid, iid, ratings, secs, helpful, verified, rng)
-        extra, after = [], []
-        if plant:
-            keys = {"2023": ("user_id", "parent_asin", "rating", "timestamp")}.get(
-                schema, ("reviewerID", "asin", "overall", "unixReviewTime"))
-            good = json.loads(body[0].as_py())
-
-            def variant(**changes) -> str:
-                obj = dict(good)
-                for key, val in changes.items():
-                    if val is _DROP:
-                        obj.pop(key, None)
-                    else:
-                        obj[key] = val
-                return json.dumps(obj)
-
-            ukey, ikey, rkey, tkey = keys
-            kinds = {
-                R.NOT_JSON: lambda: rng.choice([body[1].as_py().rstrip("\n")[:40], "<html>oops</html>",
-                                                "[1, 2, 3]", "NaN"]),
-                R.MISSING_FIELD: lambda: variant(**{str(rng.choice([ukey, ikey, rkey, tkey])): _DROP}),
-                R.BAD_RATING: lambda: variant(**{rkey: str(rng.choice(["five", "n/a", "4 stars"]))}),
-                R.RATING_OUT_OF_RANGE: lambda: variant(**{rkey: float(rng.choice([0.0, 6.0, -1.0]))}),
-                R.BAD_DATE: lambda: variant(**{tkey: rng.choice(["yesterday", -5, 12.5])}),
-            }
-            for reason, make in kinds.items():
-                extra += [str(make()) for _ in range(plant)]
-                planted[reason] += plant
-            extra += [""] * plant
-            blank += plant
-            after = list(spread(rng, n_reviews, len(extra)))
-        if duplicates:
-            for j in rng.choice(n_reviews, size=min(duplicates, n_reviews), replace=False):
-                obj = json.loads(body[int(j)].as_py())
-                tkey = "timestamp" if schema == "2023" else "unixReviewTime"
-                rkey = "rating" if schema == "2023" else "overall"
-                obj[tkey] = int(obj[tkey]) + int(rng.integers(-10**7, 10**7))
-                obj[rkey] = float(rng.integers(1, 6))
-                extra.append(json.dumps(obj))
-                after.append(int(rng.integers(0, n_reviews)))
-                n_dup += 1
         name = _JSON_NAMES[schema]
-        write_file(out / name, [insert_lines(body, extra, np.array(after, dtype=np.int64))], name.endswith(".gz"))
+        write_file(out / name, [_json_file(schema, k, n_reviews, seed, plant, duplicates, tally)],
+                   name.endswith(".gz"))
         files.append(name)
     truth = {"seed": seed, "n_reviews_per_file": n_reviews, "schemas": list(schemas),
-             "planted_rejects": {k: v for k, v in planted.items() if v}, "duplicates": n_dup, "blank": blank,
-             "files": files}
+             "planted_rejects": {k: v for k, v in tally.planted.items() if v}, "duplicates": tally.n_dup,
+             "blank": tally.blank, "files": files}
     save_truth(out, truth)
     LOG.info("wrote Amazon JSON-lines dump to %s", out)
-    return LineDump(out, files, n_reviews * len(schemas), truth["planted_rejects"], n_dup, blank, truth)
+    return LineDump(out, files, n_reviews * len(schemas), truth["planted_rejects"], tally.n_dup, tally.blank,
+                    truth)
+
+
+def _json_file(schema: str, k: int, n_reviews: int, seed: int, plant: int, duplicates: int,
+               tally: _Tally) -> pa.Array:
+    """The lines of the ``k``-th file (``schema``), drawn from ``seed + k``, with the planted and
+    duplicate lines (counted in ``tally``)."""
+    n_users, n_items = _sizes(n_reviews)
+    rng, users, items, ratings = _pairs(n_reviews, seed + k, n_users, n_items)
+    if schema == "2023":
+        uid = fixed_codes(users.astype(np.int64) * 7919 + 36 ** 9 + k, 26, prefix="AE")
+    else:
+        uid = fixed_codes(users.astype(np.int64) * 7919 + 36 ** 12 + k, 13, prefix="A")
+    iid = fixed_codes(items.astype(np.int64) * 104729 + 36 ** 7 + k, 8, prefix="B0")
+    secs = ((_dates(rng, n_reviews) - np.datetime64("1970-01-01")).astype(np.int64) * 86400)
+    helpful = np.where(rng.random(n_reviews) < 0.05, rng.integers(1000, 3000, n_reviews),
+                       rng.geometric(0.6, n_reviews) - 1)
+    verified = rng.random(n_reviews) < 0.8
+    body = _json_lines(schema, uid, iid, ratings, secs, helpful, verified, rng)
+    extra, after = [], []
+    if plant:
+        extra = _json_broken_lines(rng, body, schema, plant, tally)
+        after = list(spread(rng, n_reviews, len(extra)))
+    if duplicates:
+        tkey = "timestamp" if schema == "2023" else "unixReviewTime"
+        rkey = "rating" if schema == "2023" else "overall"
+        for j in rng.choice(n_reviews, size=min(duplicates, n_reviews), replace=False):
+            obj = json.loads(body[int(j)].as_py())
+            obj[tkey] = int(obj[tkey]) + int(rng.integers(-10**7, 10**7))
+            obj[rkey] = float(rng.integers(1, 6))
+            extra.append(json.dumps(obj))
+            after.append(int(rng.integers(0, n_reviews)))
+            tally.n_dup += 1
+    return insert_lines(body, extra, np.array(after, dtype=np.int64))
+
+
+def _json_broken_lines(rng: np.random.Generator, body: pa.Array, schema: str, plant: int,
+                       tally: _Tally) -> list[str]:
+    """``plant`` broken lines of every JSON reject kind (variants of the first review), then
+    ``plant`` blank ones (counted in ``tally``)."""
+    ukey, ikey, rkey, tkey = {"2023": ("user_id", "parent_asin", "rating", "timestamp")}.get(
+        schema, ("reviewerID", "asin", "overall", "unixReviewTime"))
+    good = json.loads(body[0].as_py())
+
+    def variant(**changes) -> str:
+        obj = dict(good)
+        for key, val in changes.items():
+            if val is _DROP:
+                obj.pop(key, None)
+            else:
+                obj[key] = val
+        return json.dumps(obj)
+
+    kinds = {
+        R.NOT_JSON: lambda: rng.choice([body[1].as_py().rstrip("\n")[:40], "<html>oops</html>",
+                                        "[1, 2, 3]", "NaN"]),
+        R.MISSING_FIELD: lambda: variant(**{str(rng.choice([ukey, ikey, rkey, tkey])): _DROP}),
+        R.BAD_RATING: lambda: variant(**{rkey: str(rng.choice(["five", "n/a", "4 stars"]))}),
+        R.RATING_OUT_OF_RANGE: lambda: variant(**{rkey: float(rng.choice([0.0, 6.0, -1.0]))}),
+        R.BAD_DATE: lambda: variant(**{tkey: rng.choice(["yesterday", -5, 12.5])}),
+    }
+    extra = []
+    for reason, make in kinds.items():
+        extra += [str(make()) for _ in range(plant)]
+        tally.planted[reason] += plant
+    tally.blank += plant
+    return extra + [""] * plant
 
 
 class _Drop:
-    pass
+    """Marks a field :func:`_json_broken_lines` removes."""
 
 
 _DROP = _Drop()

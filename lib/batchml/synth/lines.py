@@ -13,8 +13,6 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from batchml.synth.netflix import _str, _write_lines  # noqa: F401  (re-exported for the generators)
-
 ALNUM = np.frombuffer(b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ", dtype=np.uint8)
 
 
@@ -34,6 +32,33 @@ class LineDump:
     duplicates: int = 0
     blank: int = 0
     truth: dict = field(default_factory=dict)
+
+
+def write_lines(fh, arr: pa.Array) -> None:
+    """Write a string array whose values already end in newlines, straight from its buffer."""
+    if isinstance(arr, pa.ChunkedArray):
+        for chunk in arr.chunks:
+            write_lines(fh, chunk)
+        return
+    if len(arr) == 0:
+        return
+    offsets = np.frombuffer(arr.buffers()[1], dtype=np.int32)[arr.offset: arr.offset + len(arr) + 1]
+    fh.write(memoryview(arr.buffers()[2])[offsets[0]: offsets[-1]])
+
+
+def as_strings(a: np.ndarray) -> pa.Array:
+    """Numbers as a string array."""
+    return pc.cast(pa.array(a), pa.string())
+
+
+def date_strings(dates: np.ndarray) -> pa.Array:
+    """'YYYY-MM-DD' strings of datetime64[D] values via a lookup table of the distinct days (fast)."""
+    if len(dates) == 0:
+        return pa.array([], pa.string())
+    first = dates.min()
+    offs = (dates - first).astype(np.int64)
+    table = np.datetime_as_string(first + np.arange(offs.max() + 1).astype("timedelta64[D]"), unit="D")
+    return pa.array(table.tolist(), pa.string()).take(pa.array(offs))
 
 
 def join_cols(cols: Sequence[pa.Array | str], sep: str) -> pa.Array:
@@ -92,7 +117,7 @@ def write_file(path: Path, chunks: Sequence[pa.Array], gz: bool, encoding: str =
     with fh:
         for arr in chunks:
             if encoding.lower().replace("-", "") == "utf8":
-                _write_lines(fh, arr)
+                write_lines(fh, arr)
             else:
                 fh.write("".join(arr.to_pylist()).encode(encoding))
 

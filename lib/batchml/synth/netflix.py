@@ -20,7 +20,9 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from batchml.errors import ConfigError
 from batchml.io import reasons as R
+from batchml.synth.lines import as_strings, date_strings, join_cols, write_lines
 from batchml.synth.model import (RatingModel, default_sizes, draw_dates, draw_ratings, make_model,
                                  sample_pairs, sparse_ids)
 
@@ -52,7 +54,7 @@ class NetflixDump:
     truth: dict
 
 
-def _titles(n_items: int, rng: np.random.Generator) -> tuple[list[str], list[int | None]]:
+def movie_titles(n_items: int, rng: np.random.Generator) -> tuple[list[str], list[int | None]]:
     titles, years = [], []
     for m in range(n_items):
         k = rng.random()
@@ -91,40 +93,9 @@ def _assign_named_items(model: RatingModel, counts: np.ndarray, titles: list[str
     return named
 
 
-def _write_lines(fh, arr: pa.Array) -> None:
-    """Write a string array whose values already end in newlines, straight from its buffer."""
-    if isinstance(arr, pa.ChunkedArray):
-        for chunk in arr.chunks:
-            _write_lines(fh, chunk)
-        return
-    if len(arr) == 0:
-        return
-    offsets = np.frombuffer(arr.buffers()[1], dtype=np.int32)[arr.offset: arr.offset + len(arr) + 1]
-    fh.write(memoryview(arr.buffers()[2])[offsets[0]: offsets[-1]])
-
-
-def _join_nl(*cols: pa.Array, sep: str = ",", end: str = "\n") -> pa.Array:
-    line = pc.binary_join_element_wise(*cols, sep)
-    return pc.binary_join_element_wise(line, pa.scalar(""), end)
-
-
-def _str(a: np.ndarray) -> pa.Array:
-    return pc.cast(pa.array(a), pa.string())
-
-
-def _date_strings(dates: np.ndarray) -> pa.Array:
-    """'YYYY-MM-DD' strings of datetime64[D] values via a lookup table of the distinct days (fast)."""
-    if len(dates) == 0:
-        return pa.array([], pa.string())
-    first = dates.min()
-    offs = (dates - first).astype(np.int64)
-    table = np.datetime_as_string(first + np.arange(offs.max() + 1).astype("timedelta64[D]"), unit="D")
-    return pa.array(table.tolist(), pa.string()).take(pa.array(offs))
-
-
 def _block_lines(movie_ids: np.ndarray, starts: np.ndarray, body: pa.Array) -> pa.Array:
     """Interleave ``movie_id:`` header lines before each movie's rows (rows sorted by movie)."""
-    headers = pc.binary_join_element_wise(_str(movie_ids), pa.scalar(""), ":\n")
+    headers = pc.binary_join_element_wise(as_strings(movie_ids), pa.scalar(""), ":\n")
     n_rows, n_heads = len(body), len(movie_ids)
     pos_head = starts + np.arange(n_heads)
     seg = np.searchsorted(starts, np.arange(n_rows), side="right")
@@ -143,7 +114,7 @@ class _Sink:
         self.fh = gzip.open(path, "wb", compresslevel=3) if gz else open(path, "wb")
 
     def write(self, arr: pa.Array) -> None:
-        _write_lines(self.fh, arr)
+        write_lines(self.fh, arr)
 
     def close(self, trailing_newline: bool = True) -> None:
         self.fh.close()
@@ -172,6 +143,49 @@ def _planted_lines(rng: np.random.Generator, cust: np.ndarray, n: int) -> dict[s
     return {reason: [make() for _ in range(n)] for reason, make in kinds.items()}
 
 
+@dataclass
+class _Sample:
+    """The drawn ratings (sorted by item), with the model and the ids and titles of the dump."""
+
+    model: RatingModel
+    users: np.ndarray
+    items: np.ndarray
+    ratings: np.ndarray
+    dates: np.ndarray
+    counts: np.ndarray       # ratings per item
+    cust: np.ndarray         # customer id of each user
+    movie_ids: np.ndarray    # movie id of each item
+    titles: list[str]
+    years: list[int | None]
+    named: dict[str, int]    # well-known title -> item
+    starts: np.ndarray       # first rating row of each item
+    date_text: pa.Array      # 'YYYY-MM-DD' of each rating
+
+    @property
+    def n_users(self) -> int:
+        return len(self.cust)
+
+    @property
+    def n_items(self) -> int:
+        return len(self.movie_ids)
+
+
+def _sample(n_ratings: int, n_users: int, n_items: int, rank: int, noise: float, taste: float,
+            rng: np.random.Generator) -> _Sample:
+    model = make_model(n_users, n_items, rank, noise, rng)
+    users, items = sample_pairs(n_ratings, n_users, n_items, rng, model=model, taste=taste)
+    counts = np.bincount(items, minlength=n_items)
+    titles, years = movie_titles(n_items, rng)
+    named = _assign_named_items(model, counts, titles, rng)
+    ratings = draw_ratings(model, users, items, rng)
+    dates = draw_dates(n_ratings, rng)
+    cust = sparse_ids(n_users, rng)
+    return _Sample(model=model, users=users, items=items, ratings=ratings, dates=dates, counts=counts,
+                   cust=cust, movie_ids=np.arange(1, n_items + 1, dtype=np.int64), titles=titles,
+                   years=years, named=named, starts=np.searchsorted(items, np.arange(n_items)),
+                   date_text=date_strings(dates))
+
+
 def write_netflix_dump(out: str | os.PathLike, n_ratings: int, seed: int = 42, n_users: int = 0,
                        n_items: int = 0, rank: int = 5, noise: float = 0.5,
                        probe_fraction: float = 0.02, qualifying_fraction: float = 0.02,
@@ -190,79 +204,121 @@ def write_netflix_dump(out: str | os.PathLike, n_ratings: int, seed: int = 42, n
     out.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
     n_users, n_items = default_sizes(n_ratings, n_users, n_items)
-    model = make_model(n_users, n_items, rank, noise, rng)
-    users, items = sample_pairs(n_ratings, n_users, n_items, rng, model=model, taste=taste)
-    counts = np.bincount(items, minlength=n_items)
-    titles, years = _titles(n_items, rng)
-    named = _assign_named_items(model, counts, titles, rng)
-    ratings = draw_ratings(model, users, items, rng)
-    dates = draw_dates(n_ratings, rng)
-    cust = sparse_ids(n_users, rng)
-    movie_ids = np.arange(1, n_items + 1, dtype=np.int64)
+    s = _sample(n_ratings, n_users, n_items, rank, noise, taste, rng)
     LOG.info("sampled %d ratings, %d users, %d items in %.1fs", n_ratings, n_users, n_items,
              time.perf_counter() - t0)
+    groups = _training_groups(out, layout, n_items, n_files)
+    planted = {r: 0 for r in R.NETFLIX_REASONS}
+    plant_at = _plant_positions(rng, s.cust, plant, n_items, planted) if plant else {}
+    files = [_write_training_file(out, name, m0, m1, s, plant_at, planted, plant,
+                                  first=gi == 1, last=gi == len(groups) - 1, gz=gz,
+                                  trailing_newline=trailing_newline or gi != len(groups) - 1)
+             for gi, (name, m0, m1) in enumerate(groups)]
+    _write_titles(out / "movie_titles.csv", s.titles, s.years)
+    probe_rows = _write_probe(out / "probe.txt", s, probe_fraction, rng)
+    n_qualifying = _write_qualifying(out / "qualifying.txt", s, qualifying_fraction, rng)
+    pu, pi, pr = s.users[probe_rows], s.items[probe_rows], s.ratings[probe_rows].astype(float)
+    n_probe = len(probe_rows)
+    truth = {
+        "seed": seed, "n_ratings": n_ratings, "n_users": n_users, "n_items": n_items, "rank": rank,
+        "mu": s.model.mu, "noise_sigma": noise, "taste": taste, "layout": layout, "gzip": gz,
+        "n_probe": n_probe, "n_qualifying": n_qualifying,
+        "probe_rmse_true_model": _rmse(s.model.predict(pu, pi), pr) if n_probe else None,
+        "probe_rmse_expected_rating": _rmse(s.model.expected_rating(pu, pi), pr) if n_probe else None,
+        "planted_rejects": {k: v for k, v in planted.items() if v},
+        "named_items": {t: int(s.movie_ids[i]) for t, i in s.named.items()},
+        "files": files,
+    }
+    _write_ground_truth(out / "ground_truth", s, truth)
+    LOG.info("wrote Netflix dump to %s in %.1fs", out, time.perf_counter() - t0)
+    return NetflixDump(out, n_ratings, n_users, n_items, files, truth["planted_rejects"], truth)
 
-    # ---- training files
-    starts_all = np.searchsorted(items, np.arange(n_items))
+
+def _training_groups(out: Path, layout: str, n_items: int, n_files: int) -> list[tuple[str, int, int]]:
+    """``(file name, first item, end item)`` of each training file of ``layout``."""
     if layout == "combined":
         bounds = np.linspace(0, n_items, n_files + 1).astype(int)
-        groups = [(f"combined_data_{k + 1}.txt", bounds[k], bounds[k + 1]) for k in range(n_files)]
-    elif layout == "training_set":
+        return [(f"combined_data_{k + 1}.txt", bounds[k], bounds[k + 1]) for k in range(n_files)]
+    if layout == "training_set":
         (out / "training_set").mkdir(exist_ok=True)
-        groups = [(f"training_set/mv_{m + 1:07d}.txt", m, m + 1) for m in range(n_items)]
-    else:
-        raise ValueError(f"unknown layout {layout!r}")
-    planted = {r: 0 for r in R.NETFLIX_REASONS}
-    plants = _planted_lines(rng, cust, plant) if plant else {}
-    plant_at = {}
-    if plant:
-        # each broken line goes after a random rating line of a random movie (never in file 1's head)
-        for reason, lines in plants.items():
-            for line in lines:
-                plant_at.setdefault(int(rng.integers(0, n_items)), []).append(line)
-                planted[reason] += 1
-    files = []
-    date_str = _date_strings(dates)
-    chunk_movies = max(1, int(2_000_000 / max(1, n_ratings / n_items)))
-    for gi, (name, m0, m1) in enumerate(groups):
-        path = out / (name + (".gz" if gz else ""))
-        sink = _Sink(path, gz)
-        if plant and gi == 1:
-            head = [f"{int(cust[0])},3,2005-01-01", f"{int(cust[-1])},4,2005-01-02"]
-            sink.write(pa.array([s + "\n" for s in head]))
-            planted[R.BEFORE_HEADER] += len(head)
-        for c0 in range(m0, m1, chunk_movies):
-            c1 = min(m1, c0 + chunk_movies)
-            r0, r1 = starts_all[c0], (starts_all[c1] if c1 < n_items else n_ratings)
-            body = _join_nl(_str(cust[users[r0:r1]]), _str(ratings[r0:r1]), date_str[r0:r1])
-            block = _block_lines(movie_ids[c0:c1], starts_all[c0:c1] - r0, body)
-            extra = [m for m in range(c0, c1) if m in plant_at]
-            if extra:
-                lines = block.to_pylist()
-                for m in sorted(extra, reverse=True):
-                    at = (starts_all[m] - r0) + (m - c0) + 1 + int(counts[m] > 0)
-                    lines[at:at] = [s + "\n" for s in plant_at[m]]
-                block = pa.array(lines)
-            sink.write(block)
-        if plant and gi == len(groups) - 1:
-            bad = ["12a:\n", f"{int(cust[1])},5,2005-03-03\n", f"{int(cust[2])},1,2005-03-04\n"]
-            sink.write(pa.array(bad))
-            planted[R.BAD_HEADER] += 1
-            planted[R.UNDER_BAD_HEADER] += 2
-        sink.close(trailing_newline=trailing_newline or gi != len(groups) - 1)
-        files.append(str(path.relative_to(out)))
+        return [(f"training_set/mv_{m + 1:07d}.txt", m, m + 1) for m in range(n_items)]
+    raise ConfigError(f"unknown Netflix layout {layout!r} (known: combined, training_set)")
 
-    # ---- titles (ISO-8859-1, no quoting, commas inside titles, NULL years)
-    with open(out / "movie_titles.csv", "w", encoding="iso-8859-1", newline="\n") as fh:
+
+def _plant_positions(rng: np.random.Generator, cust: np.ndarray, plant: int, n_items: int,
+                     planted: dict[str, int]) -> dict[int, list[str]]:
+    """Item -> broken lines to write after one of its rating lines (never in file 1's head);
+    counts them into ``planted``."""
+    plant_at: dict[int, list[str]] = {}
+    for reason, lines in _planted_lines(rng, cust, plant).items():
+        for line in lines:
+            plant_at.setdefault(int(rng.integers(0, n_items)), []).append(line)
+            planted[reason] += 1
+    return plant_at
+
+
+def _write_training_file(out: Path, name: str, m0: int, m1: int, s: _Sample, plant_at: dict[int, list[str]],
+                         planted: dict[str, int], plant: int, first: bool, last: bool, gz: bool,
+                         trailing_newline: bool) -> str:
+    """Write the movie blocks of items ``m0 .. m1 - 1`` (with the planted lines; rating lines
+    before the first header in the second file, a bad header block at the end of the last file);
+    return the file's path relative to ``out``."""
+    path = out / (name + (".gz" if gz else ""))
+    sink = _Sink(path, gz)
+    if plant and first:
+        head = [f"{int(s.cust[0])},3,2005-01-01", f"{int(s.cust[-1])},4,2005-01-02"]
+        sink.write(pa.array([x + "\n" for x in head]))
+        planted[R.BEFORE_HEADER] += len(head)
+    chunk_movies = max(1, int(2_000_000 / max(1, len(s.items) / s.n_items)))
+    for c0 in range(m0, m1, chunk_movies):
+        sink.write(_movie_blocks(s, c0, min(m1, c0 + chunk_movies), plant_at))
+    if plant and last:
+        bad = ["12a:\n", f"{int(s.cust[1])},5,2005-03-03\n", f"{int(s.cust[2])},1,2005-03-04\n"]
+        sink.write(pa.array(bad))
+        planted[R.BAD_HEADER] += 1
+        planted[R.UNDER_BAD_HEADER] += 2
+    sink.close(trailing_newline=trailing_newline)
+    return str(path.relative_to(out))
+
+
+def _movie_blocks(s: _Sample, c0: int, c1: int, plant_at: dict[int, list[str]]) -> pa.Array:
+    """The ``movie_id:`` blocks of items ``c0 .. c1 - 1`` with their planted lines."""
+    starts_all = s.starts
+    r0, r1 = starts_all[c0], (starts_all[c1] if c1 < s.n_items else len(s.items))
+    body = join_cols([as_strings(s.cust[s.users[r0:r1]]), as_strings(s.ratings[r0:r1]), s.date_text[r0:r1]],
+                     ",")
+    block = _block_lines(s.movie_ids[c0:c1], starts_all[c0:c1] - r0, body)
+    extra = [m for m in range(c0, c1) if m in plant_at]
+    if not extra:
+        return block
+    lines = block.to_pylist()
+    for m in sorted(extra, reverse=True):
+        at = (starts_all[m] - r0) + (m - c0) + 1 + int(s.counts[m] > 0)
+        lines[at:at] = [x + "\n" for x in plant_at[m]]
+    return pa.array(lines)
+
+
+def _write_titles(path: Path, titles: list[str], years: list[int | None]) -> None:
+    """``movie_titles.csv``: ISO-8859-1, no quoting, commas inside titles, ``NULL`` years."""
+    with open(path, "w", encoding="iso-8859-1", newline="\n") as fh:
         for m, (t, y) in enumerate(zip(titles, years)):
             fh.write(f"{m + 1},{'NULL' if y is None else y},{t}\n")
 
-    # ---- probe: a subset of the training pairs; qualifying: unrated pairs with dates
+
+def _write_probe(path: Path, s: _Sample, probe_fraction: float, rng: np.random.Generator) -> np.ndarray:
+    """``probe.txt``: a random subset of the training pairs; returns their rows."""
+    n_ratings = len(s.items)
     n_probe = int(round(n_ratings * probe_fraction))
     probe_rows = np.sort(rng.choice(n_ratings, size=n_probe, replace=False)) if n_probe else np.array([], int)
-    _write_pair_blocks(out / "probe.txt", items[probe_rows], cust[users[probe_rows]], None)
-    n_q = int(round(n_ratings * qualifying_fraction))
-    train_keys = np.sort(items.astype(np.int64) * n_users + users)
+    _write_pair_blocks(path, s.items[probe_rows], s.cust[s.users[probe_rows]], None)
+    return probe_rows
+
+
+def _write_qualifying(path: Path, s: _Sample, qualifying_fraction: float, rng: np.random.Generator) -> int:
+    """``qualifying.txt``: distinct unrated (user, movie) pairs with dates; returns their number."""
+    n_users, n_items = s.n_users, s.n_items
+    n_q = int(round(len(s.items) * qualifying_fraction))
+    train_keys = np.sort(s.items.astype(np.int64) * n_users + s.users)
     qkeys = np.empty(0, dtype=np.int64)
     while len(qkeys) < n_q:
         cand = rng.integers(0, n_users * n_items, size=2 * (n_q - len(qkeys)) + 16, dtype=np.int64)
@@ -274,30 +330,18 @@ def write_netflix_dump(out: str | os.PathLike, n_ratings: int, seed: int = 42, n
     order = np.lexsort((qu, qi))
     qu, qi = qu[order], qi[order]
     qdates = draw_dates(len(qu), rng, first=np.datetime64("2005-01-01"))
-    _write_pair_blocks(out / "qualifying.txt", qi, cust[qu], qdates)
+    _write_pair_blocks(path, qi, s.cust[qu], qdates)
+    return int(len(qu))
 
-    # ---- ground truth
-    gt = out / "ground_truth"
+
+def _write_ground_truth(gt: Path, s: _Sample, truth: dict) -> None:
+    """``users.parquet`` and ``items.parquet`` (ids, biases, factors) and ``truth.json``."""
     gt.mkdir(exist_ok=True)
-    pu, pi = users[probe_rows], items[probe_rows]
-    pr = ratings[probe_rows].astype(float)
-    truth = {
-        "seed": seed, "n_ratings": n_ratings, "n_users": n_users, "n_items": n_items, "rank": rank,
-        "mu": model.mu, "noise_sigma": noise, "taste": taste, "layout": layout, "gzip": gz,
-        "n_probe": n_probe, "n_qualifying": int(len(qu)),
-        "probe_rmse_true_model": _rmse(model.predict(pu, pi), pr) if n_probe else None,
-        "probe_rmse_expected_rating": _rmse(model.expected_rating(pu, pi), pr) if n_probe else None,
-        "planted_rejects": {k: v for k, v in planted.items() if v},
-        "named_items": {t: int(movie_ids[i]) for t, i in named.items()},
-        "files": files,
-    }
-    pd.DataFrame({"customer_id": cust, "bias": model.user_bias,
-                  "factors": list(model.user_factors)}).to_parquet(gt / "users.parquet")
-    pd.DataFrame({"movie_id": movie_ids, "bias": model.item_bias,
-                  "factors": list(model.item_factors)}).to_parquet(gt / "items.parquet")
+    pd.DataFrame({"customer_id": s.cust, "bias": s.model.user_bias,
+                  "factors": list(s.model.user_factors)}).to_parquet(gt / "users.parquet")
+    pd.DataFrame({"movie_id": s.movie_ids, "bias": s.model.item_bias,
+                  "factors": list(s.model.item_factors)}).to_parquet(gt / "items.parquet")
     (gt / "truth.json").write_text(json.dumps(truth, indent=2))
-    LOG.info("wrote Netflix dump to %s in %.1fs", out, time.perf_counter() - t0)
-    return NetflixDump(out, n_ratings, n_users, n_items, files, truth["planted_rejects"], truth)
 
 
 def _rmse(pred: np.ndarray, actual: np.ndarray) -> float:
@@ -311,10 +355,10 @@ def _write_pair_blocks(path: Path, movie_idx: np.ndarray, cust_ids: np.ndarray,
     starts = np.searchsorted(movie_idx, np.arange(n_items))
     present = np.unique(movie_idx)
     if dates is None:
-        body = pc.binary_join_element_wise(_str(cust_ids), pa.scalar(""), "\n")
+        body = pc.binary_join_element_wise(as_strings(cust_ids), pa.scalar(""), "\n")
     else:
-        ds = _date_strings(dates)
-        body = _join_nl(_str(cust_ids), ds)
+        ds = date_strings(dates)
+        body = join_cols([as_strings(cust_ids), ds], ",")
     with open(path, "wb") as fh:
         if len(present):
-            _write_lines(fh, _block_lines(present + 1, starts[present], body))
+            write_lines(fh, _block_lines(present + 1, starts[present], body))

@@ -16,9 +16,10 @@ import numpy as np
 import pyarrow as pa
 
 from batchml.io import reasons as R
-from batchml.synth.lines import LineDump, insert_lines, join_cols, save_truth, spread, write_file, _str
+from batchml.synth.lines import (LineDump, as_strings, insert_lines, join_cols, save_truth, spread,
+                                 write_file)
 from batchml.synth.model import draw_rating_set, draw_ratings, sparse_ids
-from batchml.synth.netflix import _titles
+from batchml.synth.netflix import movie_titles
 
 LOG = logging.getLogger("batchml.synth")
 
@@ -37,7 +38,7 @@ def write_netflix_csv_dump(out: str | os.PathLike, n_ratings: int, seed: int = 4
     n_users, n_items = model.n_users, model.n_items
     ratings = draw_ratings(model, users, items, rng)
     cust = sparse_ids(n_users, rng)
-    body = join_cols([_str(cust[users]), _str(ratings), _str(items.astype(np.int64) + 1)], ",")
+    body = join_cols([as_strings(cust[users]), as_strings(ratings), as_strings(items.astype(np.int64) + 1)], ",")
 
     extra, after = [], []
     planted = {}
@@ -65,7 +66,7 @@ def write_netflix_csv_dump(out: str | os.PathLike, n_ratings: int, seed: int = 4
     name = "Netflix_Dataset_Rating.csv" + (".gz" if gz else "")
     write_file(out / name, [header, lines], gz)
 
-    titles, years = _titles(n_items, rng)
+    titles, years = movie_titles(n_items, rng)
     years[min(1, n_items - 1)] = None            # at least one NULL year, as the real file has
     movie_lines = ["Movie_ID,Year,Name"] + [
         f"{i + 1},{'NULL' if y is None else y},{_quote(t)}" for i, (t, y) in enumerate(zip(titles, years))]

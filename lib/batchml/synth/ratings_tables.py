@@ -81,15 +81,33 @@ def write_dataset(out: str | os.PathLike, users: np.ndarray, items: np.ndarray, 
         raise ValueError("users, items and ratings must have the same length")
     n_users = n_users or (model.n_users if model is not None else int(users.max()) + 1 if n else 0)
     n_items = n_items or (model.n_items if model is not None else int(items.max()) + 1 if n else 0)
+    _write_table(_ratings_table(users, items, ratings, ts), out / RATINGS)
+    _write_id_maps(out, n_users, n_items)
+    if probe is not None:
+        probe = np.asarray(probe, dtype=np.int64)
+        _write_table(pa.table({USER_COL: pa.array(users[probe], pa.int32()),
+                               ITEM_COL: pa.array(items[probe], pa.int32())}), out / PROBE)
+    stats = _stats(users, items, ratings, probe)
+    (out / STATS_FILE).write_text(json.dumps(stats, indent=2))
+    if model is not None:
+        write_ground_truth(out / GROUND_TRUTH, model)
+    return out
+
+
+def _ratings_table(users: np.ndarray, items: np.ndarray, ratings: np.ndarray, ts: np.ndarray | None) -> pa.Table:
+    n = len(users)
     ts_arr = (pa.array(np.asarray(ts).astype("datetime64[us]"), type=pa.timestamp("us", tz="UTC"))
               if ts is not None else pa.nulls(n, type=pa.timestamp("us", tz="UTC")))
-    ratings_tbl = pa.table({
+    return pa.table({
         USER_COL: pa.array(users, pa.int32()),
         ITEM_COL: pa.array(items, pa.int32()),
         RATING_COL: pa.array(np.asarray(ratings, dtype=np.float32), pa.float32()),
         TS_COL: ts_arr,
     })
-    _write_table(ratings_tbl, out / RATINGS)
+
+
+def _write_id_maps(out: Path, n_users: int, n_items: int) -> None:
+    """The ``users`` and ``items`` tables (ids ``u<idx>`` / ``i<idx>``, titles ``Item <idx>``)."""
     u_idx = np.arange(n_users, dtype=np.int32)
     i_idx = np.arange(n_items, dtype=np.int32)
     _write_table(pa.table({USER_COL: pa.array(u_idx), USER_ID_COL: pa.array(user_ids(u_idx))}),
@@ -99,22 +117,19 @@ def write_dataset(out: str | os.PathLike, users: np.ndarray, items: np.ndarray, 
         TITLE_COL: pa.array([f"Item {i}" for i in i_idx], pa.string()),
         YEAR_COL: pa.nulls(n_items, pa.int32()),
     }), out / ITEMS)
-    if probe is not None:
-        probe = np.asarray(probe, dtype=np.int64)
-        _write_table(pa.table({USER_COL: pa.array(users[probe], pa.int32()),
-                               ITEM_COL: pa.array(items[probe], pa.int32())}), out / PROBE)
+
+
+def _stats(users: np.ndarray, items: np.ndarray, ratings: np.ndarray, probe: np.ndarray | None) -> dict:
+    """``_stats.json``: counts and the rating histogram."""
+    n = len(users)
     values, counts = np.unique(np.asarray(ratings, dtype=float), return_counts=True)
-    stats = {
+    return {
         "source": "batchml.synth.ratings_tables", "ratings": n,
         "distinct_users": int(len(np.unique(users))), "distinct_items": int(len(np.unique(items))),
         "rating_mean": float(np.mean(ratings)) if n else None,
         "rating_histogram": {f"{v:g}": int(c) for v, c in zip(values, counts)},
         "probe": int(len(probe)) if probe is not None else None,
     }
-    (out / STATS_FILE).write_text(json.dumps(stats, indent=2))
-    if model is not None:
-        write_ground_truth(out / GROUND_TRUTH, model)
-    return out
 
 
 def write_ground_truth(gt: str | os.PathLike, model: RatingModel) -> Path:
