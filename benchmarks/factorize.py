@@ -80,8 +80,8 @@ def fit_timing(spark, cfg, dataset: str, rank: int, reg: float, repeats: int = 3
     """Back-to-back fit times on the same training split, same rank, reg and iterations:
     ALS+bias (biases + ALS on the residuals, one round) against plain MLlib ALS; the best of
     ``repeats`` alternating runs of each."""
-    from batchml.bias import fit_biases, with_bias_residual
-    from batchml.factorize import fit_als, fit_plain_als
+    from batchml.bias import RESIDUAL_COL, fit_biases, with_bias_residual
+    from batchml.factor_fit import fit_als, fit_plain_als
     from batchml.ratings import read_test_split
     from batchml.schema import RATINGS
 
@@ -101,8 +101,8 @@ def fit_timing(spark, cfg, dataset: str, rank: int, reg: float, repeats: int = 3
         t0 = time.perf_counter()
         b = fit_biases(train, reg_user=s.bias_reg_user, reg_item=s.bias_reg_item,
                        sweeps=s.bias_sweeps)
-        resid = with_bias_residual(train, b, col_out="residual")  # as fit_als_biased: not cached
-        uf, itf = fit_als(resid, col_target="residual", **common)
+        resid = with_bias_residual(train, b, col_out=RESIDUAL_COL)  # as fit_als_biased: not cached
+        uf, itf = fit_als(resid, col_target=RESIDUAL_COL, **common)
         best["als_bias"] = min(best["als_bias"], time.perf_counter() - t0)
         uf.unpersist()
         itf.unpersist()

@@ -17,10 +17,13 @@ from pyspark.sql import functions as F, types as T
 from batchml.bias import fit_biases
 from batchml.config import build_config
 from batchml.errors import JobError
-from batchml.factor_model import FactorModel, with_prediction
-from batchml.factorize import aligned_model, overfit_check, run_factorize
-from batchml.model_dir import load_model
-from batchml.ratings import parse_test_spec, split_holdout, split_random, split_temporal
+from batchml.factor_fit import aligned_model, bias_model
+from batchml.factor_model import FactorModel, evaluate, with_prediction
+from batchml.factor_search import overfit_check
+from batchml.factorize import item_cf_metrics, run_factorize
+from batchml.model_dir import load_model, read_meta
+from batchml.holdout_spec import parse_test_spec
+from batchml.ratings import split_holdout, split_random, split_temporal
 from batchml.schema import BIAS_COL, FEATURES_COL, ITEM_COL, RATING_COL, TS_COL, USER_COL
 from batchml.synth.model import draw_dates, draw_ratings, make_model, sample_pairs
 from batchml.synth.ratings_tables import write_dataset
@@ -206,8 +209,6 @@ def _item_cf_reference(train, test, mu, bu, bi, lo=1.0, hi=5.0):
 
 
 def test_item_cf_on_bias_residuals_matches_plain_python(spark):
-    from batchml.factorize import item_cf_metrics
-
     rng = np.random.default_rng(11)
     pairs = zip(rng.integers(0, 12, 90), rng.integers(0, 8, 90))
     rows = sorted({(int(u), int(i)) for u, i in pairs})
@@ -232,8 +233,6 @@ def test_item_cf_on_bias_residuals_matches_plain_python(spark):
 def test_item_cf_on_residuals_beats_biases_when_users_rate_what_they_like(spark):
     """Missing-not-at-random choice (taste): Jaccard neighbours share taste, so averaging u's
     residuals on i's neighbours improves on the bias model; at random choice they would not."""
-    from batchml.factorize import bias_model, evaluate, item_cf_metrics
-
     rng = np.random.default_rng(8)
     model = make_model(500, 200, 3, 0.4, rng, factor_sd=0.8)
     u, i = sample_pairs(30_000, 500, 200, rng, model=model, taste=2.0)
@@ -448,6 +447,13 @@ def test_job_fails_cleanly_without_probe_table(tmp_path):
     assert proc.returncode == 1, proc.stderr[-2000:]
     assert "no probe table" in proc.stderr
     assert not (tmp_path / "model").exists()
+
+
+@pytest.mark.slow
+def test_model_dir_records_its_test_split(factorized):
+    _, out = factorized
+    meta = read_meta(str(out))
+    assert (meta.split_test, meta.split_seed) == ("probe", 42)
 
 
 def test_probe_removed_at_ingest_is_reported(spark, tmp_path):

@@ -16,16 +16,17 @@ joint solution; a few sweeps are enough in practice.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 from batchml.schema import BIAS_COL, COUNT_COL, ITEM_COL, RATING_COL, USER_COL
-from batchml.spark import maybe_broadcast
+from batchml.spark import materialize, maybe_broadcast
 
 LOG = logging.getLogger("batchml.bias")
 
+RESIDUAL_COL = "residual"  # rating − μ − b_u − b_i (:func:`with_bias_residual`)
 _TARGET = "_target"
 
 
@@ -48,13 +49,6 @@ class Biases:
             df.unpersist()
 
 
-def _materialize(df: DataFrame) -> DataFrame:
-    """Compute a small table now and cut its plan, so sweep k's plan does not nest sweeps 1..k-1
-    (it would grow with every sweep).  A local checkpoint computes the table once and keeps it in
-    the executors' block manager."""
-    return df.localCheckpoint(eager=True)
-
-
 def _solve_side(target_df: DataFrame, other_df: DataFrame, n_other: int, *, mu: float, reg: float,
                 col_key: str, col_other: str) -> DataFrame:
     """b_key = Σ(t − μ − b_other) / (reg + n_key); columns ``col_key``, bias, n_ratings.
@@ -72,22 +66,22 @@ def _solve_side(target_df: DataFrame, other_df: DataFrame, n_other: int, *, mu: 
     )
 
 
-def _first_item_side(target_df: DataFrame, *, mu: float | None, reg: float,
+def _first_item_side(target_df: DataFrame, *, reg: float,
                      col_item: str) -> tuple[float, DataFrame, int]:
-    """μ (when not given), the first item biases (user biases 0) and their row count from one
+    """μ, the first item biases (user biases 0) and their row count from one
     aggregation: per item Σt and n, so μ = ΣΣt / Σn and b_i = (Σt − n·μ) / (reg + n)."""
-    sums = _materialize(target_df.groupBy(col_item).agg(F.sum(_TARGET).alias("_s"),
-                                                        F.count(F.lit(1)).alias(COUNT_COL)))
+    sums = materialize(target_df.groupBy(col_item).agg(F.sum(_TARGET).alias("_s"),
+                                                       F.count(F.lit(1)).alias(COUNT_COL)))
     total, n, n_items = sums.agg(F.sum("_s"), F.sum(COUNT_COL), F.count(F.lit(1))).first()
     if not n:
         raise ValueError("cannot fit biases on an empty ratings table")
-    mu = float(total / n if mu is None else mu)
+    mu = float(total / n)
     bias = (F.col("_s") - F.col(COUNT_COL) * F.lit(mu)) / (F.lit(float(reg)) + F.col(COUNT_COL))
     return mu, sums.select(col_item, bias.alias(BIAS_COL), COUNT_COL), int(n_items)
 
 
 def fit_biases(ratings_df: DataFrame, *, reg_user: float, reg_item: float, sweeps: int = 3,
-               tol: float | None = None, mu: float | None = None, col_offset: str | None = None,
+               tol: float | None = None, col_offset: str | None = None,
                col_user: str = USER_COL, col_item: str = ITEM_COL,
                col_rating: str = RATING_COL) -> Biases:
     """Fit μ, b_u, b_i to ``rating − offset`` by alternating regularized updates.
@@ -102,14 +96,13 @@ def fit_biases(ratings_df: DataFrame, *, reg_user: float, reg_item: float, sweep
     sweeps : the most item-then-user sweeps to run.
     tol : stop early once no user bias moved by more than ``tol`` in a sweep (costs one small
         join per sweep); None runs exactly ``sweeps`` sweeps.
-    mu : the global term; None uses the mean of the target.
     col_offset : a column subtracted from the rating before fitting (None: no offset); the
         target is then cached for the sweeps (the offset usually comes from a join).
 
     Returns
     -------
     :class:`Biases` whose tables have columns ``col_user``/``col_item``, ``bias`` double,
-    ``n_ratings`` long (local checkpoints).
+    ``n_ratings`` long (materialized by :func:`batchml.spark.materialize`).
     """
     if sweeps < 1:
         raise ValueError("sweeps must be >= 1")
@@ -120,48 +113,54 @@ def fit_biases(ratings_df: DataFrame, *, reg_user: float, reg_item: float, sweep
     if col_offset is not None:
         target_df = target_df.cache()
     try:
-        mu, item_df, n_items = _first_item_side(target_df, mu=mu, reg=reg_item, col_item=col_item)
-        user_df = None
-        n_users = 0
-        history: list[float] = []
-        done = 0
-        for sweep in range(sweeps):
-            if sweep > 0:
-                new_item = _materialize(_solve_side(target_df, user_df, n_users, mu=mu,
-                                                    reg=reg_item, col_key=col_item,
-                                                    col_other=col_user))
-                item_df.unpersist()
-                item_df = new_item
-            new_user = _materialize(_solve_side(target_df, item_df, n_items, mu=mu,
-                                                reg=reg_user, col_key=col_user,
-                                                col_other=col_item))
-            n_users = new_user.count()
-            done = sweep + 1
-            if tol is not None and user_df is not None:
-                delta = (new_user.alias("n").join(user_df.alias("o"), on=col_user, how="inner")
-                         .agg(F.max(F.abs(F.col(f"n.{BIAS_COL}") - F.col(f"o.{BIAS_COL}"))))
-                         .first()[0]) or 0.0
-                history.append(float(delta))
-                LOG.debug("bias sweep %d: max |delta b_u| = %.3g", done, delta)
-                user_df.unpersist()
-                user_df = new_user
-                if delta <= tol:
-                    break
-            else:
-                if user_df is not None:
-                    user_df.unpersist()
-                user_df = new_user
+        mu, item_df, n_items = _first_item_side(target_df, reg=reg_item, col_item=col_item)
+        biases = _sweep(target_df, Biases(mu=mu, user_bias_df=None, item_bias_df=item_df, sweeps=0,
+                                          reg_user=reg_user, reg_item=reg_item, n_items=n_items),
+                        sweeps=sweeps, tol=tol, col_user=col_user, col_item=col_item)
     finally:
         if col_offset is not None:
             target_df.unpersist()
-    LOG.info("biases: mu=%.4f after %d sweeps (lambda_u=%g, lambda_i=%g)", mu, done, reg_user,
-             reg_item)
-    return Biases(mu=mu, user_bias_df=user_df, item_bias_df=item_df, sweeps=done,
-                  reg_user=reg_user, reg_item=reg_item, history=history, n_users=n_users,
-                  n_items=n_items)
+    LOG.info("biases: mu=%.4f after %d sweeps (lambda_u=%g, lambda_i=%g)", mu, biases.sweeps,
+             reg_user, reg_item)
+    return biases
 
 
-def with_bias_residual(ratings_df: DataFrame, biases: Biases, *, col_out: str = "residual",
+def _max_change(new_df: DataFrame, old_df: DataFrame, col_key: str) -> float:
+    """max |new bias − old bias| over the keys of both tables (0 when they share none)."""
+    return float((new_df.alias("n").join(old_df.alias("o"), on=col_key, how="inner")
+                  .agg(F.max(F.abs(F.col(f"n.{BIAS_COL}") - F.col(f"o.{BIAS_COL}"))))
+                  .first()[0]) or 0.0)
+
+
+def _sweep(target_df: DataFrame, start: Biases, *, sweeps: int, tol: float | None, col_user: str,
+           col_item: str) -> Biases:
+    """Item-then-user sweeps from ``start`` (μ and the first item biases; no user biases yet):
+    the first sweep only solves the users; stops after ``sweeps`` or once the user biases move
+    by at most ``tol``.  Every new table is materialized (computed once, its plan cut) so sweep k's
+    plan does not nest sweeps 1..k-1; each replaced table is unpersisted."""
+    b = start
+    for sweep in range(sweeps):
+        if sweep > 0:
+            new_item = materialize(_solve_side(target_df, b.user_bias_df, b.n_users, mu=b.mu,
+                                               reg=b.reg_item, col_key=col_item, col_other=col_user))
+            b.item_bias_df.unpersist()
+            b = replace(b, item_bias_df=new_item)
+        new_user = materialize(_solve_side(target_df, b.item_bias_df, b.n_items, mu=b.mu,
+                                           reg=b.reg_user, col_key=col_user, col_other=col_item))
+        delta = None
+        if tol is not None and b.user_bias_df is not None:
+            delta = _max_change(new_user, b.user_bias_df, col_user)
+            b.history.append(delta)
+            LOG.debug("bias sweep %d: max |delta b_u| = %.3g", sweep + 1, delta)
+        if b.user_bias_df is not None:
+            b.user_bias_df.unpersist()
+        b = replace(b, user_bias_df=new_user, n_users=new_user.count(), sweeps=sweep + 1)
+        if delta is not None and delta <= tol:
+            break
+    return b
+
+
+def with_bias_residual(ratings_df: DataFrame, biases: Biases, *, col_out: str = RESIDUAL_COL,
                        col_user: str = USER_COL, col_item: str = ITEM_COL,
                        col_rating: str = RATING_COL) -> DataFrame:
     """Add ``col_out`` = rating − μ − b_u − b_i (a missing bias counts as 0).
