@@ -44,7 +44,8 @@ def run(spark, cfg, args) -> int:
 
 
 def main(argv=None) -> int:
-    return run_job(build_parser(), argv, run, app_name="batchml-factorize")
+    return run_job(build_parser(), argv, run, app_name="batchml-factorize",
+                   inputs=("dataset", "ground_truth"), outputs=("output",))
 
 
 if __name__ == "__main__":

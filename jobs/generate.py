@@ -78,7 +78,8 @@ def run(spark, cfg, args) -> int:
 
 
 def main(argv=None) -> int:
-    return run_job(build_parser(), argv, run, app_name="batchml-generate", needs_spark=False)
+    return run_job(build_parser(), argv, run, app_name="batchml-generate", needs_spark=False,
+                   outputs=("output",))
 
 
 if __name__ == "__main__":

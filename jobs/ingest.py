@@ -8,7 +8,8 @@ import json
 import sys
 
 from batchml.cli import Flag, job_parser, run_job
-from batchml.ingest import FORMATS
+from batchml.ingest import ingest
+from batchml.io.readers import FORMATS
 
 FLAGS = (
     Flag("--remove-probe", "ingest.remove_probe",
@@ -25,7 +26,6 @@ def build_parser():
 
 
 def run(spark, cfg, args) -> int:
-    from batchml.ingest import ingest
     result = ingest(spark, cfg, args.format, args.input, args.output)
     s = result.stats
     print(json.dumps({k: s[k] for k in ("ratings", "users", "items", "mean_rating", "rating_histogram",
@@ -35,7 +35,8 @@ def run(spark, cfg, args) -> int:
 
 
 def main(argv=None) -> int:
-    return run_job(build_parser(), argv, run, app_name="batchml-ingest")
+    return run_job(build_parser(), argv, run, app_name="batchml-ingest",
+                   inputs=("input",), outputs=("output",))
 
 
 if __name__ == "__main__":

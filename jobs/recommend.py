@@ -48,7 +48,8 @@ def run(spark, cfg, args) -> int:
 
 
 def main(argv=None) -> int:
-    return run_job(build_parser(), argv, run, app_name="batchml-recommend")
+    return run_job(build_parser(), argv, run, app_name="batchml-recommend",
+                   inputs=("model", "dataset", "users", "fold_in"), outputs=("output",))
 
 
 if __name__ == "__main__":

@@ -50,7 +50,8 @@ def run(spark, cfg, args) -> int:
 
 
 def main(argv=None) -> int:
-    return run_job(build_parser(), argv, run, app_name="batchml-similarity")
+    return run_job(build_parser(), argv, run, app_name="batchml-similarity",
+                   inputs=("dataset",), outputs=("output",))
 
 
 if __name__ == "__main__":

@@ -35,7 +35,8 @@ def run(spark, cfg, args) -> int:
 
 
 def main(argv=None) -> int:
-    return run_job(build_parser(), argv, run, app_name="batchml-tumor-prepare")
+    return run_job(build_parser(), argv, run, app_name="batchml-tumor-prepare",
+                   inputs=("input",), outputs=("output",))
 
 
 if __name__ == "__main__":

@@ -36,7 +36,8 @@ def run(spark, cfg, args) -> int:
 
 
 def main(argv=None) -> int:
-    return run_job(build_parser(), argv, run, app_name="batchml-tumor-train")
+    return run_job(build_parser(), argv, run, app_name="batchml-tumor-train",
+                   inputs=("data",), outputs=("output",))
 
 
 if __name__ == "__main__":

@@ -1,5 +1,6 @@
 import os
 import time
+from pathlib import Path
 
 import pytest
 
@@ -51,3 +52,14 @@ def test_success_removes_stale_siblings_of_killed_runs_only(tmp_path):
         pass
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
         ["out", live.name, other.name])
+
+
+def test_an_existing_file_is_never_swapped_out(tmp_path):
+    from batchml.errors import InputError
+    target = tmp_path / "out"
+    target.write_text("a user's file")
+    with pytest.raises(InputError, match="existing file"):
+        with atomic_dir(str(target)) as tmp:
+            (Path(tmp) / "x").write_text("new")
+    assert target.read_text() == "a user's file"
+    assert [p.name for p in tmp_path.iterdir()] == ["out"]

@@ -11,7 +11,7 @@ from batchml.config import build_config
 from batchml.ingest import ingest
 from batchml.io import amazon as AZ
 from batchml.io import reasons as R
-from batchml.io.delimited import with_lines
+from batchml.io.text import with_lines
 from batchml.io.files import source_name
 from batchml.synth.amazon import write_amazon_json_dump, write_amazon_tsv_dump
 from amazon_reference import parse_json, parse_tsv

@@ -12,7 +12,7 @@ from batchml.config import build_config
 from batchml.ingest import ingest
 from batchml.io import movielens as ML
 from batchml.io import reasons as R
-from batchml.io.delimited import with_lines
+from batchml.io.text import with_lines
 from batchml.synth.movielens import write_movielens_dump
 from movielens_reference import VARIANTS, latest, parse_ratings, parse_titles
 

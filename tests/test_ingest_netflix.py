@@ -121,7 +121,7 @@ def _cfg(**ingest):
 
 def test_ingest_end_to_end_reconciles(spark, dump, tmp_path):
     out = tmp_path / "ds"
-    res = ingest_netflix(spark, _cfg(), str(dump.path), str(out), remove_probe=True)
+    res = ingest_netflix(spark, _cfg(remove_probe=True), str(dump.path), str(out))
     s = json.loads((out / "_stats.json").read_text())
     exp = {}
     for f in dump.files:

@@ -11,7 +11,7 @@ from batchml.config import build_config
 from batchml.ingest import ingest
 from batchml.io import netflix_csv as NC
 from batchml.io import reasons as R
-from batchml.io.delimited import with_lines
+from batchml.io.text import with_lines
 from batchml.synth.netflix_csv import write_netflix_csv_dump
 from movielens_reference import latest
 from netflix_csv_reference import parse_movies, parse_ratings

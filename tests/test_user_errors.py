@@ -69,6 +69,50 @@ def test_missing_input_is_one_error_line(tmp_path, name, args):
     assert not (tmp_path / "o").exists()
 
 
+def _movielens_dump(path: Path) -> Path:
+    from batchml.synth.movielens import write_movielens_dump
+    write_movielens_dump(str(path), 200, seed=1)
+    return path
+
+
+def _snapshot(path: Path) -> dict:
+    return {str(p.relative_to(path)): p.read_bytes() for p in sorted(path.rglob("*")) if p.is_file()}
+
+
+@pytest.mark.parametrize("output", ["{raw}", "{raw}/ds", "{raw}/..", "{raw}/./sub/../"])
+def test_output_over_input_is_refused_and_the_input_kept(tmp_path, output):
+    raw = _movielens_dump(tmp_path / "raw")
+    before = _snapshot(raw)
+    proc = run(job("ingest", "--format", "movielens", "--input", str(raw),
+                   "--output", output.format(raw=raw)))
+    assert_one_error_line(proc, 2, "overlaps --input")
+    assert _snapshot(raw) == before
+
+
+def test_jobs_never_write_over_their_dataset_or_model(tmp_path):
+    ds, model = tmp_path / "ds", tmp_path / "model"
+    for d in (ds, model):
+        d.mkdir()
+        (d / "keep.txt").write_text("mine")
+    cases = [job("factorize", "--dataset", str(ds), "--output", str(ds)),
+             job("similarity", "--dataset", str(ds), "--output", str(ds / "sim")),
+             job("recommend", "--model", str(model), "--dataset", str(ds), "--output", str(model)),
+             job("tumor_train", "--data", str(ds), "--output", str(tmp_path))]
+    for argv in cases:
+        assert_one_error_line(run(argv), 2, "overlaps")
+    assert (ds / "keep.txt").read_text() == (model / "keep.txt").read_text() == "mine"
+
+
+def test_output_that_is_an_existing_file_is_refused_and_kept(tmp_path):
+    raw = _movielens_dump(tmp_path / "raw")
+    target = tmp_path / "notes.txt"
+    target.write_text("do not touch")
+    proc = run(job("ingest", "--format", "movielens", "--input", str(raw), "--output", str(target)))
+    assert_one_error_line(proc, 1, "existing file")
+    assert target.read_text() == "do not touch"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt", "raw"]
+
+
 def test_spark_submit_option_without_value():
     assert_one_error_line(run(["./spark-submit.sh", "--conf"]), 2, "--conf needs a value")
     assert_one_error_line(run(["./spark-submit.sh", "jobs/ingest.py", "--master"]), 2, "--master")

@@ -15,6 +15,7 @@ from typing import Callable, Sequence
 
 from batchml.config import DEFAULT_CONF, Config, load_config
 from batchml.errors import ConfigError, UserError
+from batchml.io.job_paths import check_job_paths
 from batchml.logs import setup_logging
 
 LOG = logging.getLogger("batchml")
@@ -82,10 +83,20 @@ def fail(exc: UserError, app_name: str) -> int:
     return exc.exit_code
 
 
+def _flag_paths(args: argparse.Namespace, dests: Sequence[str]) -> dict[str, str | None]:
+    return {"--" + d.replace("_", "-"): getattr(args, d) for d in dests}
+
+
 def run_job(parser: argparse.ArgumentParser, argv: Sequence[str] | None,
             run: Callable[[object, Config, argparse.Namespace], int | None],
-            app_name: str, needs_spark: bool = True) -> int:
-    """Parse flags, load config, build the session, call ``run(spark, cfg, args)``, stop Spark.
+            app_name: str, needs_spark: bool = True, inputs: Sequence[str] = (),
+            outputs: Sequence[str] = ()) -> int:
+    """Parse flags, load config, check paths, build the session, call ``run(spark, cfg, args)``,
+    stop Spark.
+
+    ``inputs`` / ``outputs`` name the flags (argparse dests) holding the job's input and output
+    paths: before Spark starts, inputs must exist and no output may overlap an input
+    (:func:`batchml.io.job_paths.check_job_paths`).
 
     Returns the process exit code: 0 on success, 2 for bad config or flags, 1 for another user error.
     """
@@ -94,6 +105,7 @@ def run_job(parser: argparse.ArgumentParser, argv: Sequence[str] | None,
     spark = None
     try:
         cfg = load_job_config(args)
+        check_job_paths(_flag_paths(args, inputs), _flag_paths(args, outputs))
         if needs_spark:
             from batchml.spark import build_session
             spark = build_session(cfg.spark, app_name=app_name)

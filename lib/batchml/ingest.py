@@ -1,90 +1,241 @@
 """Ingest: raw dumps -> one canonical dataset dir (ratings, users, items, rejects, [probe,
 qualifying], _stats.json).  Every line read is accounted for: header, accepted, blank or rejected.
 
-Each format's reader (``batchml.io.*``) turns its files into a :class:`ParsedDump` with common
-columns; everything after that is shared: staging, the reject limit, keeping the latest of duplicate
-(user, item) pairs, dense ids, pair tables, statistics.  The dataset is written atomically: a
-temporary sibling is filled (parsed lines are staged there as Parquet first, so the text is parsed
-once) and moved into place only when complete.
+Each format's reader (:mod:`batchml.io.readers`) turns its files into a
+:class:`~batchml.io.parsed.ParsedDump` with common columns; everything after that is shared and runs
+as a short sequence of stages: parse (staging, the reject limit, item metadata), de-duplicate and
+index (keeping the latest of duplicate (user, item) pairs, dense ids), pair tables (Netflix probe and
+qualifying), write tables (in the schemas of :mod:`batchml.schema`), statistics and the reconcile
+check.  The dataset is written atomically: a temporary sibling is filled (parsed lines are staged
+there as Parquet first, so the text is parsed once) and moved into place only when complete.
 """
 from __future__ import annotations
 
-import logging
 import time
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
-from typing import Callable
 
-from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from batchml import schema as S
-from batchml.errors import JobError
 from batchml.config import Config
+from batchml.errors import JobError
 from batchml.indexing import index_ids, keep_latest
 from batchml.io import reasons as R
 from batchml.io.atomic import atomic_dir, remove_tree, write_json
-from batchml.io.delimited import with_lines
 from batchml.io.files import source_name
-from batchml.logs import stage
+from batchml.io.parsed import KIND_DATA, KIND_REJECT, OPTIONAL_RATING_COLS, ParsedDump
+from batchml.io.readers import reader_for
+from batchml.io.tables import conform
+from batchml.io.text import with_lines
+from batchml.logs import Stage, stage
 from batchml.spark import maybe_broadcast
 from batchml.stats import dataset_stats, line_counts, reconcile
 
-LOG = logging.getLogger("batchml.ingest")
-
-KIND_DATA, KIND_REJECT = "data", "reject"
-#: optional per-rating columns a format may provide (Amazon), kept in the ratings table
-OPTIONAL_RATING_COLS = (S.VERIFIED_COL, S.HELPFUL_COL)
+#: the order that picks the latest of duplicate lines: timestamp, then file, then line
+LATEST_ORDER = [S.TS_COL, "source", "line"]
 
 
 @dataclass
-class ParsedDump:
-    """A dump parsed into common columns, before staging.
+class IngestResult:
+    output: str
+    stats: dict
+    timings: dict = field(default_factory=dict)
 
-    ``ratings``: ``source, line, kind, user_id string, item_id string, rating float, ts timestamp,
-    [verified boolean, helpful_votes int,] reason, raw`` (kind: header / data / blank / reject).
-    ``items``: ``source, line, kind, item_id, title, year, reason, raw`` or None.
-    ``pairs``: extra (user, item[, ts]) tables such as Netflix ``probe`` and ``qualifying``, in the
-    ratings columns.
 
-    A reader may give ``block, seq`` (from :func:`batchml.io.text.read_lines`) instead of ``line`` in
-    ``ratings``: the lines are then numbered after staging, from the staged Parquet.  An optional
-    ``title`` column in ``ratings`` (Amazon TSV product titles) names the items when ``items`` is None.
-    ``root`` is the directory that ``source`` names are relative to (default: the input).
-    """
+@dataclass
+class Workspace:
+    """The temporary dataset dir one ingest fills, its staging area, and the stage timings."""
 
-    format: str
+    spark: SparkSession
+    tmp: str
+    timings: dict
+
+    @property
+    def staging(self) -> str:
+        return f"{self.tmp}/_staging"
+
+    def stage(self, name: str) -> AbstractContextManager[Stage]:
+        return stage(name, self.spark, self.timings)
+
+    def staged(self, df: DataFrame, name: str) -> DataFrame:
+        """``df`` written to the staging area and read back (computed once from here on)."""
+        return _write_parquet(df, f"{self.staging}/{name}")
+
+    def table(self, df: DataFrame, name: str, schema: T.StructType,
+              optional: T.StructType | None = None) -> DataFrame:
+        """``df`` conformed to ``schema``, written as the dataset table ``name`` and read back."""
+        return _write_parquet(conform(df, schema, optional), f"{self.tmp}/{name}")
+
+
+@dataclass
+class ParsedLines:
+    """The staged parse of a dump: every line with its kind, and the per-file line accounting."""
+
     ratings: DataFrame
-    items: DataFrame | None = None
-    pairs: dict[str, DataFrame] = field(default_factory=dict)
-    numeric_ids: bool = False
-    info: dict = field(default_factory=dict)
-    root: str | None = None
+    items: DataFrame | None      # title lines, when the dump has a titles file
+    item_rows: DataFrame | None  # item_id, title, year: the latest metadata of each item
+    counts: dict
 
 
-def _readers() -> dict[str, Callable[[SparkSession, str, int], ParsedDump]]:
-    from batchml.io.amazon import parse_amazon_json_dump, parse_amazon_tsv_dump
-    from batchml.io.movielens import parse_movielens_dump
-    from batchml.io.netflix_csv import parse_netflix_csv_dump
-    from batchml.io.netflix_dump import parse_netflix_dump
-    return {"netflix": parse_netflix_dump, "netflix-csv": parse_netflix_csv_dump,
-            "amazon-tsv": parse_amazon_tsv_dump, "amazon-json": parse_amazon_json_dump,
-            "movielens": parse_movielens_dump}
+@dataclass
+class Indexed:
+    """The de-duplicated ratings with dense ids (the users and items tables are written)."""
+
+    latest: DataFrame   # one row per (user_id, item_id), with n_copies
+    users: DataFrame
+    items: DataFrame
+    ratings: DataFrame  # user_idx, item_idx, rating, ts[, verified, helpful_votes]: not written yet
 
 
-FORMATS = ("netflix", "netflix-csv", "amazon-tsv", "amazon-json", "movielens")
+@dataclass
+class PairTables:
+    """The pair tables written (probe, qualifying): their rejects and figures."""
+
+    rejects: list[DataFrame]
+    stats: dict
 
 
-def _stage_parquet(df: DataFrame, path: str) -> DataFrame:
-    df.write.mode("overwrite").parquet(path)
-    return df.sparkSession.read.parquet(path)
+def ingest(spark: SparkSession, cfg: Config, fmt: str, input_dir: str, output: str) -> IngestResult:
+    """Ingest the dump at ``input_dir`` in format ``fmt`` into the dataset dir ``output``.
+
+    ``cfg.ingest`` holds the reject limit, the raw-line length kept in rejects and whether the
+    Netflix probe pairs are removed from the ratings.
+    """
+    t0 = time.perf_counter()
+    settings = cfg.ingest
+    dump = reader_for(fmt)(spark, input_dir, settings.raw_max_chars)
+    name = source_name(dump.root or input_dir)
+    timings: dict = {}
+    with atomic_dir(output) as tmp:
+        ws = Workspace(spark, tmp, timings)
+        parsed = parse_lines(ws, dump, name, settings.max_reject_fraction)
+        indexed = dedupe_and_index(ws, parsed, numeric=dump.numeric_ids)
+        pairs = write_pair_tables(ws, dump, name, indexed, parsed.counts, settings.raw_max_chars)
+        remove_probe = settings.remove_probe and S.PROBE in dump.pairs
+        ratings, removed = without_probe(ws, indexed.ratings) if remove_probe else (indexed.ratings, 0)
+        ratings = write_ratings_and_rejects(ws, ratings, [*parse_rejects(parsed), *pairs.rejects])
+        stats = ingest_stats(ws, dump, input_dir, parsed.counts, indexed, ratings)
+        stats.update({"probe_removed_from_ratings": bool(remove_probe), **pairs.stats})
+        stats["reconcile"] = check_reconciled(parsed.counts, duplicates=stats["duplicates_dropped"],
+                                              removed=removed, ratings_written=stats["ratings"])
+        remove_tree(ws.staging)
+        timings["total"] = round(time.perf_counter() - t0, 3)
+        stats["timings_s"] = timings
+        write_json(f"{tmp}/{S.STATS_FILE}", stats)
+    return IngestResult(output, stats, timings)
 
 
-def _rejects(df: DataFrame) -> DataFrame:
-    return df.where(F.col("kind") == KIND_REJECT).select(
-        "source", F.col("line").cast(T.LongType()).alias("line"), "raw", "reason")
+def ingest_netflix(spark: SparkSession, cfg: Config, input_dir: str, output: str) -> IngestResult:
+    """Ingest a Netflix Prize dump (see :mod:`batchml.io.netflix`)."""
+    return ingest(spark, cfg, "netflix", input_dir, output)
 
 
+# ------------------------------------------------------------------------------------------ stages
+def parse_lines(ws: Workspace, dump: ParsedDump, name: Column, max_reject_fraction: float) -> ParsedLines:
+    """Stage the parsed ratings lines, enforce the reject limit, then stage the item metadata."""
+    with ws.stage("parse ratings files") as st:
+        parsed = ws.staged(dump.ratings.withColumn("source", name), S.RATINGS)
+        if "line" not in parsed.columns:
+            parsed = with_lines(parsed)
+        counts = line_counts(parsed, S.RATINGS)
+        st.set_rows(sum(c["lines"] for c in counts.values()))
+    examples = [r.asDict() for r in rejects_of(parsed).orderBy("source", "line").limit(3).collect()]
+    check_reject_fraction(counts, max_reject_fraction, examples)
+    items_parsed, item_rows = None, None
+    with ws.stage("item metadata") as st:
+        if dump.items is not None:
+            items_parsed = ws.staged(dump.items.withColumn("source", name), S.ITEMS)
+            counts.update(line_counts(items_parsed, S.ITEMS))
+            item_rows = latest_item_metadata(items_parsed)
+            st.set_rows(item_rows.count())
+        elif S.TITLE_COL in parsed.columns:
+            item_rows = latest_review_titles(parsed)
+            st.set_rows(item_rows.count())
+    return ParsedLines(parsed, items_parsed, item_rows, counts)
+
+
+def dedupe_and_index(ws: Workspace, parsed: ParsedLines, *, numeric: bool) -> Indexed:
+    """Keep the latest of duplicate (user, item) lines, give users and items dense ids, write the
+    users and items tables."""
+    extras = [c for c in OPTIONAL_RATING_COLS if c in parsed.ratings.columns]
+    with ws.stage("de-duplicate and index ids") as st:
+        accepted = parsed.ratings.where(F.col("kind") == KIND_DATA)
+        latest = keep_latest(accepted, keys=[S.USER_ID_COL, S.ITEM_ID_COL], order=LATEST_ORDER,
+                             value_cols=[S.RATING_COL, *extras])
+        latest = ws.staged(latest, "latest")
+        users = index_ids(latest, col_id=S.USER_ID_COL, col_idx=S.USER_COL, numeric=numeric)
+        users = ws.table(users, S.USERS, S.USERS_SCHEMA)
+        items = ws.table(items_with_metadata(latest, parsed.item_rows, numeric=numeric), S.ITEMS,
+                         S.ITEMS_SCHEMA)
+        st.set_rows(latest.count())
+    return Indexed(latest, users, items, with_indices(latest, users, items))
+
+
+def write_pair_tables(ws: Workspace, dump: ParsedDump, name: Column, indexed: Indexed, counts: dict,
+                      raw_max: int) -> PairTables:
+    """Write the extra pair tables (Netflix probe and qualifying) by dense ids; pairs naming a user
+    or item not in the ratings become rejects.  Adds the tables' line accounting to ``counts``."""
+    rejects, stats = [], {}
+    for table, pdf in dump.pairs.items():
+        with ws.stage(f"parse {table}") as st:
+            pdf = ws.staged(pdf.withColumn("source", name), table)
+            pairs, unknown = map_pairs(pdf, indexed.users, indexed.items, raw_max)
+            schema = S.PAIRS_SCHEMA
+            if table == S.PROBE:
+                # the probe's ratings are in the training files: keep them with the pairs, so
+                # the probe stays a scorable test set when it is removed from the ratings
+                pairs = pairs.join(indexed.ratings.select(S.USER_COL, S.ITEM_COL, S.RATING_COL),
+                                   on=[S.USER_COL, S.ITEM_COL], how="left")
+                schema = S.PROBE_SCHEMA
+            pairs = ws.table(pairs, table, schema)
+            rejects += [rejects_of(pdf), unknown]
+            stats[table] = {"pairs": st.set_rows(pairs.count()), "unknown": unknown.count()}
+            counts.update(line_counts(pdf, table, extra_rejects=unknown))
+    return PairTables(rejects, stats)
+
+
+def without_probe(ws: Workspace, ratings: DataFrame) -> tuple[DataFrame, int]:
+    """The ratings less the probe pairs (written before), and how many were removed."""
+    probe = maybe_broadcast(ws.spark.read.parquet(f"{ws.tmp}/{S.PROBE}").select(S.USER_COL, S.ITEM_COL))
+    removed = ratings.join(probe, on=[S.USER_COL, S.ITEM_COL], how="left_semi").count()
+    return ratings.join(probe, on=[S.USER_COL, S.ITEM_COL], how="left_anti"), removed
+
+
+def write_ratings_and_rejects(ws: Workspace, ratings: DataFrame, rejects: list[DataFrame]) -> DataFrame:
+    """Write the ratings and rejects tables; returns the ratings as written."""
+    with ws.stage("write ratings") as st:
+        ratings = ws.table(ratings, S.RATINGS, S.RATINGS_SCHEMA, S.RATINGS_OPTIONAL)
+        st.set_rows(ratings.count())
+    with ws.stage("write rejects") as st:
+        union = rejects[0]
+        for r in rejects[1:]:
+            union = union.unionByName(r)
+        st.set_rows(ws.table(union, S.REJECTS, S.REJECTS_SCHEMA).count())
+    return ratings
+
+
+def ingest_stats(ws: Workspace, dump: ParsedDump, input_dir: str, counts: dict, indexed: Indexed,
+                 ratings: DataFrame) -> dict:
+    """The dataset figures of ``_stats.json``, with the per-file line accounting."""
+    with ws.stage("statistics"):
+        stats = dataset_stats(ratings, indexed.users, indexed.items)
+        stats.update({"format": dump.format, **dump.info, "input": input_dir, "files": counts,
+                      "duplicates_dropped": duplicates_dropped(indexed.latest)})
+    return stats
+
+
+def check_reconciled(counts: dict, *, duplicates: int, removed: int, ratings_written: int) -> dict:
+    """The reconcile figures; :class:`JobError` when the counts do not add up (a bug, not bad data)."""
+    figures = reconcile(counts, duplicates=duplicates, removed=removed, ratings_written=ratings_written)
+    if not (figures["all_files_reconcile"] and figures["ratings_reconcile"]):
+        raise JobError(f"internal error: counts do not reconcile: {figures}")
+    return figures
+
+
+# ------------------------------------------------------------------------------------------ checks
 def check_reject_fraction(counts: dict, limit: float, examples: list) -> None:
     """Raise :class:`JobError` when rejected / (accepted + rejected) exceeds ``limit``."""
     accepted = sum(c["accepted"] for c in counts.values())
@@ -104,129 +255,54 @@ def check_reject_fraction(counts: dict, limit: float, examples: list) -> None:
                        f"(ingest.max_reject_fraction). Reasons: {top}. Examples: {ex}")
 
 
-@dataclass
-class IngestResult:
-    output: str
-    stats: dict
-    timings: dict = field(default_factory=dict)
+# -------------------------------------------------------------------------------------- transforms
+def _write_parquet(df: DataFrame, path: str) -> DataFrame:
+    df.write.mode("overwrite").parquet(path)
+    return df.sparkSession.read.parquet(path)
 
 
-def ingest(spark: SparkSession, cfg: Config, fmt: str, input_dir: str, output: str,
-           remove_probe: bool | None = None) -> IngestResult:
-    """Ingest the dump at ``input_dir`` in format ``fmt`` into the dataset dir ``output``."""
-    readers = _readers()
-    if fmt not in readers:
-        raise JobError(f"unknown format {fmt!r} (known: {', '.join(sorted(readers))})")
-    t0 = time.perf_counter()
-    timings: dict = {}
-    remove_probe = cfg.ingest.remove_probe if remove_probe is None else remove_probe
-    dump = readers[fmt](spark, input_dir, cfg.ingest.raw_max_chars)
-    name = source_name(dump.root or input_dir)
-    extras = [c for c in OPTIONAL_RATING_COLS if c in dump.ratings.columns]
-
-    with atomic_dir(output) as tmp:
-        staging = f"{tmp}/_staging"
-        with stage("parse ratings files", spark, timings) as st:
-            parsed = _stage_parquet(dump.ratings.withColumn("source", name), f"{staging}/ratings")
-            if "line" not in parsed.columns:
-                parsed = with_lines(parsed)
-            counts = line_counts(parsed, "ratings")
-            st.set_rows(sum(c["lines"] for c in counts.values()))
-        examples = [r.asDict() for r in _rejects(parsed).orderBy("source", "line").limit(3).collect()]
-        check_reject_fraction(counts, cfg.ingest.max_reject_fraction, examples)
-
-        with stage("item metadata", spark, timings) as st:
-            item_rows = None
-            if dump.items is not None:
-                items_parsed = _stage_parquet(dump.items.withColumn("source", name), f"{staging}/items")
-                counts.update(line_counts(items_parsed, "items"))
-                item_rows = keep_latest(items_parsed.where(F.col("kind") == KIND_DATA),
-                                        keys=["item_id"], order=["source", "line"],
-                                        value_cols=["title", "year"]).select("item_id", "title", "year")
-                st.set_rows(item_rows.count())
-            elif "title" in parsed.columns:
-                item_rows = keep_latest(parsed.where(F.col("kind") == KIND_DATA), keys=["item_id"],
-                                        order=["ts", "source", "line"], value_cols=["title"]).select(
-                    "item_id", "title", F.lit(None).cast(T.IntegerType()).alias("year"))
-                st.set_rows(item_rows.count())
-
-        with stage("de-duplicate and index ids", spark, timings) as st:
-            accepted = parsed.where(F.col("kind") == KIND_DATA)
-            latest = keep_latest(accepted, keys=["user_id", "item_id"], order=["ts", "source", "line"],
-                                 value_cols=["rating", *extras])
-            latest = _stage_parquet(latest, f"{staging}/latest")
-            users = index_ids(latest, col_id="user_id", col_idx=S.USER_COL, numeric=dump.numeric_ids)
-            users = _stage_parquet(users, f"{tmp}/{S.USERS}")
-            item_ids = latest.select("item_id")
-            if item_rows is not None:
-                item_ids = item_ids.unionByName(item_rows.select("item_id"))
-            items = index_ids(item_ids, col_id="item_id", col_idx=S.ITEM_COL, numeric=dump.numeric_ids)
-            if item_rows is not None:
-                items = items.join(item_rows, on="item_id", how="left")
-            else:
-                items = (items.withColumn(S.TITLE_COL, F.lit(None).cast("string"))
-                         .withColumn(S.YEAR_COL, F.lit(None).cast("int")))
-            items = _stage_parquet(items.select(*S.ITEMS_SCHEMA.fieldNames()), f"{tmp}/{S.ITEMS}")
-            st.set_rows(latest.count())
-
-        ratings = with_indices(latest, users, items).select(
-            S.USER_COL, S.ITEM_COL, F.col("rating").cast(T.FloatType()).alias(S.RATING_COL),
-            F.col("ts").alias(S.TS_COL), *extras)
-
-        rejects = [_rejects(parsed)]
-        if dump.items is not None:
-            rejects.append(_rejects(items_parsed))
-        extra_stats = {}
-        for table, pdf in dump.pairs.items():
-            with stage(f"parse {table}", spark, timings) as st:
-                pdf = _stage_parquet(pdf.withColumn("source", name), f"{staging}/{table}")
-                pairs, unknown = map_pairs(pdf, users, items, cfg.ingest.raw_max_chars)
-                if table == S.PROBE:
-                    # the probe's ratings are in the training files: keep them with the pairs, so
-                    # the probe stays a scorable test set when it is removed from the ratings
-                    pairs = pairs.join(ratings.select(S.USER_COL, S.ITEM_COL, S.RATING_COL),
-                                       on=[S.USER_COL, S.ITEM_COL], how="left")
-                pairs = _stage_parquet(pairs, f"{tmp}/{table}")
-                rejects += [_rejects(pdf), unknown]
-                extra_stats[table] = {"pairs": st.set_rows(pairs.count()), "unknown": unknown.count()}
-                counts.update(line_counts(pdf, table, extra_rejects=unknown))
-        removed = 0
-        if remove_probe and S.PROBE in dump.pairs:
-            probe = maybe_broadcast(spark.read.parquet(f"{tmp}/{S.PROBE}").select(S.USER_COL, S.ITEM_COL))
-            removed = ratings.join(probe, on=[S.USER_COL, S.ITEM_COL], how="left_semi").count()
-            ratings = ratings.join(probe, on=[S.USER_COL, S.ITEM_COL], how="left_anti")
-
-        with stage("write ratings", spark, timings) as st:
-            ratings = _stage_parquet(ratings, f"{tmp}/{S.RATINGS}")
-            st.set_rows(ratings.count())
-        with stage("write rejects", spark, timings) as st:
-            union = rejects[0]
-            for r in rejects[1:]:
-                union = union.unionByName(r)
-            st.set_rows(_stage_parquet(union, f"{tmp}/{S.REJECTS}").count())
-
-        with stage("statistics", spark, timings):
-            dup = latest.agg(F.sum(F.col("n_copies") - 1).alias("d")).first()["d"] or 0
-            stats = dataset_stats(ratings, users, items)
-            stats.update({"format": dump.format, **dump.info, "input": input_dir, "files": counts,
-                          "duplicates_dropped": int(dup),
-                          "probe_removed_from_ratings": bool(remove_probe and S.PROBE in dump.pairs),
-                          **extra_stats})
-            stats["reconcile"] = reconcile(counts, duplicates=int(dup), removed=removed,
-                                           ratings_written=stats["ratings"])
-        if not (stats["reconcile"]["all_files_reconcile"] and stats["reconcile"]["ratings_reconcile"]):
-            raise JobError(f"internal error: counts do not reconcile: {stats['reconcile']}")
-        remove_tree(staging)
-        timings["total"] = round(time.perf_counter() - t0, 3)
-        stats["timings_s"] = timings
-        write_json(f"{tmp}/{S.STATS_FILE}", stats)
-    return IngestResult(output, stats, timings)
+def rejects_of(parsed: DataFrame) -> DataFrame:
+    """The reject lines of a parse: ``source, line long, raw, reason``."""
+    return parsed.where(F.col("kind") == KIND_REJECT).select(
+        "source", F.col("line").cast(T.LongType()).alias("line"), "raw", "reason")
 
 
-def ingest_netflix(spark: SparkSession, cfg: Config, input_dir: str, output: str,
-                   remove_probe: bool | None = None) -> IngestResult:
-    """Ingest a Netflix Prize dump (see :mod:`batchml.io.netflix`)."""
-    return ingest(spark, cfg, "netflix", input_dir, output, remove_probe)
+def parse_rejects(parsed: ParsedLines) -> list[DataFrame]:
+    """The reject lines of the ratings and title files."""
+    return [rejects_of(p) for p in (parsed.ratings, parsed.items) if p is not None]
+
+
+def duplicates_dropped(latest: DataFrame) -> int:
+    """Accepted lines dropped for a later line of the same (user, item)."""
+    return int(latest.agg(F.sum(F.col("n_copies") - 1).alias("d")).first()["d"] or 0)
+
+
+def latest_item_metadata(items_parsed: DataFrame) -> DataFrame:
+    """``item_id, title, year`` from the last line naming each item in the titles files."""
+    return keep_latest(items_parsed.where(F.col("kind") == KIND_DATA), keys=[S.ITEM_ID_COL],
+                       order=["source", "line"], value_cols=[S.TITLE_COL, S.YEAR_COL]).select(
+        S.ITEM_ID_COL, S.TITLE_COL, S.YEAR_COL)
+
+
+def latest_review_titles(parsed: DataFrame) -> DataFrame:
+    """``item_id, title, year`` (null) from the latest review of each item (Amazon TSV)."""
+    return keep_latest(parsed.where(F.col("kind") == KIND_DATA), keys=[S.ITEM_ID_COL], order=LATEST_ORDER,
+                       value_cols=[S.TITLE_COL]).select(
+        S.ITEM_ID_COL, S.TITLE_COL, F.lit(None).cast(T.IntegerType()).alias(S.YEAR_COL))
+
+
+def items_with_metadata(latest: DataFrame, item_rows: DataFrame | None, *, numeric: bool) -> DataFrame:
+    """Dense ids of every item rated or described, with its title and year (null when unknown).
+
+    Returns ``item_idx, item_id`` and, from ``item_rows``, ``title, year``."""
+    item_ids = latest.select(S.ITEM_ID_COL)
+    if item_rows is not None:
+        item_ids = item_ids.unionByName(item_rows.select(S.ITEM_ID_COL))
+    items = index_ids(item_ids, col_id=S.ITEM_ID_COL, col_idx=S.ITEM_COL, numeric=numeric)
+    if item_rows is not None:
+        return items.join(item_rows, on=S.ITEM_ID_COL, how="left")
+    return (items.withColumn(S.TITLE_COL, F.lit(None).cast(T.StringType()))
+            .withColumn(S.YEAR_COL, F.lit(None).cast(T.IntegerType())))
 
 
 def with_indices(df: DataFrame, users: DataFrame, items: DataFrame) -> DataFrame:
@@ -248,9 +324,9 @@ def map_pairs(parsed: DataFrame, users: DataFrame, items: DataFrame, raw_max: in
     joined = (data.join(users, on=S.USER_ID_COL, how="left")
               .join(items.select(S.ITEM_ID_COL, S.ITEM_COL), on=S.ITEM_ID_COL, how="left"))
     pairs = joined.where(F.col(S.USER_COL).isNotNull() & F.col(S.ITEM_COL).isNotNull()).select(
-        S.USER_COL, S.ITEM_COL, F.col("ts").alias(S.TS_COL))
-    raw = F.concat_ws(",", F.concat(F.col("item_id"), F.lit(":")), F.col("user_id"),
-                      F.date_format("ts", "yyyy-MM-dd"))
+        S.USER_COL, S.ITEM_COL, S.TS_COL)
+    raw = F.concat_ws(",", F.concat(F.col(S.ITEM_ID_COL), F.lit(":")), F.col(S.USER_ID_COL),
+                      F.date_format(S.TS_COL, "yyyy-MM-dd"))
     unknown = joined.where(F.col(S.USER_COL).isNull() | F.col(S.ITEM_COL).isNull()).select(
         "source", F.col("line").cast(T.LongType()).alias("line"), F.substring(raw, 1, raw_max).alias("raw"),
         F.when(F.col(S.USER_COL).isNull(), F.lit(R.UNKNOWN_USER)).otherwise(F.lit(R.UNKNOWN_ITEM)).alias("reason"))

@@ -33,11 +33,18 @@ OTHER_COL = "other_idx"           # the neighbour in similar_items / similar_use
 SIMILARITY_COL = "similarity"
 CO_COUNT_COL = "co_count"
 
+# The dataset tables as the ingest writes them (batchml.io.tables.conform enforces them).
 RATINGS_SCHEMA = T.StructType([
     T.StructField(USER_COL, T.IntegerType(), False),
     T.StructField(ITEM_COL, T.IntegerType(), False),
     T.StructField(RATING_COL, T.FloatType(), False),
     T.StructField(TS_COL, T.TimestampType(), True),
+])
+
+#: per-rating columns of the Amazon formats, after the RATINGS_SCHEMA ones when a dump has them
+RATINGS_OPTIONAL = T.StructType([
+    T.StructField(VERIFIED_COL, T.BooleanType(), True),
+    T.StructField(HELPFUL_COL, T.IntegerType(), True),
 ])
 
 USERS_SCHEMA = T.StructType([
@@ -64,6 +71,9 @@ PAIRS_SCHEMA = T.StructType([
     T.StructField(ITEM_COL, T.IntegerType(), False),
     T.StructField(TS_COL, T.TimestampType(), True),
 ])
+
+#: the probe pairs keep their ratings from the training files (null when the pair has none)
+PROBE_SCHEMA = T.StructType([*PAIRS_SCHEMA.fields, T.StructField(RATING_COL, T.FloatType(), True)])
 
 # Table (directory) names inside a dataset dir.
 RATINGS = "ratings"

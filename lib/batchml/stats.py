@@ -5,6 +5,7 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 from batchml import schema as S
+from batchml.io.parsed import KIND_BLANK, KIND_DATA, KIND_HEADER
 
 
 def line_counts(parsed: DataFrame, role: str, extra_rejects: DataFrame | None = None) -> dict:
@@ -12,7 +13,7 @@ def line_counts(parsed: DataFrame, role: str, extra_rejects: DataFrame | None = 
 
     ``parsed`` has ``source, kind, reason``.  ``extra_rejects`` (``source, reason``) are data lines
     rejected after parsing (e.g. probe pairs naming an unknown user): they move from accepted to
-    rejected.  ``role`` (ratings, titles, probe, qualifying) is recorded with each file.
+    rejected.  ``role`` (ratings, items, probe, qualifying) is recorded with each file.
     """
     rows = parsed.groupBy("source", "kind", "reason").count().collect()
     out: dict[str, dict] = {}
@@ -21,11 +22,11 @@ def line_counts(parsed: DataFrame, role: str, extra_rejects: DataFrame | None = 
                                          "rejected": 0, "rejected_by_reason": {}})
         n = int(r["count"])
         c["lines"] += n
-        if r["kind"] == "header":
+        if r["kind"] == KIND_HEADER:
             c["headers"] += n
-        elif r["kind"] == "data":
+        elif r["kind"] == KIND_DATA:
             c["accepted"] += n
-        elif r["kind"] == "blank":
+        elif r["kind"] == KIND_BLANK:
             c["blank"] += n
         else:
             c["rejected"] += n
@@ -109,7 +110,7 @@ def rejects_by_reason(counts: dict) -> dict:
 
 def reconcile(counts: dict, *, duplicates: int, removed: int, ratings_written: int) -> dict:
     """Line accounting of every file, and ratings written = accepted - duplicates - removed."""
-    accepted = sum(c["accepted"] for c in counts.values() if c["role"] == "ratings")
+    accepted = sum(c["accepted"] for c in counts.values() if c["role"] == S.RATINGS)
     return {
         "all_files_reconcile": all(c["reconciles"] for c in counts.values()),
         "lines_read": sum(c["lines"] for c in counts.values()),

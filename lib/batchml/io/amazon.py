@@ -35,13 +35,15 @@ from batchml import schema as S
 from batchml.errors import InputError
 from batchml.io import delimited as D
 from batchml.io import reasons as R
+from batchml.io.files import resolve_input
+from batchml.io.parsed import ParsedDump
+from batchml.io.peek import check_head, head_lines, mostly
 
 LOG = logging.getLogger("batchml.ingest")
 
 TSV_COLUMNS = ("marketplace", "customer_id", "review_id", "product_id", "product_parent", "product_title",
                "product_category", "star_rating", "helpful_votes", "total_votes", "vine",
                "verified_purchase", "review_headline", "review_body", "review_date")
-TSV_HEADER = "\t".join(TSV_COLUMNS)
 TSV_FILE = r".*\.tsv(\.gz)?"
 JSON_FILE = r".*\.(json|jsonl)(\.gz)?"
 
@@ -55,11 +57,11 @@ _DATE = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$"
 def check_amazon_tsv_format(paths: Sequence[str]) -> None:
     """Fail fast unless each file has the 15-column tab-separated review layout."""
     def looks_right(lines: list[str]) -> bool:
-        return D.mostly(lines, r"[^\t]*(\t[^\t]*){14}", skip_first_if=r"marketplace\tcustomer_id\t.*")
+        return mostly(lines, r"[^\t]*(\t[^\t]*){14}", skip_first_if=r"marketplace\tcustomer_id\t.*")
 
-    D.check_head(paths, looks_right=looks_right,
-                 what="an Amazon reviews TSV file (expected the header 'marketplace<TAB>customer_id<TAB>"
-                      "review_id<TAB>...' and 15 tab-separated fields per line)")
+    check_head(paths, looks_right=looks_right,
+               what="an Amazon reviews TSV file (expected the header 'marketplace<TAB>customer_id<TAB>"
+                    "review_id<TAB>...' and 15 tab-separated fields per line)")
 
 
 def parse_amazon_tsv(lines_df: DataFrame, raw_max: int = 300) -> DataFrame:
@@ -76,7 +78,7 @@ def parse_amazon_tsv(lines_df: DataFrame, raw_max: int = 300) -> DataFrame:
     """
     # Each step is its own projection so the split and every token are computed once per line
     # (inside a CASE WHEN chain Spark would re-evaluate a repeated expression for each branch).
-    base = [c for c in lines_df.columns]
+    base = list(lines_df.columns)
     fields = lines_df.select(*base, F.split(F.col("value"), "\t", -1).alias("_f"))
 
     def field(name: str) -> Column:
@@ -121,14 +123,13 @@ def read_amazon_tsv(spark: SparkSession, paths: Sequence[str], raw_max: int = 30
     return parse_amazon_tsv(D.read_text_lines(spark, paths), raw_max)
 
 
-def parse_amazon_tsv_dump(spark: SparkSession, root: str, raw_max: int):
+def parse_amazon_tsv_dump(spark: SparkSession, root: str, raw_max: int) -> ParsedDump:
     """Find (directory, file or glob) and parse Amazon review TSV files into a
-    :class:`batchml.ingest.ParsedDump`; product titles come from the latest review of each item."""
-    from batchml.ingest import ParsedDump
-    found = D.resolve_input(root, TSV_FILE)
+    :class:`batchml.io.parsed.ParsedDump`; product titles come from the latest review of each item."""
+    found = resolve_input(root, TSV_FILE)
     if not found.files:
         raise InputError(f"{root} has no Amazon review TSV files (expected *.tsv or *.tsv.gz, e.g. "
-                       "amazon_reviews_us_Books_v1_00.tsv.gz)")
+                         "amazon_reviews_us_Books_v1_00.tsv.gz)")
     check_amazon_tsv_format(found.files)
     LOG.info("Amazon TSV: %d files", len(found.files))
     return ParsedDump(format="amazon-tsv", ratings=read_amazon_tsv(spark, found.files, raw_max),
@@ -149,7 +150,7 @@ def detect_json_schema(path: str) -> str:
 
     Raises :class:`InputError` naming the file when its first lines are not JSON review objects.
     """
-    lines = D.head(path)
+    lines = head_lines(path)
     objs = []
     for line in lines:
         try:
@@ -166,8 +167,8 @@ def detect_json_schema(path: str) -> str:
             return "2018" if keys & set(_2018_ONLY) else "2014"
     first = lines[0][:120] if lines else "<empty file>"
     raise InputError(f"{path} is not an Amazon review JSON-lines file (expected one JSON object per line "
-                   "with reviewerID, asin, overall, unixReviewTime (2014/2018 schema) or user_id, "
-                   f"parent_asin, rating, timestamp (2023 schema)); its first line is {first!r}")
+                     "with reviewerID, asin, overall, unixReviewTime (2014/2018 schema) or user_id, "
+                     f"parent_asin, rating, timestamp (2023 schema)); its first line is {first!r}")
 
 
 def parse_amazon_json(lines_df: DataFrame, schema: str, raw_max: int = 300) -> DataFrame:
@@ -180,54 +181,69 @@ def parse_amazon_json(lines_df: DataFrame, schema: str, raw_max: int = 300) -> D
         raw``.  Reasons: not JSON, missing key field, bad rating (not a number), rating out of range
         (1..5), bad date (time not a non-negative integer).
     """
-    user_k, item_k, rating_k, time_k = SCHEMA_KEYS[schema]
-    # one projection per step: the JSON is parsed once per line, each field extracted once
-    base = [c for c in lines_df.columns]
-    parsed = lines_df.select(*base, F.try_parse_json(F.col("value")).alias("_v"))
-    v = F.col("_v")
+    values = _json_values(lines_df, schema)
+    staged = (values.withColumn("reason", _json_reason())
+              .withColumn("kind", D.kind_of(F.col("reason"), F.col("_blank"), F.lit(False))))
+    return D.ratings_columns(staged, user=F.col("_user"), item=F.col("_item"), rating=F.col("_rating"),
+                             ts=F.col("_ts"), raw_max=raw_max,
+                             extra={S.VERIFIED_COL: F.col("_verified"), S.HELPFUL_COL: F.col("_helpful")})
 
-    def text(key: str) -> Column:
-        return F.try_variant_get(v, f"$.{key}", "string")
 
+def _json_text(v: Column, key: str) -> Column:
+    return F.try_variant_get(v, f"$.{key}", "string")
+
+
+def _json_votes(v: Column, schema: str) -> tuple[Column, Column]:
+    """``(helpful votes int, verified boolean)`` of a parsed review in ``schema``."""
     if schema == "2023":
-        helpful = F.try_variant_get(v, "$.helpful_vote", "int")
-        verified = F.try_variant_get(v, "$.verified_purchase", "boolean")
-    elif schema == "2018":
-        vote = text("vote")
+        return (F.try_variant_get(v, "$.helpful_vote", "int"),
+                F.try_variant_get(v, "$.verified_purchase", "boolean"))
+    if schema == "2018":
+        vote = _json_text(v, "vote")
         helpful = F.coalesce(F.regexp_replace(vote, ",", "").try_cast(T.IntegerType()),
                              F.try_variant_get(v, "$.helpful[0]", "int"), F.when(vote.isNull(), F.lit(0)))
-        verified = F.try_variant_get(v, "$.verified", "boolean")
-    else:
-        helpful = F.try_variant_get(v, "$.helpful[0]", "int")
-        verified = F.lit(None).cast(T.BooleanType())
+        return helpful, F.try_variant_get(v, "$.verified", "boolean")
+    return F.try_variant_get(v, "$.helpful[0]", "int"), F.lit(None).cast(T.BooleanType())
+
+
+def _json_values(lines_df: DataFrame, schema: str) -> DataFrame:
+    """``lines_df`` plus the fields of a review in ``schema``: ``_bad_json``, ``_user``, ``_item``,
+    ``_rtext``, ``_rating`` (double or null), ``_ttok``, ``_helpful``, ``_verified``, ``_ts``, ``_blank``."""
+    user_k, item_k, rating_k, time_k = SCHEMA_KEYS[schema]
+    # one projection per step: the JSON is parsed once per line, each field extracted once
+    base = list(lines_df.columns)
+    parsed = lines_df.select(*base, F.try_parse_json(F.col("value")).alias("_v"))
+    v = F.col("_v")
+    helpful, verified = _json_votes(v, schema)
     tokens = parsed.select(
-        *base, v.isNull().alias("_bad_json"), text(user_k).alias("_user"), text(item_k).alias("_item"),
-        text(rating_k).alias("_rtext"), F.try_variant_get(v, f"$.{rating_k}", "double").alias("_rating"),
-        F.trim(text(time_k)).alias("_ttok"), helpful.alias("_helpful"), verified.alias("_verified"))
+        *base, v.isNull().alias("_bad_json"), _json_text(v, user_k).alias("_user"),
+        _json_text(v, item_k).alias("_item"), _json_text(v, rating_k).alias("_rtext"),
+        F.try_variant_get(v, f"$.{rating_k}", "double").alias("_rating"),
+        F.trim(_json_text(v, time_k)).alias("_ttok"), helpful.alias("_helpful"), verified.alias("_verified"))
     ttok = F.col("_ttok")
     tsec = F.when(ttok.rlike(r"^[0-9]{1,16}$"), ttok.try_cast(T.LongType()))
-    values = tokens.select(
+    return tokens.select(
         *base, "_bad_json", "_user", "_item", "_rtext", "_rating", "_ttok", "_helpful", "_verified",
         (F.timestamp_millis(tsec) if schema == "2023" else F.timestamp_seconds(tsec)).alias("_ts"),
         (F.trim(F.col("value")) == "").alias("_blank"))
-    user, item, rating, ts = F.col("_user"), F.col("_item"), F.col("_rating"), F.col("_ts")
-    is_blank = F.col("_blank")
+
+
+def _json_reason() -> Column:
+    """The reject reason of a line of :func:`_json_values` (null: not a reject), in checking order."""
+    rating = F.col("_rating")
 
     def missing(c: Column) -> Column:
         return c.isNull() | (F.trim(c) == "")
 
-    reason = (
-        F.when(is_blank, F.lit(None))
+    return (
+        F.when(F.col("_blank"), F.lit(None))
         .when(F.col("_bad_json") | ~F.ltrim(F.col("value")).startswith("{"), F.lit(R.NOT_JSON))
-        .when(missing(user) | missing(item) | missing(F.col("_rtext")) | missing(F.col("_ttok")),
-              F.lit(R.MISSING_FIELD))
+        .when(missing(F.col("_user")) | missing(F.col("_item")) | missing(F.col("_rtext"))
+              | missing(F.col("_ttok")), F.lit(R.MISSING_FIELD))
         .when(rating.isNull(), F.lit(R.BAD_RATING))
         .when((rating < 1) | (rating > 5), F.lit(R.RATING_OUT_OF_RANGE))
-        .when(ts.isNull(), F.lit(R.BAD_DATE))
+        .when(F.col("_ts").isNull(), F.lit(R.BAD_DATE))
     )
-    staged = values.withColumn("reason", reason).withColumn("kind", D.kind_of(F.col("reason"), is_blank, F.lit(False)))
-    return D.ratings_columns(staged, user=user, item=item, rating=rating, ts=ts, raw_max=raw_max,
-                             extra={S.VERIFIED_COL: F.col("_verified"), S.HELPFUL_COL: F.col("_helpful")})
 
 
 def read_amazon_json(spark: SparkSession, paths: Sequence[str], raw_max: int = 300,
@@ -246,14 +262,13 @@ def read_amazon_json(spark: SparkSession, paths: Sequence[str], raw_max: int = 3
     return out
 
 
-def parse_amazon_json_dump(spark: SparkSession, root: str, raw_max: int):
+def parse_amazon_json_dump(spark: SparkSession, root: str, raw_max: int) -> ParsedDump:
     """Find (directory, file or glob) and parse McAuley JSON-lines review files into a
-    :class:`batchml.ingest.ParsedDump`."""
-    from batchml.ingest import ParsedDump
-    found = D.resolve_input(root, JSON_FILE)
+    :class:`batchml.io.parsed.ParsedDump`."""
+    found = resolve_input(root, JSON_FILE)
     if not found.files:
         raise InputError(f"{root} has no Amazon review JSON-lines files (expected *.json, *.jsonl, "
-                       "optionally .gz)")
+                         "optionally .gz)")
     schemas = {p: detect_json_schema(p) for p in found.files}
     by_schema: dict[str, int] = {}
     for s in schemas.values():

@@ -17,18 +17,15 @@ from typing import Iterator
 
 from pyarrow import fs as pafs
 
+from batchml.errors import InputError
+
+from batchml.io.files import filesystem
+
 LOG = logging.getLogger("batchml.io")
 
 #: a temporary sibling untouched for this long belongs to a run that died (a day: no job of ours
 #: writes for that long)
 STALE_AFTER_S = 24 * 3600
-
-
-def _filesystem(path: str) -> tuple[pafs.FileSystem, str]:
-    if "://" in path:
-        return pafs.FileSystem.from_uri(path)
-    import os
-    return pafs.LocalFileSystem(), os.path.abspath(path)
 
 
 def _uri(path: str, fs_path: str) -> str:
@@ -40,12 +37,12 @@ def _uri(path: str, fs_path: str) -> str:
 
 
 def exists(path: str) -> bool:
-    fs, p = _filesystem(path)
+    fs, p = filesystem(path)
     return fs.get_file_info(p).type != pafs.FileType.NotFound
 
 
 def remove_tree(path: str) -> None:
-    fs, p = _filesystem(path)
+    fs, p = filesystem(path)
     info = fs.get_file_info(p)
     if info.type == pafs.FileType.Directory:
         fs.delete_dir(p)
@@ -79,7 +76,9 @@ def atomic_dir(path: str) -> Iterator[str]:
 
     On an exception the temporary directory is removed and ``path`` is left as it was.
     """
-    fs, target = _filesystem(path)
+    fs, target = filesystem(path)
+    if fs.get_file_info(target).type == pafs.FileType.File:
+        raise InputError(f"output {path} is an existing file; outputs are directories")
     parent = target.rstrip("/").rsplit("/", 1)[0] or "/"
     name = target.rstrip("/").rsplit("/", 1)[-1]
     token = uuid.uuid4().hex[:10]
@@ -112,12 +111,12 @@ def atomic_dir(path: str) -> Iterator[str]:
 
 def write_json(path: str, obj: dict) -> None:
     """Write a JSON document (pretty, UTF-8) to a local or remote path."""
-    fs, p = _filesystem(path)
+    fs, p = filesystem(path)
     with fs.open_output_stream(p) as out:
         out.write(json.dumps(obj, indent=2, sort_keys=False, default=str).encode("utf-8"))
 
 
 def read_json(path: str) -> dict:
-    fs, p = _filesystem(path)
+    fs, p = filesystem(path)
     with fs.open_input_stream(p) as inp:
         return json.loads(inp.read().decode("utf-8"))

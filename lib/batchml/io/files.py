@@ -1,10 +1,14 @@
-"""Finding input files on any filesystem, peeking at their first lines, naming them in outputs."""
+"""Finding input files on any filesystem pyarrow knows, and naming them in outputs.
+
+An input is a directory (its files are searched), one file, or a glob in the last path component
+(``data/amazon/amazon_reviews_us_*.tsv.gz``); local paths, ``file://``, ``hdfs://``, ``s3://``, ...
+"""
 from __future__ import annotations
 
-import gzip
-import io
+import fnmatch
 import os
 import re
+from dataclasses import dataclass
 from pathlib import PurePosixPath
 
 from pyarrow import fs as pafs
@@ -12,13 +16,27 @@ from pyspark.sql import Column
 from pyspark.sql import functions as F
 
 from batchml.errors import InputError
-from batchml.io.atomic import _filesystem
+
+_GLOB_CHARS = set("*?[")
+
+
+def filesystem(path: str) -> tuple[pafs.FileSystem, str]:
+    """The pyarrow filesystem holding ``path`` and the path on it (absolute for local paths)."""
+    if "://" in path:
+        return pafs.FileSystem.from_uri(path)
+    return pafs.LocalFileSystem(), os.path.abspath(path)
+
+
+def is_file(path: str) -> bool:
+    """True when ``path`` names a file (not a directory) on its filesystem."""
+    fs, p = filesystem(path)
+    return fs.get_file_info(p).type == pafs.FileType.File
 
 
 def list_files(root: str, subdir: str = "", pattern: str | None = None, recursive: bool = False) -> list[str]:
     """Files directly under ``root/subdir`` (or below it, with ``recursive``) whose name fully
     matches the regex ``pattern``, as paths Spark can read, sorted."""
-    fs, base = _filesystem(root)
+    fs, base = filesystem(root)
     info = fs.get_file_info(base)
     if info.type == pafs.FileType.File and not subdir:
         found = [info]
@@ -37,22 +55,45 @@ def uri_of(root: str, path: str) -> str:
     return path
 
 
-def head_lines(path: str, n: int = 50, nbytes: int = 65536, encoding: str = "utf-8") -> list[str]:
-    """The first ``n`` non-blank lines of a (possibly gzipped) file, read from its first bytes."""
-    fs, p = _filesystem(path)
-    with fs.open_input_stream(p, compression=None) as raw:  # we un-gzip ourselves
-        data = raw.read(nbytes if not path.endswith(".gz") else 1 << 20)
-    if path.endswith(".gz"):
-        try:
-            with gzip.GzipFile(fileobj=io.BytesIO(data)) as gz:
-                data = gz.read1(nbytes)
-        except (OSError, EOFError) as exc:
-            raise InputError(f"{path}: not a readable gzip file ({exc})") from None
-    text = data.decode(encoding, errors="replace")
-    parts = text.split("\n")
-    if len(data) >= nbytes and len(parts) > 1:
-        parts = parts[:-1]  # drop a line cut by the read limit
-    return [ln.rstrip("\r") for ln in parts if ln.strip()][:n]
+def require_input(path: str) -> None:
+    """Raise :class:`InputError` unless ``path`` (a directory, a file, or a glob whose directory)
+    exists."""
+    base, name = os.path.split(path.rstrip("/"))
+    where = (base or ".") if _GLOB_CHARS & set(name) else path
+    fs, p = filesystem(where)
+    if fs.get_file_info(p).type == pafs.FileType.NotFound:
+        raise InputError(f"input {where} does not exist")
+
+
+@dataclass
+class InputFiles:
+    """Files matched under an input (a directory, a single file or a glob such as ``dir/*.tsv.gz``).
+
+    ``root`` is the directory that output ``source`` names are relative to.
+    """
+
+    root: str
+    files: list[str]
+
+
+def resolve_input(path: str, pattern: str) -> InputFiles:
+    """Files named by ``path`` whose name fully matches the regex ``pattern``.
+
+    ``path`` may be a directory (its files are searched, not recursively), one file (taken as is),
+    or a glob in the last path component (``data/amazon/amazon_reviews_us_*.tsv.gz``).
+    """
+    base, name = os.path.split(path.rstrip("/"))
+    if _GLOB_CHARS & set(name):
+        rx = fnmatch.translate(name)
+        found = [f for f in list_files(base or ".", pattern=pattern)
+                 if re.fullmatch(rx, f.rstrip("/").rsplit("/", 1)[-1])]
+        return InputFiles(root=base or ".", files=found)
+    return InputFiles(root=path, files=list_files(path, pattern=pattern))
+
+
+def directory_of(root: str) -> str:
+    """``root`` itself, or the directory holding it when it is a file (where metadata files sit)."""
+    return os.path.dirname(root.rstrip("/")) or "." if is_file(root) else root
 
 
 def source_name(root: str) -> Column:

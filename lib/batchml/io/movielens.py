@@ -24,7 +24,9 @@ from pyspark.sql import SparkSession
 
 from batchml.errors import InputError
 from batchml.io import delimited as D
-from batchml.io.files import list_files
+from batchml.io.files import InputFiles, directory_of, list_files, resolve_input
+from batchml.io.parsed import ParsedDump
+from batchml.io.peek import check_head, mostly
 
 LOG = logging.getLogger("batchml.ingest")
 
@@ -58,29 +60,29 @@ VARIANTS = (
 )
 
 
-def discover_movielens(root: str) -> tuple[Variant, D.InputFiles, str | None]:
+def discover_movielens(root: str) -> tuple[Variant, InputFiles, str | None]:
     """The MovieLens variant under ``root``, its ratings files and its titles file (or None)."""
-    hits = [(v, D.resolve_input(root, v.ratings_file)) for v in VARIANTS]
+    hits = [(v, resolve_input(root, v.ratings_file)) for v in VARIANTS]
     hits = [(v, f) for v, f in hits if f.files]
     if not hits:
         raise InputError(f"{root} has no MovieLens ratings file (expected u.data, ratings.dat or "
-                       "ratings.csv, optionally .gz)")
+                         "ratings.csv, optionally .gz)")
     if len(hits) > 1:
         raise InputError(f"{root} holds more than one MovieLens release "
-                       f"({', '.join(f.files[0] for _, f in hits)}): pass one directory per release")
+                         f"({', '.join(f.files[0] for _, f in hits)}): pass one directory per release")
     variant, found = hits[0]
-    titles = list_files(D.directory_of(found.root), pattern=re.escape(variant.titles_file))
+    titles = list_files(directory_of(found.root), pattern=re.escape(variant.titles_file))
     return variant, found, titles[0] if titles else None
 
 
 def check_movielens_format(variant: Variant, paths) -> None:
     """Fail fast unless each ratings file has the variant's line shape."""
     sep = {"\t": "tab", "::": "'::'", ",": "comma"}[variant.sep]
-    D.check_head(paths, looks_right=lambda lines: D.mostly(lines, r"\s*" + variant.line_rx + r"\s*",
-                                                           skip_first_if=variant.header),
-                 what=f"a MovieLens {variant.ratings_file.split('(')[0].replace(chr(92), '')} file "
-                      f"(expected {sep}-separated user, movie, rating, timestamp"
-                      + (f" under the header {variant.header!r})" if variant.header else ")"))
+    check_head(paths, looks_right=lambda lines: mostly(lines, r"\s*" + variant.line_rx + r"\s*",
+                                                       skip_first_if=variant.header),
+               what=f"a MovieLens {variant.ratings_file.split('(')[0].replace(chr(92), '')} file "
+                    f"(expected {sep}-separated user, movie, rating, timestamp"
+                    + (f" under the header {variant.header!r})" if variant.header else ")"))
 
 
 def read_movielens_ratings(spark: SparkSession, variant: Variant, paths, raw_max: int = 300):
@@ -98,9 +100,8 @@ def read_movielens_titles(spark: SparkSession, variant: Variant, path: str, raw_
                                raw_max=raw_max)
 
 
-def parse_movielens_dump(spark: SparkSession, root: str, raw_max: int):
-    """Find and parse a MovieLens dump into a :class:`batchml.ingest.ParsedDump`."""
-    from batchml.ingest import ParsedDump
+def parse_movielens_dump(spark: SparkSession, root: str, raw_max: int) -> ParsedDump:
+    """Find and parse a MovieLens dump into a :class:`batchml.io.parsed.ParsedDump`."""
     variant, found, titles = discover_movielens(root)
     check_movielens_format(variant, found.files)
     LOG.info("MovieLens (%s): ratings %s, titles %s", variant.name, found.files, titles)

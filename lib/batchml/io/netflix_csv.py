@@ -12,7 +12,9 @@ from pyspark.sql import SparkSession
 
 from batchml.errors import InputError
 from batchml.io import delimited as D
-from batchml.io.files import list_files
+from batchml.io.files import directory_of, list_files, resolve_input
+from batchml.io.parsed import ParsedDump
+from batchml.io.peek import check_head, mostly
 
 LOG = logging.getLogger("batchml.ingest")
 
@@ -27,10 +29,10 @@ MOVIE_LINE = r'^\s*([0-9]+)\s*,\s*([0-9]{4}|NULL|)\s*,(.*)$'
 
 def check_netflix_csv_format(paths) -> None:
     """Fail fast unless each file looks like ``User_ID,Rating,Movie_ID`` CSV."""
-    D.check_head(paths, looks_right=lambda lines: D.mostly(lines, r"\s*\d+,\s*\d+,\s*\d+\s*",
-                                                           skip_first_if=RATINGS_HEADER),
-                 what="a Kaggle Netflix ratings CSV (expected the header 'User_ID,Rating,Movie_ID' "
-                      "and 'UserID,Rating,MovieID' lines of integers)")
+    check_head(paths, looks_right=lambda lines: mostly(lines, r"\s*\d+,\s*\d+,\s*\d+\s*",
+                                                       skip_first_if=RATINGS_HEADER),
+               what="a Kaggle Netflix ratings CSV (expected the header 'User_ID,Rating,Movie_ID' "
+                    "and 'UserID,Rating,MovieID' lines of integers)")
 
 
 def read_netflix_csv_ratings(spark: SparkSession, paths, raw_max: int = 300):
@@ -47,15 +49,14 @@ def read_netflix_csv_movies(spark: SparkSession, paths, raw_max: int = 300):
                                unquote=True, year="field", raw_max=raw_max)
 
 
-def parse_netflix_csv_dump(spark: SparkSession, root: str, raw_max: int):
-    """Find and parse a Kaggle Netflix CSV dump into a :class:`batchml.ingest.ParsedDump`."""
-    from batchml.ingest import ParsedDump
-    found = D.resolve_input(root, _RATINGS_FILE)
+def parse_netflix_csv_dump(spark: SparkSession, root: str, raw_max: int) -> ParsedDump:
+    """Find and parse a Kaggle Netflix CSV dump into a :class:`batchml.io.parsed.ParsedDump`."""
+    found = resolve_input(root, _RATINGS_FILE)
     if not found.files:
         raise InputError(f"{root} has no Kaggle Netflix ratings file (expected Netflix_Dataset_Rating.csv, "
-                       "optionally .gz)")
+                         "optionally .gz)")
     check_netflix_csv_format(found.files)
-    movies = list_files(D.directory_of(found.root), pattern=_MOVIES_FILE)
+    movies = list_files(directory_of(found.root), pattern=_MOVIES_FILE)
     LOG.info("Kaggle Netflix CSV: %d ratings files, movies=%s", len(found.files), bool(movies))
     items = read_netflix_csv_movies(spark, movies, raw_max) if movies else None
     return ParsedDump(format="netflix-csv", ratings=read_netflix_csv_ratings(spark, found.files, raw_max),

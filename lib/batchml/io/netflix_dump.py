@@ -1,5 +1,5 @@
 """The Netflix Prize dump as a whole: finding its files and parsing them into the common
-ingest columns (see :class:`batchml.ingest.ParsedDump`)."""
+ingest columns (see :class:`batchml.io.parsed.ParsedDump`)."""
 from __future__ import annotations
 
 import logging
@@ -11,9 +11,12 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
+from batchml import schema as S
 from batchml.errors import InputError
 from batchml.io import netflix as NF
-from batchml.io.files import head_lines, list_files
+from batchml.io.files import list_files
+from batchml.io.parsed import ParsedDump
+from batchml.io.peek import check_head
 
 LOG = logging.getLogger("batchml.ingest")
 
@@ -53,18 +56,22 @@ def discover_netflix(root: str) -> NetflixFiles:
                         qualifying=pick("qualifying.txt"), layout="combined" if combined else "training_set")
 
 
-def check_netflix_format(paths: Sequence[str], max_files: int = 32) -> None:
+_HEADER_LINE = re.compile(r"^\d+:$")
+_DATA_LINE = re.compile(r"^\d+,\d,\d{4}-\d\d-\d\d$")
+
+
+def _looks_like_netflix(lines: list[str]) -> bool:
+    """A movie header among the first 20 lines and at least 80% header or data lines."""
+    lines = [x.strip() for x in lines]
+    good = sum(bool(_HEADER_LINE.match(x) or _DATA_LINE.match(x)) for x in lines)
+    return any(_HEADER_LINE.match(x) for x in lines[:20]) and good >= 0.8 * len(lines)
+
+
+def check_netflix_format(paths: Sequence[str]) -> None:
     """Fail fast when a file is not in the Netflix raw format at all (not merely a few bad lines)."""
-    header, data = re.compile(r"^\d+:$"), re.compile(r"^\d+,\d,\d{4}-\d\d-\d\d$")
-    step = max(1, len(paths) // max_files)
-    for path in list(paths)[::step][:max_files]:
-        lines = [x.strip() for x in head_lines(path)]
-        good = sum(bool(header.match(x) or data.match(x)) for x in lines)
-        if not lines or not any(header.match(x) for x in lines[:20]) or good < 0.8 * len(lines):
-            first = lines[0][:120] if lines else "<empty file>"
-            raise InputError(
-                f"{path} is not a Netflix Prize ratings file: expected 'MovieID:' header lines followed "
-                f"by 'CustomerID,Rating,YYYY-MM-DD' lines; its first line is {first!r}")
+    check_head(paths, looks_right=_looks_like_netflix,
+               what="a Netflix Prize ratings file (expected 'MovieID:' header lines followed by "
+                    "'CustomerID,Rating,YYYY-MM-DD' lines)")
 
 
 def _common(df: DataFrame) -> DataFrame:
@@ -79,9 +86,8 @@ def _common(df: DataFrame) -> DataFrame:
     )
 
 
-def parse_netflix_dump(spark: SparkSession, root: str, raw_max: int):
-    """Parse a Netflix dump into a :class:`batchml.ingest.ParsedDump`."""
-    from batchml.ingest import ParsedDump
+def parse_netflix_dump(spark: SparkSession, root: str, raw_max: int) -> ParsedDump:
+    """Parse a Netflix dump into a :class:`batchml.io.parsed.ParsedDump`."""
     files = discover_netflix(root)
     LOG.info("Netflix dump (%s layout): %d ratings files, titles=%s, probe=%s, qualifying=%s",
              files.layout, len(files.ratings), bool(files.titles), bool(files.probe), bool(files.qualifying))
@@ -93,8 +99,8 @@ def parse_netflix_dump(spark: SparkSession, root: str, raw_max: int):
             "source", "line", "kind", F.col("movie_id").cast("string").alias("item_id"), "title", "year",
             "reason", "raw")
     pairs = {}
-    for name, path, fields in (("probe", files.probe, NF.PROBE_FIELDS),
-                               ("qualifying", files.qualifying, NF.QUALIFYING_FIELDS)):
+    for name, path, fields in ((S.PROBE, files.probe, NF.PROBE_FIELDS),
+                               (S.QUALIFYING, files.qualifying, NF.QUALIFYING_FIELDS)):
         if path:
             pairs[name] = _common(NF.read_netflix_blocks(spark, [path], fields, raw_max))
     return ParsedDump(format="netflix", ratings=ratings, items=items, pairs=pairs, numeric_ids=True,

@@ -84,6 +84,12 @@ def with_line_numbers(lines_df: DataFrame, blocks: list[Block]) -> DataFrame:
     )
 
 
+def with_lines(df: DataFrame) -> DataFrame:
+    """Replace ``block, seq`` by ``line`` (1-based within the file); runs one small job."""
+    blocks = block_summary(df.select("source", "block", "seq"))
+    return with_line_numbers(df, blocks).drop("block", "seq")
+
+
 def truncate_raw(col: Column, max_chars: int) -> Column:
     """A raw line as kept in ``rejects``: at most ``max_chars`` characters."""
     return F.substring(col, 1, max_chars)

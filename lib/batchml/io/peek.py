@@ -1,0 +1,59 @@
+"""Peeking at a file's first lines: the fail-fast format check every dump reader runs before Spark
+reads a whole file (a file in the wrong format at all fails at once, naming it; a few bad lines in a
+right file are rejects, not failures)."""
+from __future__ import annotations
+
+import gzip
+import io
+import re
+from typing import Callable, Sequence
+
+from batchml.errors import InputError
+from batchml.io.files import filesystem
+
+
+def head_lines(path: str, n: int = 50, nbytes: int = 65536, encoding: str = "utf-8") -> list[str]:
+    """The first ``n`` non-blank lines of a plain or gzip file, read from its first bytes.
+
+    The stream is opened with ``compression=None`` and un-gzipped here: pyarrow would otherwise
+    decompress ``.gz`` on its own and the gzip check would see plain text.
+    """
+    fs, p = filesystem(path)
+    gz = path.endswith(".gz")
+    with fs.open_input_stream(p, compression=None) as raw:
+        data = raw.read(1 << 20 if gz else nbytes)
+    if gz:
+        try:
+            with gzip.GzipFile(fileobj=io.BytesIO(data)) as stream:
+                data = stream.read1(nbytes)
+        except (OSError, EOFError) as exc:
+            raise InputError(f"{path}: not a readable gzip file ({exc})") from None
+    parts = data.decode(encoding, errors="replace").split("\n")
+    if len(data) >= nbytes and len(parts) > 1:
+        parts = parts[:-1]  # drop a line cut by the read limit
+    return [ln.rstrip("\r") for ln in parts if ln.strip()][:n]
+
+
+def check_head(paths: Sequence[str], *, looks_right: Callable[[list[str]], bool], what: str,
+               max_files: int = 32, encoding: str = "utf-8") -> None:
+    """Fail fast when a file is not in the declared format at all (not merely a few bad lines).
+
+    ``looks_right`` gets the first non-blank lines of a file; ``what`` describes the expected format
+    in the error message, which names the file and quotes its first line.
+    """
+    step = max(1, len(paths) // max_files)
+    for path in list(paths)[::step][:max_files]:
+        lines = head_lines(path, encoding=encoding)
+        if not lines or not looks_right(lines):
+            first = lines[0][:120] if lines else "<empty file>"
+            raise InputError(f"{path} is not {what}; its first line is {first!r}")
+
+
+def mostly(lines: list[str], rx: str, skip_first_if: str | None = None, share: float = 0.8) -> bool:
+    """True when at least ``share`` of ``lines`` fully match ``rx`` (the first line may be a header
+    matching ``skip_first_if``)."""
+    if skip_first_if is not None and lines and re.fullmatch(skip_first_if, lines[0].strip()):
+        lines = lines[1:]
+    if not lines:
+        return True
+    return sum(bool(re.fullmatch(rx, x)) for x in lines) >= share * len(lines)
