@@ -6,13 +6,16 @@
 #
 # Local mode (default, --master local[*]): the job runs in one JVM with this checkout's .venv.
 # Cluster mode (--master spark://...|yarn|k8s://...): lib/batchml is zipped to dist/batchml.zip and
-# shipped with --py-files; third-party packages travel as a venv-pack archive (make dist-env makes
-# dist/batchml-env.tar.gz) with --archives ...#environment and spark.pyspark.python=./environment/bin/python.
-# Without that archive, executors use $PYSPARK_PYTHON (default: this .venv's python), which suits
-# nodes that share this path (a single machine, or a shared mount).
+# shipped with --py-files; the Python environment travels as a venv-pack archive made by
+# `make dist-env` (dist/batchml-tumor-env.tar.gz for jobs/tumor_*.py, dist/batchml-env.tar.gz for
+# the others, which carries no TensorFlow) with --archives ARCHIVE#environment, and executors run
+# ./environment/bin/python. A missing archive is an error. With --deploy-mode cluster the driver
+# runs on a node too and uses ./environment/bin/python as well.
 #
 # Environment: BATCHML_PYTHON (driver python), BATCHML_MASTER (default master),
-# BATCHML_DRIVER_MEMORY (default 6g), BATCHML_ENV_ARCHIVE (venv-pack archive for cluster mode).
+# BATCHML_DRIVER_MEMORY (default 6g), BATCHML_ENV_ARCHIVE (another archive, or `none`: ship none,
+# executors run $PYSPARK_PYTHON, default this .venv's python: for nodes that share this path or an
+# image that holds the environment).
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 py="${BATCHML_PYTHON:-$here/.venv/bin/python}"
@@ -20,12 +23,13 @@ py="${BATCHML_PYTHON:-$here/.venv/bin/python}"
 pyspark_home="$("$py" -c 'import os, pyspark; print(os.path.dirname(pyspark.__file__))')"
 submit="$pyspark_home/bin/spark-submit"
 
-usage() { sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,18p' "$0" | sed 's/^# \{0,1\}//'; }
 die() { echo "error: spark-submit.sh: $*" >&2; exit 2; }
 # value OPTION ARGS...: fail with one error line when OPTION has no value after it
 value() { [ $# -ge 2 ] && [ -n "$2" ] || die "$1 needs a value"; }
 
 master="${BATCHML_MASTER:-local[*]}"
+deploy_mode=client
 driver_memory="${BATCHML_DRIVER_MEMORY:-6g}"
 opts=()
 job=""
@@ -37,6 +41,8 @@ while [ $# -gt 0 ]; do
       --master) value "$@"; master="$2"; shift 2 ;;
       --master=*) master="${1#--master=}"; shift ;;
       --driver-memory) value "$@"; driver_memory="$2"; shift 2 ;;
+      --deploy-mode) value "$@"; deploy_mode="$2"; opts+=("$1" "$2"); shift 2 ;;
+      --deploy-mode=*) deploy_mode="${1#--deploy-mode=}"; opts+=("$1"); shift ;;
       --verbose|--supervise|-v) opts+=("$1"); shift ;;
       --*=*) opts+=("$1"); shift ;;
       --*) value "$@"; opts+=("$1" "$2"); shift 2 ;;
@@ -57,14 +63,47 @@ if [ -z "$job" ]; then
 fi
 [ -f "$job" ] || die "job file '$job' does not exist"
 
+# pick_archive: the environment archive for this job (BATCHML_ENV_ARCHIVE, else by job family)
+pick_archive() {
+  if [ -n "${BATCHML_ENV_ARCHIVE:-}" ]; then
+    archive="$BATCHML_ENV_ARCHIVE"
+  else
+    case "$(basename "$job")" in
+      tumor_*) archive="$here/dist/batchml-tumor-env.tar.gz" ;;
+      *) archive="$here/dist/batchml-env.tar.gz" ;;
+    esac
+  fi
+  [ "$archive" = none ] && return 0
+  [ -f "$archive" ] || die "environment archive '$archive' does not exist: run 'make dist-env' (or set BATCHML_ENV_ARCHIVE=none where every node sees $PYSPARK_PYTHON)"
+  if [ -z "${BATCHML_ENV_ARCHIVE:-}" ] && [ "$archive" -ot "$here/pyproject.toml" ]; then
+    echo "warning: spark-submit.sh: $archive is older than pyproject.toml: run 'make dist-env'" >&2
+  fi
+}
+
+# zip_lib: lib/batchml -> dist/batchml.zip (the job code, shipped with --py-files)
+zip_lib() {
+  mkdir -p "$here/dist"
+  "$py" - "$here/lib" "$here/dist/batchml.zip" <<'PY'
+import os, sys, zipfile
+src, out = sys.argv[1], sys.argv[2]
+tmp = f"{out}.tmp{os.getpid()}"
+with zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as z:
+    for d, dirs, files in os.walk(os.path.join(src, "batchml")):
+        dirs[:] = [x for x in dirs if x != "__pycache__"]
+        for f in files:
+            if f.endswith(".py"):
+                p = os.path.join(d, f)
+                z.write(p, os.path.relpath(p, src))
+os.replace(tmp, out)
+PY
+}
+
 export BATCHML_HOME="$here"
 export TF_CPP_MIN_LOG_LEVEL="${TF_CPP_MIN_LOG_LEVEL:-2}"   # TensorFlow's C++ start-up chatter
 export PYSPARK_PYTHON="${PYSPARK_PYTHON:-$py}"
-export PYSPARK_DRIVER_PYTHON="$py"
 log4j_uri="file:${here// /%20}/conf/log4j2.properties"   # a URI: a space in the path is %20
+driver_java_opts="-Dlog4j2.configurationFile=$log4j_uri -Duser.timezone=UTC"
 args=(--master "$master" --driver-memory "$driver_memory"
-      --conf "spark.pyspark.driver.python=$py"
-      --conf "spark.driver.extraJavaOptions=-Dlog4j2.configurationFile=$log4j_uri -Duser.timezone=UTC"
       --conf "spark.executor.extraJavaOptions=-Duser.timezone=UTC"
       --conf "spark.executorEnv.TF_CPP_MIN_LOG_LEVEL=$TF_CPP_MIN_LOG_LEVEL")
 
@@ -73,28 +112,27 @@ case "$master" in
     export SPARK_LOCAL_IP="${SPARK_LOCAL_IP:-127.0.0.1}"
     ;;
   *)
-    mkdir -p "$here/dist"
-    "$py" - "$here/lib" "$here/dist/batchml.zip" <<'PY'
-import os, sys, zipfile
-src, out = sys.argv[1], sys.argv[2]
-with zipfile.ZipFile(out + ".tmp", "w", zipfile.ZIP_DEFLATED) as z:
-    for d, dirs, files in os.walk(os.path.join(src, "batchml")):
-        dirs[:] = [x for x in dirs if x != "__pycache__"]
-        for f in files:
-            if f.endswith(".py"):
-                p = os.path.join(d, f)
-                z.write(p, os.path.relpath(p, src))
-os.replace(out + ".tmp", out)
-PY
+    pick_archive
+    zip_lib
     args+=(--py-files "$here/dist/batchml.zip")
-    archive="${BATCHML_ENV_ARCHIVE:-}"
-    [ -z "$archive" ] && [ -f "$here/dist/batchml-env.tar.gz" ] && archive="$here/dist/batchml-env.tar.gz"
-    if [ -n "$archive" ]; then
-      args+=(--archives "$archive#environment" --conf spark.pyspark.python=./environment/bin/python)
+    if [ "$archive" = none ]; then
+      node_python="$PYSPARK_PYTHON"
     else
-      args+=(--conf "spark.pyspark.python=$PYSPARK_PYTHON")
+      node_python=./environment/bin/python
+      args+=(--archives "$archive#environment")
+    fi
+    args+=(--conf "spark.pyspark.python=$node_python")
+    if [ "$deploy_mode" = cluster ]; then
+      # the driver runs on a node: its Python is the nodes' one, and this checkout's log4j file
+      # is not there
+      py="$node_python"
+      driver_java_opts="-Duser.timezone=UTC"
+      export PYSPARK_PYTHON="$node_python"
     fi
     ;;
 esac
+export PYSPARK_DRIVER_PYTHON="$py"
+args+=(--conf "spark.pyspark.driver.python=$py"
+       --conf "spark.driver.extraJavaOptions=$driver_java_opts")
 
 exec "$submit" "${args[@]}" "${opts[@]}" "$job" "${job_args[@]}"

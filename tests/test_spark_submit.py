@@ -1,13 +1,12 @@
-"""End to end through ./spark-submit.sh: local mode, and a standalone cluster on loopback."""
+"""End to end through ./spark-submit.sh in local mode, and its refusals (the standalone cluster run is
+in test_cluster.py)."""
 from __future__ import annotations
 
 import json
 import os
-import socket
+import shutil
 import subprocess
 import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import pytest
@@ -16,12 +15,6 @@ from batchml.synth.netflix import write_netflix_dump
 
 ROOT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.slow
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _env(tmp_path: Path) -> dict:
@@ -58,55 +51,28 @@ def test_bad_flag_exits_nonzero(tmp_path):
     assert proc.returncode == 2 and "spark.nope" in proc.stdout + proc.stderr
 
 
-def _wait(url: str, pred, timeout: float = 90) -> dict:
-    deadline = time.time() + timeout
-    last = None
-    while time.time() < deadline:
-        try:
-            with urllib.request.urlopen(url, timeout=5) as r:
-                last = json.loads(r.read())
-                if pred(last):
-                    return last
-        except OSError:
-            pass
-        time.sleep(1)
-    raise TimeoutError(f"{url} not ready: {last}")
+def _refusal(proc) -> str:
+    lines = proc.stderr.strip().splitlines()
+    assert proc.returncode == 2 and len(lines) == 1 and lines[0].startswith("error: "), proc.stderr
+    return lines[0]
 
 
-def test_standalone_cluster_on_loopback(raw, tmp_path):
-    import pyspark
-    spark_class = Path(pyspark.__file__).parent / "bin" / "spark-class"
-    port, ui = _free_port(), _free_port()
-    env = _env(tmp_path)
-    (tmp_path / "work").mkdir()
-    master = subprocess.Popen([str(spark_class), "org.apache.spark.deploy.master.Master", "--host", "127.0.0.1",
-                               "--port", str(port), "--webui-port", str(ui)], env=env,
-                              stdout=open(tmp_path / "master.log", "w"), stderr=subprocess.STDOUT)
-    worker = None
-    try:
-        _wait(f"http://127.0.0.1:{ui}/json/", lambda j: j.get("status") == "ALIVE")
-        worker = subprocess.Popen([str(spark_class), "org.apache.spark.deploy.worker.Worker",
-                                   f"spark://127.0.0.1:{port}", "--host", "127.0.0.1", "--cores", "2",
-                                   "--memory", "2g", "--webui-port", str(_free_port()),
-                                   "--work-dir", str(tmp_path / "work")], env=env,
-                                  stdout=open(tmp_path / "worker.log", "w"), stderr=subprocess.STDOUT)
-        _wait(f"http://127.0.0.1:{ui}/json/", lambda j: j.get("aliveworkers", 0) >= 1)
-        out = tmp_path / "ds"
-        proc = subprocess.run(["./spark-submit.sh", "--master", f"spark://127.0.0.1:{port}",
-                               "--conf", "spark.executor.memory=1g",
-                               *_ingest_args(raw.path, out, tmp_path)],
-                              cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
-        assert proc.returncode == 0, (proc.stdout + proc.stderr)[-3000:]
-        assert (ROOT / "dist" / "batchml.zip").is_file()
-        stats = json.loads((out / "_stats.json").read_text())
-        assert stats["ratings"] == raw.n_ratings and stats["reconcile"]["all_files_reconcile"]
-        apps = _wait(f"http://127.0.0.1:{ui}/json/", lambda j: j.get("completedapps"))["completedapps"]
-        assert any(a["name"] == "batchml-ingest" for a in apps), "the job ran on the standalone cluster"
-    finally:
-        for p in (worker, master):
-            if p is not None:
-                p.terminate()
-                try:
-                    p.wait(timeout=30)
-                except subprocess.TimeoutExpired:
-                    p.kill()
+def test_cluster_mode_refuses_a_missing_environment_archive(tmp_path):
+    env = _env(tmp_path) | {"BATCHML_ENV_ARCHIVE": str(tmp_path / "gone.tar.gz")}
+    proc = subprocess.run(["./spark-submit.sh", "--master", "spark://127.0.0.1:1", "jobs/ingest.py", "--format",
+                           "netflix", "--input", "x", "--output", str(tmp_path / "o")],
+                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+    assert "gone.tar.gz" in _refusal(proc)
+
+
+@pytest.mark.parametrize("job, archive", [("jobs/ingest.py", "batchml-env.tar.gz"),
+                                          ("jobs/tumor_train.py", "batchml-tumor-env.tar.gz")])
+def test_cluster_mode_needs_the_job_familys_archive(tmp_path, job, archive):
+    """A checkout without dist/ (here: a copy of the script beside no archives) refuses to submit."""
+    script = tmp_path / "spark-submit.sh"
+    shutil.copy2(ROOT / "spark-submit.sh", script)
+    env = {k: v for k, v in _env(tmp_path).items() if k != "BATCHML_ENV_ARCHIVE"}
+    proc = subprocess.run([str(script), "--master", "yarn", job, "--output", str(tmp_path / "o")],
+                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+    line = _refusal(proc)
+    assert f"dist/{archive}" in line and "make dist-env" in line
