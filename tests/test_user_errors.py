@@ -113,6 +113,13 @@ def test_output_that_is_an_existing_file_is_refused_and_kept(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt", "raw"]
 
 
+@pytest.mark.parametrize("uri", ["s3a://bucket/ds", "s3://bucket/ds", "gs://bucket/ds"])
+def test_output_on_an_object_store_is_refused(tmp_path, uri):
+    raw = _movielens_dump(tmp_path / "raw")
+    proc = run(job("ingest", "--format", "movielens", "--input", str(raw), "--output", uri))
+    assert_one_error_line(proc, 2, "not supported")
+
+
 def test_spark_submit_option_without_value():
     assert_one_error_line(run(["./spark-submit.sh", "--conf"]), 2, "--conf needs a value")
     assert_one_error_line(run(["./spark-submit.sh", "jobs/ingest.py", "--master"]), 2, "--master")

@@ -6,6 +6,11 @@ Spark starts, every input must exist, and no output may be an input, lie inside 
 (the atomic swap would move the input aside and delete it); an output that is an existing *file*
 is refused too (outputs are directories).  Paths are compared after resolving ``..``, symlinks
 and, for URIs, the scheme and host.
+
+Outputs go where a directory rename is atomic: local paths, ``file://``, a shared mount, and HDFS
+(``hdfs://``, ``viewfs://``).  Object stores (``s3://``, ``s3a://``, ``gs://``, ``abfs://``, ...) have no
+atomic directory rename, so an output there is refused: write to HDFS or a shared path and copy.
+Inputs may be on any filesystem Spark and pyarrow read.
 """
 from __future__ import annotations
 
@@ -19,6 +24,16 @@ from batchml.errors import ConfigError, InputError
 from batchml.io.files import filesystem, require_input
 
 _GLOB_CHARS = set("*?[")
+#: URI schemes where an output directory can be swapped into place atomically
+ATOMIC_OUTPUT_SCHEMES = ("file", "hdfs", "viewfs")
+
+
+def check_output_filesystem(flag: str, path: str) -> None:
+    """Raise :class:`ConfigError` when ``path`` is on a filesystem without atomic directory renames."""
+    scheme = urlsplit(path).scheme.lower() if "://" in path else "file"
+    if scheme not in ATOMIC_OUTPUT_SCHEMES:
+        raise ConfigError(f"{flag} {path}: outputs on {scheme}:// are not supported (no atomic directory "
+                          "rename there); write to hdfs:// or a local/shared path and copy the result")
 
 
 def canonical(path: str) -> str:
@@ -48,6 +63,7 @@ def check_job_paths(inputs: Mapping[str, str | None], outputs: Mapping[str, str 
         except InputError:
             raise InputError(f"{flag} {path} does not exist") from None
     for out_flag, out in ((f, p) for f, p in outputs.items() if p):
+        check_output_filesystem(out_flag, out)
         fs, p = filesystem(out)
         if fs.get_file_info(p).type == pafs.FileType.File:
             raise InputError(f"{out_flag} {out} is an existing file; outputs are directories")
