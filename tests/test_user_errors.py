@@ -120,6 +120,11 @@ def test_output_on_an_object_store_is_refused(tmp_path, uri):
     assert_one_error_line(proc, 2, "not supported")
 
 
+def test_tumor_model_dir_must_be_a_path_workers_write(tmp_path):
+    proc = run(job("tumor_train", "--data", str(tmp_path), "--output", "hdfs:///models/tumor"))
+    assert_one_error_line(proc, 2, "local or shared-mount path")
+
+
 def test_spark_submit_option_without_value():
     assert_one_error_line(run(["./spark-submit.sh", "--conf"]), 2, "--conf needs a value")
     assert_one_error_line(run(["./spark-submit.sh", "jobs/ingest.py", "--master"]), 2, "--master")

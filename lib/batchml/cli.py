@@ -90,13 +90,14 @@ def _flag_paths(args: argparse.Namespace, dests: Sequence[str]) -> dict[str, str
 def run_job(parser: argparse.ArgumentParser, argv: Sequence[str] | None,
             run: Callable[[object, Config, argparse.Namespace], int | None],
             app_name: str, needs_spark: bool = True, inputs: Sequence[str] = (),
-            outputs: Sequence[str] = ()) -> int:
+            outputs: Sequence[str] = (), local_outputs: Sequence[str] = ()) -> int:
     """Parse flags, load config, check paths, build the session, call ``run(spark, cfg, args)``,
     stop Spark.
 
     ``inputs`` / ``outputs`` name the flags (argparse dests) holding the job's input and output
     paths: before Spark starts, inputs must exist and no output may overlap an input
-    (:func:`batchml.io.job_paths.check_job_paths`).
+    (:func:`batchml.io.job_paths.check_job_paths`); ``local_outputs`` are outputs that must be local
+    or shared-mount paths.
 
     Returns the process exit code: 0 on success, 2 for bad config or flags, 1 for another user error.
     """
@@ -105,7 +106,8 @@ def run_job(parser: argparse.ArgumentParser, argv: Sequence[str] | None,
     spark = None
     try:
         cfg = load_job_config(args)
-        check_job_paths(_flag_paths(args, inputs), _flag_paths(args, outputs))
+        check_job_paths(_flag_paths(args, inputs), _flag_paths(args, outputs),
+                        _flag_paths(args, local_outputs))
         if needs_spark:
             from batchml.spark import build_session
             spark = build_session(cfg.spark, app_name=app_name)

@@ -53,9 +53,23 @@ def _nested(a: str, b: str) -> bool:
     return a == b or a.startswith(b.rstrip("/") + "/") or b.startswith(a.rstrip("/") + "/")
 
 
-def check_job_paths(inputs: Mapping[str, str | None], outputs: Mapping[str, str | None]) -> None:
+def check_local_output(flag: str, path: str) -> None:
+    """Raise :class:`ConfigError` unless ``path`` is a local (or shared-mount) path: for outputs that
+    processes write with plain file operations (the tumor job's TensorFlow workers)."""
+    if "://" in path and not path.startswith("file://"):
+        raise ConfigError(f"{flag} {path}: must be a local or shared-mount path that every worker sees "
+                          "(TensorFlow workers write it directly)")
+
+
+def check_job_paths(inputs: Mapping[str, str | None], outputs: Mapping[str, str | None],
+                    local_outputs: Mapping[str, str | None] = {}) -> None:
     """Raise :class:`InputError` for a missing input or an output that is an existing file, and
-    :class:`ConfigError` for an output equal to, inside or around an input (names are the flags)."""
+    :class:`ConfigError` for an output equal to, inside or around an input, or on a filesystem it
+    cannot be written to (names are the flags).  ``local_outputs`` are outputs that must also be
+    local paths (:func:`check_local_output`)."""
+    for flag, path in ((f, p) for f, p in local_outputs.items() if p):
+        check_local_output(flag, path)
+    outputs = {**outputs, **local_outputs}
     given_in = {flag: p for flag, p in inputs.items() if p}
     for flag, path in given_in.items():
         try:
