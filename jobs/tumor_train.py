@@ -37,7 +37,7 @@ def run(spark, cfg, args) -> int:
 
 def main(argv=None) -> int:
     return run_job(build_parser(), argv, run, app_name="batchml-tumor-train",
-                   inputs=("data",), outputs=("output",))
+                   inputs=("data",), local_outputs=("output",))
 
 
 if __name__ == "__main__":
