@@ -16,7 +16,7 @@ venv: $(STAMP)
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[dev,cluster,tumor]'
+	$(PY) -m pip install --quiet -e '.[dev,cluster,tumor,web,notebooks]'
 	touch $(STAMP)
 
 demo: $(STAMP)

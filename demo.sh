@@ -63,4 +63,15 @@ $PY -m batchml.synth.images "$D/raw/tumor" --n 150
 ./spark-submit.sh jobs/tumor_train.py --data "$D/tumor_shards" --output "$D/tumor_model" --workers 2 \
   --epochs 8 --batch-size 16 --set tumor.architecture=small --log-level WARNING
 
+banner "8. notebooks: the figures of every job (PNG under $D/figures)"
+mkdir -p "$D/figures"
+for nb in notebooks/[0-9]*.py; do
+  log="$D/figures/$(basename "$nb" .py).log"
+  DATASET="$D/netflix" SIMILARITY="$D/similarity" MODEL="$D/model" RECS="$D/recommend" \
+    TUMOR="$D/tumor_model" FIGURES="$D/figures" $PY "$nb" > "$log"
+  grep -E '^(wrote|note:)' "$log" || true
+done
+
 banner "done: outputs under $D"
+echo "browse them (search, similar titles, a user's list, fold-in; Ctrl-C to stop):"
+echo "  $PY -m batchml.web --dataset $D/netflix --model $D/model --similar $D/similarity --recs $D/recommend --host 127.0.0.1 --port 8050"

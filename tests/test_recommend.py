@@ -3,6 +3,7 @@ fold-in, and the job end to end on a generated dataset."""
 from __future__ import annotations
 
 import json
+import tracemalloc
 
 import numpy as np
 import pandas as pd
@@ -20,9 +21,10 @@ from batchml.recommend.evaluation import evaluation_split
 from batchml.recommend.foldin import fold_in, read_fold_in_csv
 from batchml.recommend.item_lookup import ItemLookup
 from batchml.recommend.job import run_recommend
-from batchml.recommend.popular import popular_items, popular_items_pandas
-from batchml.recommend.scoring import (ItemArrays, model_item_arrays, recommend_for_vector,
-                                       top_n_per_user, uniform_hash)
+from batchml.recommend.popular import item_totals, popular_items, popular_items_streamed
+from batchml.recommend.scoring import (ItemArrays, block_size_for, model_item_arrays,
+                                       recommend_for_vector, score_block, top_n_per_user,
+                                       uniform_hash)
 from batchml.schema import ITEM_COL, RATING_COL, USER_COL
 from batchml.synth.model import draw_ratings, make_model, sample_pairs
 from batchml.synth.ratings_tables import write_dataset
@@ -144,6 +146,32 @@ def test_no_users_no_rows(spark, small):
                           partitions=1).count() == 0
 
 
+def test_block_size_from_the_memory_budget():
+    # 1,024 users x 3M items at 24 bytes a score would be ~74 GB: the budget caps the block
+    assert block_size_for(3_000_000, max_users=1024, memory_mb=512) == 7
+    assert block_size_for(17_770, max_users=1024, memory_mb=512) == 1024     # Netflix: unchanged
+    assert block_size_for(17_770, max_users=4096, memory_mb=512) == 1258
+    assert block_size_for(50_000_000, max_users=1024, memory_mb=1) == 1      # never below one user
+    assert block_size_for(0, max_users=8, memory_mb=1) == 8
+
+
+def test_scoring_block_stays_within_its_memory_budget():
+    """The measured peak of one block (tracemalloc sees numpy's buffers) fits the budget."""
+    rng = np.random.default_rng(1)
+    m, rank, budget_mb = 20_000, 8, 4
+    items = ItemArrays(idx=np.arange(m, dtype=np.int32), offset=rng.normal(3.5, 0.3, m),
+                       factors=rng.normal(0, 0.5, (m, rank)).astype(np.float32))
+    b = block_size_for(m, max_users=10_000, memory_mb=budget_mb)
+    assert 1 < b < 10_000
+    none = np.empty(0, np.int64)
+    for factors, seed in ((rng.normal(0, 0.5, (b, rank)).astype(np.float32), None), (None, 7)):
+        tracemalloc.start()
+        score_block(items, np.arange(b), np.zeros(b), factors, none, none, 10, seed)
+        peak = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+        assert peak <= budget_mb * 2 ** 20
+
+
 # ---------------------------------------------------------------------------------- popular
 def test_popular_shrunk_mean_beats_two_five_star_ratings(spark):
     rows = [(u, 0, 5.0) for u in range(2)]                               # 2 ratings, mean 5.0
@@ -173,8 +201,9 @@ def test_popular_min_ratings_bias_rank_and_empty(spark):
     assert popular_items(df.limit(0), prior_strength=5.0).count() == 0
 
 
-def test_popular_spark_and_pandas_lists_agree(spark):
-    """The job (Spark) and the query (pandas) share one formula and one order."""
+def test_popular_spark_and_streamed_lists_agree(spark):
+    """The job (Spark) and the query (record batches streamed into numpy) share one formula and
+    one order."""
     rng = np.random.default_rng(2)
     items = rng.integers(0, 40, 600)
     rows = [(int(u), int(i), float(r)) for u, (i, r) in enumerate(zip(items, rng.integers(1, 6, 600)))]
@@ -183,7 +212,9 @@ def test_popular_spark_and_pandas_lists_agree(spark):
     df = spark.createDataFrame(pdf)
     mu = float(pdf[RATING_COL].astype(np.float64).mean())
     want = popular_items(df, prior_strength=10.0, min_ratings=2).toPandas().sort_values("rank")
-    got = popular_items_pandas(pdf, prior_strength=10.0, mu=mu, min_ratings=2)
+    batches = pa.Table.from_pandas(pdf, preserve_index=False).to_batches(max_chunksize=64)
+    got = popular_items_streamed(item_totals(reversed(batches)), prior_strength=10.0, mu=mu,
+                                 min_ratings=2)
     assert got[ITEM_COL].tolist() == want[ITEM_COL].tolist()
     np.testing.assert_allclose(got["shrunk_mean"], want["shrunk_mean"], rtol=1e-12)
     assert got["n_ratings"].tolist() == want["n_ratings"].tolist()

@@ -216,8 +216,11 @@ class RecommendSettings:
         default=0.1, metadata=_check(lambda v: v > 0, "a number > 0 (times the number of ratings, as ALS)"))
     # fold-in ridge on b_u
     fold_in_bias_reg: float = field(default=10.0, metadata=_check(lambda v: v >= 0, "a number >= 0"))
-    # users scored per numpy matrix product
+    # users scored per numpy matrix product (at most: see score_memory_mb)
     user_block_size: int = field(default=1024, metadata=_check(lambda v: v >= 1, "an integer >= 1"))
+    # memory one scoring task may use for a block's score matrices: the block shrinks to
+    # score_memory_mb / (items x bytes per score) users when the catalogue is large
+    score_memory_mb: int = field(default=512, metadata=_check(lambda v: v >= 1, "an integer >= 1 (MiB)"))
     # random baseline
     seed: int = 42
     # ranking metrics on the held-out test rows

@@ -10,8 +10,10 @@ scale); the ``score`` column holds it too.
 
 Modules
 -------
-:mod:`~batchml.recommend.scoring`      candidate item arrays and the blocked top-N scorer (Spark and one user)
-:mod:`~batchml.recommend.popular`      the popular list: shrunk mean and bias rankings (Spark and pandas)
+:mod:`~batchml.recommend.scoring`      candidate item arrays, the blocked top-N scorer (Spark and one user)
+                                       and the block size from the memory budget
+:mod:`~batchml.recommend.popular`      the popular list: shrunk mean and bias rankings (Spark, and streamed
+                                       record batches for the query and web page)
 :mod:`~batchml.recommend.item_lookup`  items by source id or title, with "did you mean" suggestions
 :mod:`~batchml.recommend.foldin`       a new user's ratings file and the fold-in ridge regression
 :mod:`~batchml.recommend.evaluation`   ranking metrics of the model, popular and random lists on held-out rows

@@ -12,6 +12,7 @@ from __future__ import annotations
 import csv
 import math
 from dataclasses import dataclass
+from typing import Iterable
 
 import numpy as np
 
@@ -75,6 +76,45 @@ def _parse_rating(raw: str) -> float | None:
     return rating if math.isfinite(rating) else None
 
 
+def _match(lookup: ItemLookup, key_col: str, key: str, raw: str,
+           rating_range: tuple[float, float] | None) -> tuple[list[int], float, str | None]:
+    """(items of ``key``, rating, None) or ([], nan, what is wrong)."""
+    rating = _parse_rating(raw)
+    if rating is None:
+        return [], math.nan, f"rating {raw!r} is not a number"
+    if rating_range is not None and not rating_range[0] <= rating <= rating_range[1]:
+        return [], math.nan, f"rating {raw} is outside {rating_range[0]:g}..{rating_range[1]:g}"
+    hits = _find(lookup, key_col, key)
+    return hits, rating, None if hits else lookup.not_found_message(key, KEY_NAMES[key_col])
+
+
+def _as_arrays(found: dict[int, float]) -> tuple[np.ndarray, np.ndarray]:
+    idx = np.array(sorted(found), dtype=np.int64)
+    return idx, np.array([found[i] for i in idx], dtype=np.float64)
+
+
+def match_ratings(entries: Iterable[tuple[str, str, str]], lookup: ItemLookup, *,
+                  key_col: str = ITEM_KEY,
+                  rating_range: tuple[float, float] | None = None) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """Items and ratings of ``(where, key, raw rating)`` entries: ``key`` a source id or title (as
+    ``key_col`` says), ``raw`` a number (within ``rating_range`` when given).
+
+    Returns
+    -------
+    (item_idx int array, rating float array, problems): an item listed twice keeps its last
+    rating; ``problems`` has one ``"where: what"`` line per unusable entry (unknown items come with
+    "did you mean" suggestions).
+    """
+    found: dict[int, float] = {}
+    problems = []
+    for where, key, raw in entries:
+        hits, rating, problem = _match(lookup, key_col, key, raw, rating_range)
+        if problem:
+            problems.append(f"{where}: {problem}")
+        found.update((h, rating) for h in hits)
+    return (*_as_arrays(found), problems)
+
+
 def read_fold_in_csv(path: str, lookup: ItemLookup) -> tuple[np.ndarray, np.ndarray]:
     """Read a new user's ratings: a CSV with a header naming ``rating`` and one of ``item_id``,
     ``title`` or ``item`` (a source id or a title).  Titles with commas must be quoted.
@@ -96,19 +136,13 @@ def read_fold_in_csv(path: str, lookup: ItemLookup) -> tuple[np.ndarray, np.ndar
             problems.append(f"line {line_no}: expected {len(rows[0])} fields, got {row!r} "
                             "(quote titles that contain commas)")
             continue
-        key, raw = row[ki].strip(), row[ri].strip()
-        rating = _parse_rating(raw)
-        if rating is None:
-            problems.append(f"line {line_no}: rating {raw!r} is not a number")
-            continue
-        hits = _find(lookup, key_col, key)
-        if not hits:
-            problems.append(f"line {line_no}: " + lookup.not_found_message(key, KEY_NAMES[key_col]))
+        hits, rating, problem = _match(lookup, key_col, row[ki].strip(), row[ri].strip(), None)
+        if problem:
+            problems.append(f"line {line_no}: {problem}")
         found.update((h, rating) for h in hits)
     if problems:
         raise InputError(f"fold-in file {path!r}:\n  " + "\n  ".join(problems))
-    idx = np.array(sorted(found), dtype=np.int64)
-    return idx, np.array([found[i] for i in idx], dtype=np.float64)
+    return _as_arrays(found)
 
 
 # ---------------------------------------------------------------------------------- the solve

@@ -25,7 +25,8 @@ from batchml.recommend.evaluation import evaluate_lists, evaluation_split
 from batchml.recommend.foldin import fold_in, read_fold_in_csv
 from batchml.recommend.item_lookup import ItemLookup
 from batchml.recommend.popular import item_rating_stats, popular_items
-from batchml.recommend.scoring import ItemArrays, model_item_arrays, recommend_for_vector, top_n_per_user
+from batchml.recommend.scoring import (ItemArrays, block_size_for, model_item_arrays, recommend_for_vector,
+                                       top_n_per_user)
 from batchml.schema import (BIAS_COL, COUNT_COL, FEATURES_COL, ITEM_COL, ITEM_ID_COL, ITEMS, MEAN_COL,
                             METRICS_FILE, POPULAR, RANK_COL, RATING_COL, RATINGS, RECOMMENDATIONS,
                             RECOMMENDATIONS_READABLE, SCORE_COL, SHRUNK_COL, TITLE_COL, USER_COL,
@@ -34,7 +35,7 @@ from batchml.schema import (BIAS_COL, COUNT_COL, FEATURES_COL, ITEM_COL, ITEM_ID
 LOG = logging.getLogger(__name__)
 
 REPORTED_SETTINGS = ("top_n", "min_ratings", "prior_strength", "relevance_threshold", "fold_in_reg",
-                     "fold_in_bias_reg", "user_block_size", "seed")
+                     "fold_in_bias_reg", "user_block_size", "score_memory_mb", "seed")
 USERS_PER_TASK = 50_000
 
 
@@ -61,6 +62,7 @@ class _Items:
     stats: DataFrame         # item_rating_stats of the ratings; cached
     candidates: ItemArrays   # trained items with at least min_ratings ratings
     trained: ItemArrays      # every item with model parameters (fold-in)
+    block_size: int          # users per scoring block, within the memory budget
 
 
 # ------------------------------------------------------------------------------------ stages
@@ -89,10 +91,12 @@ def candidate_items(run: _Run, inp: _Inputs) -> _Items:
                                        min_ratings=run.s.min_ratings)
         trained = model_item_arrays(items_pdf, mu=meta.mu, gamma=meta.gamma, rank=meta.rank)
         st.set_rows(len(candidates))
-        st.info.update(trained=len(trained), catalog=len(items_pdf))
         if len(candidates) == 0:
             raise JobError(f"no item has model parameters and >= {run.s.min_ratings} ratings")
-    return _Items(stats, candidates, trained)
+        block = block_size_for(len(candidates), max_users=run.s.user_block_size,
+                               memory_mb=run.s.score_memory_mb)
+        st.info.update(trained=len(trained), catalog=len(items_pdf), block_size=block)
+    return _Items(stats, candidates, trained, block)
 
 
 def select_users(run: _Run, inp: _Inputs, users_file: str | None) -> tuple[DataFrame, int, list | None]:
@@ -121,7 +125,7 @@ def write_top_n(run: _Run, users_df: DataFrame, items: _Items, inp: _Inputs, *, 
     """Write ``recommendations``; return it as read back, and its row count."""
     with stage("top_n", run.spark, run.timings) as st:
         recs = top_n_per_user(users_df, items.candidates, n=run.s.top_n, seen_df=inp.ratings,
-                              block_size=run.s.user_block_size, partitions=partitions)
+                              block_size=items.block_size, partitions=partitions)
         recs.write.parquet(f"{tmp}/{RECOMMENDATIONS}")
         written = run.spark.read.parquet(f"{tmp}/{RECOMMENDATIONS}")
         n_rows = st.set_rows(written.count())
@@ -150,8 +154,9 @@ def write_popular(run: _Run, inp: _Inputs, *, tmp: str) -> list[dict]:
                                 how="left")
                    .select(*popular.columns, ITEM_ID_COL, TITLE_COL).orderBy(RANK_COL))
         popular.write.parquet(f"{tmp}/{POPULAR}")
-        popular_pdf = run.spark.read.parquet(f"{tmp}/{POPULAR}").toPandas()
-        st.set_rows(len(popular_pdf))
+        written = run.spark.read.parquet(f"{tmp}/{POPULAR}")
+        st.set_rows(written.count())
+        popular_pdf = written.where(F.col(RANK_COL) <= s.top_n).orderBy(RANK_COL).toPandas()
     return [{"rank": int(r[RANK_COL]), "title": r[TITLE_COL], "n_ratings": int(r[COUNT_COL]),
              "mean_rating": round(float(r[MEAN_COL]), 3), "shrunk_mean": round(float(r[SHRUNK_COL]), 3)}
             for _, r in popular_pdf.head(s.top_n).iterrows()]

@@ -9,15 +9,19 @@ pseudo-ratings, so two 5-star ratings do not beat ten thousand ratings averaging
 item bias b_i gives a second ranking (``bias_rank``).
 
 The formula (:func:`shrunk_mean`) and both orders (:func:`shrunk_order`, :func:`bias_order`) are
-written once here and used by the Spark job (:func:`popular_items`) and the terminal query
-(:func:`popular_items_pandas`, :func:`items_by_bias_pandas`) alike.
+written once here and used by the Spark job (:func:`popular_items`) and the terminal query and
+web page (:func:`popular_items_streamed`, :func:`items_by_bias_pandas`) alike.  The streamed list
+reads the ratings as Arrow record batches and keeps per-item counts and sums in numpy arrays
+indexed by the dense item index: O(items) memory, whatever the number of ratings.
 """
 from __future__ import annotations
 
-from typing import Sequence, TypeVar
+from dataclasses import dataclass
+from typing import Iterable, Sequence, TypeVar
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
@@ -113,24 +117,61 @@ def popular_item_arrays(popular_pdf: pd.DataFrame, *, col_item: str = ITEM_COL) 
                       offset=pdf[SHRUNK_COL].to_numpy(np.float64), factors=None)
 
 
-# ------------------------------------------------------------------------------------ pandas
-def popular_items_pandas(ratings_pdf: pd.DataFrame, *, prior_strength: float, mu: float,
-                         min_ratings: int = 0, col_item: str = ITEM_COL,
-                         col_rating: str = RATING_COL) -> pd.DataFrame:
-    """:func:`popular_items` of a small ratings table without Spark (no bias columns).
+# ------------------------------------------------------------------------ streamed (no Spark)
+@dataclass(frozen=True)
+class ItemTotals:
+    """Per-item rating counts and sums indexed by the dense item index, and the global mean."""
+
+    count: np.ndarray   # int64 (max item index + 1,)
+    total: np.ndarray   # float64, same shape
+
+    @property
+    def n_ratings(self) -> int:
+        return int(self.count.sum())
+
+    @property
+    def mu(self) -> float:
+        """The mean of every rating (0 without ratings)."""
+        n = self.n_ratings
+        return float(self.total.sum()) / n if n else 0.0
+
+
+def _grow(arr: np.ndarray, size: int) -> np.ndarray:
+    return arr if len(arr) >= size else np.concatenate([arr, np.zeros(size - len(arr), arr.dtype)])
+
+
+def item_totals(batches: Iterable[pa.RecordBatch], *, col_item: str = ITEM_COL,
+                col_rating: str = RATING_COL) -> ItemTotals:
+    """Accumulate :class:`ItemTotals` over record batches holding ``col_item`` (dense, >= 0) and
+    ``col_rating``; memory is O(items), not O(ratings)."""
+    count, total = np.zeros(0, np.int64), np.zeros(0, np.float64)
+    for batch in batches:
+        items = batch.column(col_item).to_numpy(zero_copy_only=False).astype(np.int64)
+        if not len(items):
+            continue
+        ratings = batch.column(col_rating).to_numpy(zero_copy_only=False).astype(np.float64)
+        size = int(items.max()) + 1
+        count, total = _grow(count, size), _grow(total, size)
+        count[:size] += np.bincount(items, minlength=size)
+        total[:size] += np.bincount(items, weights=ratings, minlength=size)
+    return ItemTotals(count=count, total=total)
+
+
+def popular_items_streamed(totals: ItemTotals, *, prior_strength: float, mu: float | None = None,
+                           min_ratings: int = 0, col_item: str = ITEM_COL) -> pd.DataFrame:
+    """:func:`popular_items` of :func:`item_totals` without Spark (no bias columns).
 
     Returns
     -------
     pandas DataFrame ``col_item``, ``n_ratings``, ``mean_rating``, ``shrunk_mean`` in popular-list
-    order.
+    order (items with no rating, or fewer than ``min_ratings``, left out).
     """
-    ratings = ratings_pdf.astype({col_rating: np.float64})
-    stats = (ratings.groupby(col_item)[col_rating].agg(["count", "mean"]).reset_index()
-             .rename(columns={"count": COUNT_COL, "mean": MEAN_COL}))
-    if min_ratings > 0:
-        stats = stats[stats[COUNT_COL] >= min_ratings]
-    stats = stats.assign(**{SHRUNK_COL: shrunk_mean(stats[COUNT_COL], stats[MEAN_COL], mu=mu,
-                                                    prior_strength=prior_strength)})
+    rated = np.flatnonzero(totals.count >= max(1, min_ratings))
+    n = totals.count[rated]
+    stats = pd.DataFrame({col_item: rated.astype(np.int64), COUNT_COL: n,
+                          MEAN_COL: totals.total[rated] / n})
+    stats[SHRUNK_COL] = shrunk_mean(stats[COUNT_COL], stats[MEAN_COL],
+                                    mu=totals.mu if mu is None else mu, prior_strength=prior_strength)
     return _sort_pandas(stats, shrunk_order(col_item))
 
 

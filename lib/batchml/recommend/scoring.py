@@ -4,8 +4,9 @@ Top-N (:func:`top_n_per_user`) never builds the users × items pair table: users
 bias, factors and the list of items they have rated; ``mapInArrow`` scores them in blocks of
 ``block_size`` users with one numpy matrix product against the candidate items (collected once to
 the driver and broadcast: 17,770 × rank floats for the Netflix catalog), masks the rated items and
-keeps the best N with ``argpartition``.  Memory per task is about 3 × block_size × n_items × 4
-bytes (scores and partition indices).  The same block scorer gives the popular-list and random
+keeps the best N with ``argpartition``.  Memory per task is about block_size × n_items ×
+:data:`SCORE_BYTES` × :data:`WORKING_COPIES` bytes, so the block is sized from a memory budget
+(:func:`block_size_for`): a catalogue of millions of items gets blocks of a few users.  The same block scorer gives the popular-list and random
 baselines of the ranking evaluation (no factor term; the item score is the shrunk mean, or a
 seeded hash of (user, item)).  The score is the one of :mod:`batchml.recommend`.
 """
@@ -90,6 +91,19 @@ def model_item_arrays(items_pdf: pd.DataFrame, *, mu: float, gamma: float, rank:
 
 
 # ------------------------------------------------------------------------------- block scoring
+SCORE_BYTES = 4        # a float32 score per (user, item) of the block
+WORKING_COPIES = 6     # peak of score_block in score-sized arrays (measured: 3 for the model's
+                       # scores + int64 argpartition indices, 6 for the random list's 64-bit hash)
+
+
+def block_size_for(n_items: int, *, max_users: int, memory_mb: float) -> int:
+    """Users per scoring block: ``max_users``, fewer when a block's score matrices would exceed
+    ``memory_mb`` MiB (n_items × :data:`SCORE_BYTES` × :data:`WORKING_COPIES` bytes per user);
+    at least 1."""
+    per_user = max(1, int(n_items)) * SCORE_BYTES * WORKING_COPIES
+    return max(1, min(int(max_users), int(memory_mb * 2 ** 20) // per_user))
+
+
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
 
 
