@@ -27,11 +27,12 @@ from batchml.io import reasons as R
 from batchml.io.atomic import atomic_dir, remove_tree, write_json
 from batchml.io.files import source_name
 from batchml.io.parsed import KIND_DATA, KIND_REJECT, OPTIONAL_RATING_COLS, ParsedDump
+from batchml.io.read_failures import input_read_errors
 from batchml.io.readers import reader_for
 from batchml.io.tables import conform
 from batchml.io.text import with_lines
 from batchml.logs import Stage, stage
-from batchml.spark import maybe_broadcast
+from batchml.spark import fault_point, maybe_broadcast
 from batchml.stats import dataset_stats, line_counts, reconcile
 
 #: the order that picks the latest of duplicate lines: timestamp, then file, then line
@@ -62,7 +63,7 @@ class Workspace:
 
     def staged(self, df: DataFrame, name: str) -> DataFrame:
         """``df`` written to the staging area and read back (computed once from here on)."""
-        return _write_parquet(df, f"{self.staging}/{name}")
+        return _write_parquet(fault_point(df, "ingest"), f"{self.staging}/{name}")
 
     def table(self, df: DataFrame, name: str, schema: T.StructType,
               optional: T.StructType | None = None) -> DataFrame:
@@ -106,10 +107,11 @@ def ingest(spark: SparkSession, cfg: Config, fmt: str, input_dir: str, output: s
     """
     t0 = time.perf_counter()
     settings = cfg.ingest
-    dump = reader_for(fmt)(spark, input_dir, settings.raw_max_chars)
+    with input_read_errors():
+        dump = reader_for(fmt)(spark, input_dir, settings.raw_max_chars)
     name = source_name(dump.root or input_dir)
     timings: dict = {}
-    with atomic_dir(output) as tmp:
+    with atomic_dir(output) as tmp, input_read_errors(internal=tmp):
         ws = Workspace(spark, tmp, timings)
         parsed = parse_lines(ws, dump, name, settings.max_reject_fraction)
         indexed = dedupe_and_index(ws, parsed, numeric=dump.numeric_ids)

@@ -3,7 +3,10 @@ from __future__ import annotations
 
 import os
 import sys
+from functools import partial
+from typing import Iterator
 
+from pyspark import TaskContext
 from pyspark.sql import DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 
@@ -13,6 +16,12 @@ from batchml.config import SparkSettings
 #: rows × values-per-row is at most this (3M narrow rows: Netflix's 480k users fit, Amazon's tens
 #: of millions do not; rank-50 factors: ~170k rows), so the big side is not shuffled.
 BROADCAST_MAX_VALUES = 9_000_000
+
+#: Test-only fault injection (tests/test_faults_retry.py): a Spark conf key naming fault points
+#: (comma-separated, or ``*`` for all).  At a named :func:`fault_point` the first attempt of every
+#: even-numbered task fails, so a run with ``spark.task.maxFailures`` > 1 (``local[N,F]``) must
+#: retry them; its output must equal a clean run's.  Unset (always, outside the tests): no-op.
+FAULT_CONF = "spark.batchml.test.failFirstAttempt"
 
 
 def launched_by_spark_submit() -> bool:
@@ -64,10 +73,27 @@ def maybe_broadcast(df: DataFrame, *, values_per_row: int = 3, n_rows: int | Non
     return F.broadcast(df) if n * max(1, values_per_row) <= BROADCAST_MAX_VALUES else df
 
 
+def fault_point(df: DataFrame, name: str) -> DataFrame:
+    """``df`` itself; under the test-only :data:`FAULT_CONF` naming ``name``, ``df`` passed through
+    a ``mapInArrow`` whose first attempt fails on even-numbered partitions."""
+    points = df.sparkSession.conf.get(FAULT_CONF, "")
+    if not points or (points != "*" and name not in points.split(",")):
+        return df
+    return df.mapInArrow(partial(_fail_first_attempt, name), df.schema)
+
+
+def _fail_first_attempt(name: str, batches: Iterator) -> Iterator:
+    ctx = TaskContext.get()
+    if ctx is not None and ctx.attemptNumber() == 0 and ctx.partitionId() % 2 == 0:
+        raise RuntimeError(f"batchml test fault at {name}: first attempt of partition {ctx.partitionId()}")
+    yield from batches
+
+
 def materialize(df: DataFrame) -> DataFrame:
     """``df`` computed once and its lineage cut: a local checkpoint in local mode (fast, in the
     executors' block stores), a reliable checkpoint to the session's checkpoint dir on a cluster,
     where a local checkpoint cannot survive the loss of an executor (Spark's documentation)."""
+    df = fault_point(df, "materialize")
     sc = df.sparkSession.sparkContext
     if sc.master.startswith("local") or sc.getCheckpointDir() is None:
         return df.localCheckpoint(eager=True)

@@ -13,7 +13,8 @@ module              holds
 ``delimited``       parsing line-per-record files (numeric ratings, title lines) into the common columns
 ``text``            reading text files as lines with file and position; exact line numbers
 ``peek``            a file's first lines: the fail-fast format check
-``files``           finding input files on any filesystem, naming them in outputs
+``read_failures``   Spark failing to read an input file (truncated gzip), told as one InputError
+``files``           finding input files on any filesystem (hidden names refused), naming them
 ``reasons``         reject reasons
 ``tables``          the dataset tables conformed to their declared schemas (:mod:`batchml.schema`)
 ``atomic``          atomic output directories and JSON documents

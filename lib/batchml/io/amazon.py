@@ -151,6 +151,8 @@ def detect_json_schema(path: str) -> str:
     Raises :class:`InputError` naming the file when its first lines are not JSON review objects.
     """
     lines = head_lines(path)
+    if not lines:
+        raise InputError(f"{path} is empty (no non-blank line); expected an Amazon review JSON-lines file")
     objs = []
     for line in lines:
         try:
@@ -165,7 +167,7 @@ def detect_json_schema(path: str) -> str:
             return "2023"
         if {"reviewerID", "asin"} <= keys:
             return "2018" if keys & set(_2018_ONLY) else "2014"
-    first = lines[0][:120] if lines else "<empty file>"
+    first = lines[0][:120]
     raise InputError(f"{path} is not an Amazon review JSON-lines file (expected one JSON object per line "
                      "with reviewerID, asin, overall, unixReviewTime (2014/2018 schema) or user_id, "
                      f"parent_asin, rating, timestamp (2023 schema)); its first line is {first!r}")
@@ -179,7 +181,7 @@ def parse_amazon_json(lines_df: DataFrame, schema: str, raw_max: int = 300) -> D
     DataFrame
         ``source, block, seq, kind, user_id, item_id, rating, ts, verified, helpful_votes, reason,
         raw``.  Reasons: not JSON, missing key field, bad rating (not a number), rating out of range
-        (1..5), bad date (time not a non-negative integer).
+        (1..5), bad date (time not a non-negative integer, or past the year 9999).
     """
     values = _json_values(lines_df, schema)
     staged = (values.withColumn("reason", _json_reason())
@@ -220,11 +222,9 @@ def _json_values(lines_df: DataFrame, schema: str) -> DataFrame:
         _json_text(v, item_k).alias("_item"), _json_text(v, rating_k).alias("_rtext"),
         F.try_variant_get(v, f"$.{rating_k}", "double").alias("_rating"),
         F.trim(_json_text(v, time_k)).alias("_ttok"), helpful.alias("_helpful"), verified.alias("_verified"))
-    ttok = F.col("_ttok")
-    tsec = F.when(ttok.rlike(r"^[0-9]{1,16}$"), ttok.try_cast(T.LongType()))
     return tokens.select(
         *base, "_bad_json", "_user", "_item", "_rtext", "_rating", "_ttok", "_helpful", "_verified",
-        (F.timestamp_millis(tsec) if schema == "2023" else F.timestamp_seconds(tsec)).alias("_ts"),
+        D.unix_time(F.col("_ttok"), millis=schema == "2023").alias("_ts"),
         (F.trim(F.col("value")) == "").alias("_blank"))
 
 

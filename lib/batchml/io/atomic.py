@@ -18,7 +18,6 @@ from typing import Iterator
 from pyarrow import fs as pafs
 
 from batchml.errors import InputError
-
 from batchml.io.files import filesystem
 
 LOG = logging.getLogger("batchml.io")

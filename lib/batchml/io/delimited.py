@@ -6,7 +6,7 @@ Ratings files are read with :func:`batchml.io.text.read_lines` and keep ``block,
 line number: :func:`batchml.ingest.ingest` numbers the lines after staging (one cheap pass over the
 staged Parquet instead of a second pass over the raw text), and :func:`batchml.io.text.with_lines`
 does the same for callers that want line numbers right away.  Small metadata files (titles) are read whole with
-:func:`read_small_text`, which also decodes ISO-8859-1.
+:func:`batchml.io.text.read_small_text`, which also decodes ISO-8859-1.
 """
 from __future__ import annotations
 
@@ -27,24 +27,24 @@ def read_text_lines(spark: SparkSession, paths: Sequence[str]) -> DataFrame:
     return read_lines(spark, paths).withColumn("value", F.regexp_replace("value", "\r$", ""))
 
 
-def read_small_text(spark: SparkSession, paths: Sequence[str], encoding: str = "UTF-8") -> DataFrame:
-    """Whole small files (titles, a few MB) decoded with ``encoding``, one row per line:
-    ``source, line, value`` with exact 1-based line numbers; a final newline ends the last line."""
-    raw = spark.read.format("binaryFile").load(list(paths))
-    lines = F.split(F.decode(F.col("content"), encoding), "\n", -1)
-    return (
-        raw.select(F.col("path").alias("source"), lines.alias("lines"))
-        .select("source", F.size("lines").alias("n"), F.posexplode("lines").alias("pos", "value"))
-        .where((F.col("pos") < F.col("n") - 1) | (F.col("value") != ""))
-        .select("source", (F.col("pos") + 1).cast(T.LongType()).alias("line"),
-                F.regexp_replace("value", "\r$", "").alias("value"))
-    )
-
-
 def positive_id(token: Column) -> Column:
     """A positive integer id (up to 12 digits) as its canonical string, else null."""
     as_long = F.when(token.rlike(r"^[0-9]{1,12}$"), token.try_cast(T.LongType()))
     return F.when(as_long > 0, as_long.cast(T.StringType()))
+
+
+#: the last second a timestamp column holds a 4-digit year (9999-12-31T23:59:59Z)
+MAX_UNIX_SECONDS = 253_402_300_799
+
+
+def unix_time(token: Column, *, millis: bool = False) -> Column:
+    """A timestamp from a token of unix seconds (or milliseconds), else null: up to 16 ASCII
+    digits, at most :data:`MAX_UNIX_SECONDS`.  Bounding the value first keeps Spark from failing
+    the whole job with ``DATETIME_OVERFLOW`` on one absurd line: it becomes a ``bad date`` reject."""
+    limit = MAX_UNIX_SECONDS * 1000 + 999 if millis else MAX_UNIX_SECONDS
+    value = F.when(token.rlike(r"^[0-9]{1,16}$"), token.try_cast(T.LongType()))
+    value = F.when(value <= F.lit(limit), value)
+    return F.timestamp_millis(value) if millis else F.timestamp_seconds(value)
 
 
 def kind_of(reason: Column, is_blank: Column, is_header: Column) -> Column:
@@ -157,8 +157,7 @@ def _numeric_values(lines_df: DataFrame, *, sep: str, fields: Sequence[str], hea
         rating = F.when(rtok.rlike(r"^[0-9]{1,3}$"), rtok.try_cast(T.IntegerType()))
     ts = F.lit(None).cast(T.TimestampType())
     if "ts" in pos:
-        ttok = F.col("_ts")
-        ts = F.when(ttok.rlike(r"^[0-9]{1,12}$"), F.timestamp_seconds(ttok.try_cast(T.LongType())))
+        ts = unix_time(F.col("_ts"))
     v = F.col("value")
     return tokens.select(
         *base, "_n", positive_id(F.col("_user")).alias("_u"), positive_id(F.col("_item")).alias("_i"),

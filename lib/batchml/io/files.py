@@ -6,8 +6,10 @@ An input is a directory (its files are searched), one file, or a glob in the las
 from __future__ import annotations
 
 import fnmatch
+import gzip
 import os
 import re
+import zlib
 from dataclasses import dataclass
 from pathlib import PurePosixPath
 
@@ -18,6 +20,12 @@ from pyspark.sql import functions as F
 from batchml.errors import InputError
 
 _GLOB_CHARS = set("*?[")
+
+#: name prefixes of the files Spark's file sources skip without a word, even when named one by one
+HIDDEN_PREFIXES = ("_", ".")
+
+#: the UTF-8 byte order mark some editors put at the start of a text file
+UTF8_BOM = b"\xef\xbb\xbf"
 
 
 def filesystem(path: str) -> tuple[pafs.FileSystem, str]:
@@ -35,7 +43,9 @@ def is_file(path: str) -> bool:
 
 def list_files(root: str, subdir: str = "", pattern: str | None = None, recursive: bool = False) -> list[str]:
     """Files directly under ``root/subdir`` (or below it, with ``recursive``) whose name fully
-    matches the regex ``pattern``, as paths Spark can read, sorted."""
+    matches the regex ``pattern``, as paths Spark can read, sorted.  A hidden name (``_x``, ``.x``)
+    that matches, with or without its prefix, is refused (:func:`refuse_hidden`): Spark would skip
+    it without a word."""
     fs, base = filesystem(root)
     info = fs.get_file_info(base)
     if info.type == pafs.FileType.File and not subdir:
@@ -45,7 +55,39 @@ def list_files(root: str, subdir: str = "", pattern: str | None = None, recursiv
                                 recursive=recursive)
         found = [f for f in fs.get_file_info(sel) if f.type == pafs.FileType.File]
     names = [f for f in found if pattern is None or re.fullmatch(pattern, PurePosixPath(f.path).name)]
+    refuse_hidden([f.path for f in names] + [f.path for f in found if _hides(f.path, pattern)])
     return sorted(uri_of(root, f.path) for f in names)
+
+
+def _hides(path: str, pattern: str | None) -> bool:
+    """True for a hidden name (``_x``, ``.x``) that would match ``pattern`` without its prefix."""
+    name = PurePosixPath(path).name
+    return (pattern is not None and name.startswith(HIDDEN_PREFIXES)
+            and re.fullmatch(pattern, name.lstrip("".join(HIDDEN_PREFIXES))) is not None)
+
+
+def refuse_hidden(paths: list[str]) -> None:
+    """Raise :class:`InputError` naming the files Spark would skip silently (names starting with
+    ``_`` or ``.``): an input file is read or reported, never dropped."""
+    hidden = sorted({p for p in paths if PurePosixPath(p).name.startswith(HIDDEN_PREFIXES)})
+    if hidden:
+        raise InputError(f"{hidden[0]}{f' (and {len(hidden) - 1} more)' if len(hidden) > 1 else ''}: "
+                         "Spark does not read files whose names start with '_' or '.'; rename or "
+                         "remove them")
+
+
+def read_bytes(path: str) -> bytes:
+    """The whole content of a (small) file, un-gzipped when its name ends in ``.gz``; a UTF-8 byte
+    order mark at the start is dropped."""
+    fs, p = filesystem(path)
+    with fs.open_input_stream(p, compression=None) as raw:
+        data = raw.read()
+    if path.endswith(".gz"):
+        try:
+            data = gzip.decompress(data)
+        except (OSError, EOFError, zlib.error) as exc:
+            raise InputError(f"{path}: not a readable gzip file ({exc})") from None
+    return data.removeprefix(UTF8_BOM)
 
 
 def uri_of(root: str, path: str) -> str:
@@ -80,15 +122,17 @@ def resolve_input(path: str, pattern: str) -> InputFiles:
     """Files named by ``path`` whose name fully matches the regex ``pattern``.
 
     ``path`` may be a directory (its files are searched, not recursively), one file (taken as is),
-    or a glob in the last path component (``data/amazon/amazon_reviews_us_*.tsv.gz``).
+    or a glob in the last path component (``data/amazon/amazon_reviews_us_*.tsv.gz``).  A matching
+    file whose name Spark hides (``_x``, ``.x``) is refused (see :func:`list_files`).
     """
     base, name = os.path.split(path.rstrip("/"))
     if _GLOB_CHARS & set(name):
         rx = fnmatch.translate(name)
-        found = [f for f in list_files(base or ".", pattern=pattern)
-                 if re.fullmatch(rx, f.rstrip("/").rsplit("/", 1)[-1])]
-        return InputFiles(root=base or ".", files=found)
-    return InputFiles(root=path, files=list_files(path, pattern=pattern))
+        found = InputFiles(root=base or ".", files=[f for f in list_files(base or ".", pattern=pattern)
+                                                    if re.fullmatch(rx, f.rstrip("/").rsplit("/", 1)[-1])])
+    else:
+        found = InputFiles(root=path, files=list_files(path, pattern=pattern))
+    return found
 
 
 def directory_of(root: str) -> str:

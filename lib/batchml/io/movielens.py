@@ -27,6 +27,7 @@ from batchml.io import delimited as D
 from batchml.io.files import InputFiles, directory_of, list_files, resolve_input
 from batchml.io.parsed import ParsedDump
 from batchml.io.peek import check_head, mostly
+from batchml.io.text import read_small_text
 
 LOG = logging.getLogger("batchml.ingest")
 
@@ -94,7 +95,7 @@ def read_movielens_ratings(spark: SparkSession, variant: Variant, paths, raw_max
 def read_movielens_titles(spark: SparkSession, variant: Variant, path: str, raw_max: int = 300):
     """Parse the titles file of ``variant`` (decoded from its encoding) into the common items
     columns; the year comes from the title's ``(1995)`` suffix."""
-    return D.parse_title_lines(D.read_small_text(spark, [path], variant.titles_encoding),
+    return D.parse_title_lines(read_small_text(spark, [path], variant.titles_encoding),
                                line_rx=variant.titles_rx, groups={"item": 1, "title": 2},
                                header=variant.titles_header, unquote=variant.name == "csv",
                                raw_max=raw_max)

@@ -14,6 +14,7 @@ The parse runs in parallel in two passes over the files, never through a single 
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -23,13 +24,16 @@ from pyspark.sql import types as T
 
 from batchml.io import reasons as R
 from batchml.io.parsed import KIND_BLANK, KIND_DATA, KIND_HEADER, KIND_REJECT
-from batchml.io.text import Block, block_summary, line_offsets, read_lines, truncate_raw
+from batchml.io.text import Block, block_summary, line_offsets, read_lines, read_small_text, truncate_raw
 
 # movie state of an interval
 STATE_OK, STATE_NO_HEADER, STATE_BAD_HEADER = 0, 1, 2
 
 _HEADER_TOKEN = r"^\s*([^,:]*):\s*$"
-_VALID_ID = r"^[0-9]{1,9}$"
+#: an id token: 1 to 9 ASCII digits.  The one definition both sides use: Spark's parse of header and
+#: data lines (:func:`parse_id`) and the driver's movie plan (:func:`movie_id`), so a header such as
+#: ``²:`` or full-width ``１２:`` is a bad header on both.
+_VALID_ID = r"[0-9]{1,9}"
 
 
 def header_token(value: Column) -> Column:
@@ -41,8 +45,15 @@ def header_token(value: Column) -> Column:
 
 def parse_id(token: Column) -> Column:
     """A positive integer id from a token of digits, else null (no ANSI cast errors)."""
-    as_int = F.when(token.rlike(_VALID_ID), token.try_cast(T.IntegerType()))
+    as_int = F.when(token.rlike(f"^{_VALID_ID}$"), token.try_cast(T.IntegerType()))
     return F.when(as_int > 0, as_int)
+
+
+def movie_id(token: str | None) -> int | None:
+    """:func:`parse_id` on the driver: the positive id of a header token, else None."""
+    if token is None or not re.fullmatch(_VALID_ID, token):
+        return None
+    return int(token) or None
 
 
 @dataclass(frozen=True)
@@ -70,7 +81,7 @@ def plan_movie_intervals(blocks: list[Block]) -> list[Interval]:
             if seq > start:
                 out.append(Interval(start, seq, current, state))
             start = seq
-            movie = int(token) if token and token.isdigit() and len(token) <= 9 and int(token) > 0 else None
+            movie = movie_id(token)
             current, state = (movie, STATE_OK) if movie is not None else (None, STATE_BAD_HEADER)
         end = b.min_seq + b.n_lines
         if end > start:
@@ -226,26 +237,19 @@ _TITLE_LINE = r"^\s*([0-9]+),\s*(NULL|[0-9]{4})?\s*,(.*)$"
 def read_movie_titles(spark: SparkSession, path: str, encoding: str = "ISO-8859-1",
                       raw_max_chars: int = 300) -> DataFrame:
     """Parse ``movie_titles.csv``: ``MovieID,YearOfRelease,Title``, no header, no quoting, split on the
-    first two commas only; ``NULL`` (or empty) year is null.  Decoded from ISO-8859-1.
+    first two commas only; ``NULL`` (or empty) year is null.  Decoded from ISO-8859-1; blank lines
+    are counted (line numbers are exact, see :func:`batchml.io.text.read_small_text`).
 
     Output columns: ``source, line, kind, movie_id, year, title, reason, raw``.
     """
-    raw = (
-        spark.read.option("encoding", encoding).option("sep", "\u0001").option("quote", "")
-        .option("escape", "").option("header", "false").option("ignoreLeadingWhiteSpace", "false")
-        .option("ignoreTrailingWhiteSpace", "false").schema("value string").csv(path)
-        .select(F.coalesce(F.col("value"), F.lit("")).alias("value"),
-                F.col("_metadata.file_path").alias("source"),
-                F.monotonically_increasing_id().alias("seq"))
-    )
+    raw = read_small_text(spark, [path], encoding)
     ok = F.col("value").rlike(_TITLE_LINE)
     movie = parse_id(F.regexp_extract("value", _TITLE_LINE, 1))
     year_tok = F.regexp_extract("value", _TITLE_LINE, 2)
     kind = (F.when(F.trim("value") == "", F.lit(KIND_BLANK))
             .when(ok & movie.isNotNull(), F.lit(KIND_DATA)).otherwise(F.lit(KIND_REJECT)))
     return raw.select(
-        # movie_titles is one split (~600 KB), so seq + 1 is its line number
-        "source", (F.col("seq") + 1).alias("line"), kind.alias("kind"),
+        "source", "line", kind.alias("kind"),
         F.when(ok, movie).alias("movie_id"),
         F.when(ok & (year_tok != "NULL") & (year_tok != ""), year_tok.try_cast("int")).alias("year"),
         F.when(ok, F.regexp_extract("value", _TITLE_LINE, 3)).alias("title"),

@@ -15,6 +15,7 @@ from batchml.io import delimited as D
 from batchml.io.files import directory_of, list_files, resolve_input
 from batchml.io.parsed import ParsedDump
 from batchml.io.peek import check_head, mostly
+from batchml.io.text import read_small_text
 
 LOG = logging.getLogger("batchml.ingest")
 
@@ -44,7 +45,7 @@ def read_netflix_csv_ratings(spark: SparkSession, paths, raw_max: int = 300):
 
 def read_netflix_csv_movies(spark: SparkSession, paths, raw_max: int = 300):
     """Parse ``Netflix_Dataset_Movie.csv`` (UTF-8, quoted names) into the common items columns."""
-    return D.parse_title_lines(D.read_small_text(spark, paths, "UTF-8"), line_rx=MOVIE_LINE,
+    return D.parse_title_lines(read_small_text(spark, paths, "UTF-8"), line_rx=MOVIE_LINE,
                                groups={"item": 1, "year": 2, "title": 3}, header=MOVIES_HEADER,
                                unquote=True, year="field", raw_max=raw_max)
 

@@ -56,8 +56,8 @@ def discover_netflix(root: str) -> NetflixFiles:
                         qualifying=pick("qualifying.txt"), layout="combined" if combined else "training_set")
 
 
-_HEADER_LINE = re.compile(r"^\d+:$")
-_DATA_LINE = re.compile(r"^\d+,\d,\d{4}-\d\d-\d\d$")
+_HEADER_LINE = re.compile(r"^[0-9]+:$")
+_DATA_LINE = re.compile(r"^[0-9]+,[0-9],[0-9]{4}-[0-9]{2}-[0-9]{2}$")
 
 
 def _looks_like_netflix(lines: list[str]) -> bool:

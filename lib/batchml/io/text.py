@@ -14,6 +14,8 @@ from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
+from batchml.io.files import read_bytes
+
 
 def read_lines(spark: SparkSession, paths: Sequence[str]) -> DataFrame:
     """Read text files (plain or gzip) as ``value, source, block, seq``.
@@ -88,6 +90,27 @@ def with_lines(df: DataFrame) -> DataFrame:
     """Replace ``block, seq`` by ``line`` (1-based within the file); runs one small job."""
     blocks = block_summary(df.select("source", "block", "seq"))
     return with_line_numbers(df, blocks).drop("block", "seq")
+
+
+_SMALL_TEXT_SCHEMA = "source string, line long, value string"
+
+
+def read_small_text(spark: SparkSession, paths: Sequence[str], encoding: str = "UTF-8") -> DataFrame:
+    """Whole small files (titles, a few MB; plain or gzip) decoded with ``encoding``, one row per
+    line: ``source, line, value`` with exact 1-based line numbers, blank lines included.
+
+    Read on the driver (:func:`batchml.io.files.read_bytes`: a UTF-8 byte order mark dropped); a final
+    newline ends the last line and one trailing ``\\r`` per line is removed (CRLF files).  Spark's
+    CSV reader would skip blank lines (shifting every later line number) and its file sources hide
+    ``_x`` / ``.x`` names.
+    """
+    rows = []
+    for path in paths:
+        lines = read_bytes(path).decode(encoding, errors="replace").split("\n")
+        if lines[-1] == "":
+            lines.pop()
+        rows += [(path, n, v.removesuffix("\r")) for n, v in enumerate(lines, start=1)]
+    return spark.createDataFrame(rows, _SMALL_TEXT_SCHEMA)
 
 
 def truncate_raw(col: Column, max_chars: int) -> Column:
