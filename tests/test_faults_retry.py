@@ -2,7 +2,8 @@
 first attempt of every even-numbered task failing at the library's fault points
 (:data:`batchml.spark.FAULT_CONF`: the ingest's staged writes, every ``materialize``), the jobs'
 outputs equal a clean run's, row for row: the dense ids and tables of ingest, and the factor
-model of factorize with a fixed seed (its test and validation splits, biases and ALS factors).
+model of factorize with a fixed seed (its test and validation splits, biases and ALS factors), and
+the top-K table of similarity (its partial products run in a ``mapInArrow`` that loses tasks).
 
 Each run is a real job process (a retry needs its own master); the outputs are compared with
 pandas.
@@ -69,6 +70,8 @@ def runs(tmp_path_factory):
              "--output", str(ds))
         _run(tmp, f"factorize-{name}", faults, "factorize", "--dataset", str(tmp / "ds-clean"),
              "--output", str(model))
+        _run(tmp, f"similarity-{name}", faults, "similarity", "--dataset", str(tmp / "ds-clean"),
+             "--output", str(tmp / f"sim-{name}"))
         out[name] = (ds, model)
     return out
 
@@ -87,3 +90,8 @@ def test_factorize_after_task_retries_equals_a_clean_run(runs):
     _assert_same_tables(clean, faulted)
     meta = [json.loads((d / "model.json").read_text()) for d in (clean, faulted)]
     assert meta[0] == meta[1]
+
+
+def test_similarity_after_task_retries_equals_a_clean_run(runs):
+    base = runs["clean"][0].parent
+    _assert_same_tables(base / "sim-clean", base / "sim-faulted")

@@ -43,6 +43,7 @@ from pyspark.sql import functions as F
 
 from batchml.errors import ConfigError
 from batchml.logs import stage
+from batchml.spark import fault_point
 from batchml.schema import (CO_COUNT_COL, ITEM_COL, OTHER_COL, RANK_COL, RATING_COL,
                             SIMILARITY_COL, USER_COL)
 from batchml.similarity.pair_sums import (CHUNK_NNZ, DENSE_CELLS, SUM_COLS, SUM_XX, SUM_XY,
@@ -256,7 +257,8 @@ def co_occurrence_partials(values_df: DataFrame, *, salt_buckets: int = 1, salt_
     fn = partial_products_fn(has_value=has_value, salts=salts, item_col=col_item,
                              chunk_nnz=int(chunk_nnz), dense_cells=int(dense_cells))
     # an explicit bucket count: adaptive execution does not coalesce a repartition by number
-    return rows.repartition(n_parts, "_u", "_s").mapInArrow(fn, schema)
+    buckets = fault_point(rows.repartition(n_parts, "_u", "_s"), "similarity")
+    return buckets.mapInArrow(fn, schema)
 
 
 def sum_partials(partials_df: DataFrame, *, item_type=None, col_item: str = ITEM_COL) -> DataFrame:
