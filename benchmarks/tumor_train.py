@@ -1,10 +1,16 @@
-"""Throughput of the barrier-stage TensorFlow job vs a plain single-process TensorFlow loop.
+"""Quality and throughput of the tumor job against a plain single-process TensorFlow loop.
 
-    .venv/bin/python benchmarks/tumor_train.py [--n 200] [--size 64] [--epochs 3] [--batch-size 32]
+    .venv/bin/python benchmarks/tumor_train.py [--data DIR] [--seeds 1] [--size 175] [--epochs 10]
+                                               [--workers 2] [--plain-epochs 2] [--set tumor.KEY=VALUE ...]
 
-On the same generated, prepared shards: images/s of our job with 1 worker (ratio to the plain loop;
-target >= 0.8) and with 2 workers, same model (the seed network), batch and augmentation.  Images/s
-are per training epoch after the first (tracing) epoch.  Prints the BER the 2-worker run reached.
+DATA is a directory of class folders (``yes/``, ``no/``), e.g. ``../shared/data/brain_mri_dev``;
+without it, generated phantoms (``--n`` per class).  For every split seed: prepare the data with the
+settings' defaults (crop, normalize, near-duplicate groups, validation split), time a plain
+single-process TensorFlow loop over the same train images, model and *global* batch (epochs after the
+first, which traces), then run the job (``--workers`` barrier tasks) and print its test BER, ROC AUC,
+best epoch, per-epoch validation curve, epoch time (train steps only; the first epoch left out) and
+the ratio of that epoch time to the plain loop's (target <= 1.3).  With several seeds: mean and
+spread of BER and AUC.
 """
 from __future__ import annotations
 
@@ -18,91 +24,105 @@ from dataclasses import replace
 import numpy as np
 
 
-def plain_loop(x, y, sw, size, epochs, batch, settings) -> list[float]:
-    """Plain single-process TensorFlow: same model, optimizer, loss, batch and augmentation."""
+def plain_loop(x, y, sw, settings, global_batch: int, epochs: int) -> list[float]:
+    """Seconds per epoch of a plain single-process TensorFlow loop: same model, optimizer, loss,
+    global batch and augmentation as the job."""
     import keras
     import tensorflow as tf
     from batchml.tumor.model import augment, build_model
     keras.utils.set_random_seed(settings.seed)
-    model = build_model(settings.architecture, size, settings.l2)
+    model = build_model(settings.architecture, settings.size, settings.l2)
     opt = keras.optimizers.Adam(settings.learning_rate)
     loss_fn = keras.losses.SparseCategoricalCrossentropy(reduction="none")
     gen = tf.random.Generator.from_seed(settings.seed)
 
     @tf.function
     def step(xb, yb, wb):
-        xb = augment(xb, gen, settings.max_rotation_deg)
+        if settings.augment:
+            xb = augment(xb, gen, settings.max_rotation_deg)
         with tf.GradientTape() as tape:
-            loss = tf.reduce_sum(loss_fn(yb, model(xb, training=True)) * wb) / batch
-            loss += tf.add_n(model.losses)
+            loss = tf.reduce_sum(loss_fn(yb, model(xb, training=True)) * wb) / global_batch
+            if model.losses:
+                loss += tf.add_n(model.losses)
         grads = tape.gradient(loss, model.trainable_variables)
         opt.apply_gradients(zip(grads, model.trainable_variables))
         return loss
 
-    steps = max(1, math.ceil(len(y) / batch))
-    rates = []
-    rng = np.random.default_rng(0)
+    steps = max(1, math.ceil(len(y) / global_batch))
+    out, rng = [], np.random.default_rng(0)
     for _ in range(epochs):
-        idx = np.concatenate([rng.permutation(len(y)) for _ in range(-(-steps * batch // len(y)))])
+        idx = np.concatenate([rng.permutation(len(y)) for _ in range(-(-steps * global_batch // len(y)))])
         t0 = time.perf_counter()
+        total = tf.constant(0.0)
         for s in range(steps):
-            b = idx[s * batch:(s + 1) * batch]
-            step(tf.constant(x[b]), tf.constant(y[b]), tf.constant(sw[b]))
-        rates.append(steps * batch / (time.perf_counter() - t0))
-    return rates
+            b = idx[s * global_batch:(s + 1) * global_batch]
+            total += step(tf.constant(x[b]), tf.constant(y[b]), tf.constant(sw[b]))
+        float(total)
+        out.append(time.perf_counter() - t0)
+    return out
+
+
+def _train_arrays(spark, data: str, settings):
+    from batchml.tumor import schema as S
+    from batchml.tumor.images import pixels_array
+    from batchml.tumor.model import class_weights
+    from batchml.tumor.train import read_split
+    pdf = read_split(spark, data, S.TRAIN).select(S.LABEL_COL, S.PIXELS_COL).toPandas()
+    x, y = pixels_array(list(pdf[S.PIXELS_COL]), settings.size), pdf[S.LABEL_COL].to_numpy(np.int32)
+    cw = class_weights({0: int((y == 0).sum()), 1: int((y == 1).sum())})
+    return x, y, (cw if settings.class_weights else np.ones(2, np.float32))[y]
+
+
+def one_seed(spark, settings, raw: str, work: str, plain_epochs: int) -> dict:
+    """Prepare, time the plain loop, run the job; print and return the figures of one split seed."""
+    from batchml.tumor.prepare import prepare_images
+    from batchml.tumor.train import train_and_evaluate
+    stats = prepare_images(spark, settings, raw, f"{work}/ds").stats
+    print(f"seed {settings.seed}: splits {stats['by_split']}, near-duplicate groups {stats['near_duplicates']}, "
+          f"{settings.size}px, {settings.architecture}, {settings.workers} workers x batch {settings.batch_size}")
+    x, y, sw = _train_arrays(spark, f"{work}/ds", settings)
+    plain = plain_loop(x, y, sw, settings, settings.batch_size * settings.workers, plain_epochs)
+    plain_s = float(np.mean(plain[1:] or plain))
+    del x, y, sw
+    print(f"  plain TF loop epoch {plain_s:.1f}s (epochs: {', '.join(f'{t:.1f}' for t in plain)})", flush=True)
+    m = train_and_evaluate(spark, settings, f"{work}/ds", f"{work}/model")
+    job_s = float(np.mean([h["seconds"] for h in m["history"][1:]] or [m["history"][0]["seconds"]]))
+    curve = ", ".join(f"{h['epoch']}:{h['val_ber']:.3f}" for h in m["history"])
+    print(f"  job epoch {job_s:.1f}s (epochs: {', '.join(str(h['seconds']) for h in m['history'])}), ratio to the "
+          f"plain loop {job_s / plain_s:.2f} (target <= 1.3)")
+    print(f"  validation BER per epoch: {curve}; best epoch {m['best_epoch']}")
+    print(f"  test BER {m['ber']:.4f}  ROC AUC {m['roc_auc']:.4f}  threshold {m['threshold']:.3f} "
+          f"(from validation)  accuracy {m['accuracy']:.4f}  at 0.5: BER {m['at_0_5']['ber']:.4f}")
+    return {"ber": m["ber"], "auc": m["roc_auc"], "epoch_s": job_s, "plain_s": plain_s}
 
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--n", type=int, default=200, help="phantoms per class")
-    p.add_argument("--size", type=int, default=64)
-    p.add_argument("--epochs", type=int, default=3)
-    p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--architecture", default="seed")
+    p.add_argument("--data", help="class folders (default: generated phantoms)")
+    p.add_argument("--n", type=int, default=200, help="phantoms per class without --data")
+    p.add_argument("--seeds", type=int, default=1, help="split seeds (42, 43, ...)")
+    p.add_argument("--plain-epochs", type=int, default=2)
+    p.add_argument("--set", action="append", default=[], metavar="tumor.KEY=VALUE",
+                   help="a tumor setting, e.g. tumor.size=64 tumor.epochs=3 tumor.architecture=small")
     a = p.parse_args()
     logging.basicConfig(level=logging.WARNING)
     from batchml.config import build_config
     from batchml.spark import build_session
     from batchml.synth.images import write_phantoms
-    from batchml.tumor import schema as S
-    from batchml.tumor.images import pixels_array
-    from batchml.tumor.model import class_weights
-    from batchml.tumor.prepare import prepare_images
-    from batchml.tumor.train import read_split, train_and_evaluate, train_distributed
-
     cfg = build_config({"spark": {"master": "local[2]", "shuffle_partitions": 4, "log_level": "ERROR",
-                                  "checkpoint_dir": ""},
-                        "tumor": {"architecture": a.architecture, "batch_size": a.batch_size,
-                                  "epochs": a.epochs, "grid_images": 0, "size": a.size}})
+                                  "checkpoint_dir": ""}, "tumor": {"grid_images": 0}}, a.set)
     spark = build_session(cfg.spark, app_name="bench-tumor")
     work = tempfile.mkdtemp(prefix="bench-tumor-")
-    write_phantoms(f"{work}/raw", n_per_class=a.n, min_size=64, max_size=160, seed=1)
-    stats = prepare_images(spark, cfg.tumor, f"{work}/raw", f"{work}/ds").stats
-    print(f"shards: {stats['by_split']} at {a.size}px, model {a.architecture}, batch {a.batch_size}/worker, "
-          f"{a.epochs} epochs")
-
-    pdf = read_split(spark, f"{work}/ds", S.TRAIN).select(S.LABEL_COL, S.PIXELS_COL).toPandas()
-    x, y = pixels_array(list(pdf[S.PIXELS_COL]), a.size), pdf[S.LABEL_COL].to_numpy(np.int32)
-    sw = class_weights({0: int((y == 0).sum()), 1: int((y == 1).sum())})[y]
-    plain = plain_loop(x, y, sw, a.size, a.epochs, a.batch_size, cfg.tumor)
-    plain_rate = float(np.mean(plain[1:]))
-    print(f"plain TensorFlow loop:      {plain_rate:8.1f} images/s  (epochs: {', '.join(f'{r:.0f}' for r in plain)})")
-
-    t0 = time.perf_counter()
-    one = train_distributed(spark, replace(cfg.tumor, workers=1), f"{work}/ds", f"{work}/m1").workers[0]
-    wall1 = time.perf_counter() - t0
-    rate1 = float(np.mean([h["images_per_s"] for h in one["history"][1:]]))
-    print(f"barrier job, 1 worker:      {rate1:8.1f} images/s  ratio to plain {rate1 / plain_rate:.2f} "
-          f"(target >= 0.8); job wall {wall1:.1f}s incl. start-up")
-
-    t0 = time.perf_counter()
-    m = train_and_evaluate(spark, replace(cfg.tumor, workers=2), f"{work}/ds", f"{work}/m2")
-    rate2 = float(np.mean([h["images_per_s"] for h in m["history"][1:]]))
-    print(f"barrier job, 2 workers:     {rate2:8.1f} images/s  ratio to 1 worker {rate2 / rate1:.2f}; "
-          f"train wall {m['timings_s']['train']:.1f}s")
-    print(f"BER (2 workers, {a.epochs} epochs): {m['ber']:.4f}  accuracy {m['accuracy']:.4f}  "
-          f"ROC AUC {m['roc_auc']:.4f}  threshold {m['threshold']:.3f}  "
-          f"(at 0.5: BER {m['at_0_5']['ber']:.4f})")
+    raw = a.data
+    if raw is None:
+        raw = f"{work}/raw"
+        write_phantoms(raw, n_per_class=a.n, min_size=64, max_size=160, seed=1)
+    runs = [one_seed(spark, replace(cfg.tumor, seed=cfg.tumor.seed + i), raw, f"{work}/s{i}", a.plain_epochs)
+            for i in range(a.seeds)]
+    ber, auc = np.array([r["ber"] for r in runs]), np.array([r["auc"] for r in runs])
+    print(f"over {len(runs)} split seed(s): test BER {ber.mean():.4f} +- {ber.std():.4f}, ROC AUC "
+          f"{auc.mean():.4f} +- {auc.std():.4f}; epoch {np.mean([r['epoch_s'] for r in runs]):.1f}s vs plain "
+          f"{np.mean([r['plain_s'] for r in runs]):.1f}s")
     spark.stop()
     return 0
 

@@ -2,7 +2,10 @@
 
     ./spark-submit.sh jobs/tumor_prepare.py --input DIR --output DIR [--size 175] [--test-fraction 0.33]
 
-Writes OUTPUT/images (Parquet, partitioned by split=train|test), OUTPUT/rejects and OUTPUT/_stats.json.
+Every file under INPUT is read (names Spark hides, ``_x``/``.x``, included) or counted with a reason.
+Scans are cropped to the head and normalized; near-duplicates (perceptual hash) share a group that
+never straddles a split.  Writes OUTPUT/images (Parquet, partitioned by split=train|validation|test),
+OUTPUT/rejects and OUTPUT/_stats.json.
 """
 from __future__ import annotations
 
@@ -28,9 +31,9 @@ def run(spark, cfg, args) -> int:
     from batchml.tumor.prepare import prepare_images
     result = prepare_images(spark, cfg.tumor, args.input, args.output)
     s = result.stats
-    print(json.dumps({k: s[k] for k in ("files_read", "accepted", "duplicates_removed", "rejected",
-                                         "rejected_by_reason", "by_class", "by_split", "reconcile",
-                                         "timings_s")}, indent=2))
+    print(json.dumps({k: s[k] for k in ("files_listed", "files_read", "hidden_names_read", "accepted",
+                                         "duplicates_removed", "rejected", "rejected_by_reason", "by_class",
+                                         "by_split", "near_duplicates", "reconcile", "timings_s")}, indent=2))
     return 0
 
 

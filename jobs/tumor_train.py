@@ -2,8 +2,10 @@
 
     ./spark-submit.sh jobs/tumor_train.py --data DIR --output DIR [--workers 2] [--epochs N] [--batch-size 64]
 
-DATA is a directory written by jobs/tumor_prepare.py.  OUTPUT gets checkpoints/ (a re-run resumes),
-model.keras, predictions/ (Parquet), metrics.json and test_grid.png.
+DATA is a directory written by jobs/tumor_prepare.py.  OUTPUT gets checkpoints/ (a re-run of the same
+data and settings resumes; other data or settings are refused), model.keras (the epoch with the best
+validation BER), predictions/ (Parquet), metrics.json (test scored once, at the threshold chosen on
+validation) and test_grid.png.
 """
 from __future__ import annotations
 
@@ -30,8 +32,9 @@ def run(spark, cfg, args) -> int:
     from batchml.tumor.train import train_and_evaluate
 
     m = train_and_evaluate(spark, cfg.tumor, args.data, args.output)
-    print(json.dumps({k: m[k] for k in ("ber", "accuracy", "roc_auc", "threshold", "confusion", "workers",
-                                         "start_epoch", "epochs", "images_per_s", "timings_s")}, indent=2))
+    print(json.dumps({k: m[k] for k in ("ber", "accuracy", "roc_auc", "threshold", "threshold_from", "confusion",
+                                         "workers", "start_epoch", "epochs", "best_epoch", "images_per_s",
+                                         "timings_s")}, indent=2))
     return 0
 
 

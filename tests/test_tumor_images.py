@@ -16,7 +16,7 @@ from batchml.io.atomic import read_json
 from batchml.schema import REJECTS, STATS_FILE
 from batchml.synth.images import write_phantoms
 from batchml.tumor import schema as S
-from batchml.tumor.images import DecodeError, decode_scan
+from batchml.tumor.images import DecodeError, Preprocessing, decode_scan
 from batchml.tumor.prepare import class_labels, prepare_images, with_split
 
 
@@ -146,7 +146,7 @@ def test_prepare_counts_reconcile(prepared):
     assert read_json(str(out / STATS_FILE)) == json.loads(json.dumps(stats))
     # 2 x (14 + 2 copies + 2 broken) + 1 cross-class copy; pred/ is not a class folder
     assert stats["files_read"] == truth.files + 1 == 37
-    assert stats["skipped_outside_class_folders"] == {"pred": 1}
+    assert stats["skipped_outside_class_folders"] == {"": 1, "pred": 1}  # _truth.json at the root
     assert stats["duplicates_removed"] == 4
     assert stats["rejected_by_reason"] == {"undecodable image": 4, "same bytes under different classes": 2}
     assert stats["accepted"] == 2 * 14 - 1  # the image copied across classes is rejected (both copies)
@@ -187,8 +187,9 @@ def test_prepare_no_hash_on_both_sides(spark, prepared, phantoms):
             if h in split_of:
                 sides.setdefault(h, set()).add(split_of[h])
     assert sides and all(len(v) == 1 for v in sides.values())
-    assert {r[S.SPLIT_COL] for r in rows} == {S.TRAIN, S.TEST}
-    assert sorted(p.name for p in (out / S.IMAGES).iterdir() if p.is_dir()) == ["split=test", "split=train"]
+    assert {r[S.SPLIT_COL] for r in rows} == {S.TRAIN, S.VALIDATION, S.TEST}  # validation: issue 17
+    assert sorted(p.name for p in (out / S.IMAGES).iterdir() if p.is_dir()) == [
+        "split=test", "split=train", "split=validation"]
 
 
 def test_prepare_pixels_match_single_file_decoding(spark, prepared, phantoms):
@@ -196,8 +197,149 @@ def test_prepare_pixels_match_single_file_decoding(spark, prepared, phantoms):
     root, _ = phantoms
     images = spark.read.parquet(str(out / S.IMAGES)).orderBy(S.PATH_COL).limit(5).collect()
     for r in images:
-        ref = decode_scan((Path(root) / r[S.PATH_COL]).read_bytes(), 24)
+        prep = Preprocessing.from_settings(build_config({"tumor": {"size": 24}}).tumor)
+        ref = decode_scan((Path(root) / r[S.PATH_COL]).read_bytes(), prep)
         assert r[S.SIZE_COL] == 24 and len(r[S.PIXELS_COL]) == 24 * 24
         np.testing.assert_allclose(np.asarray(r[S.PIXELS_COL]).reshape(24, 24), ref.pixels, atol=1e-7)
         assert (r[S.WIDTH_COL], r[S.HEIGHT_COL], r[S.MODE_COL]) == (ref.width, ref.height, ref.mode)
         assert r[S.LABEL_COL] == (1 if r[S.PATH_COL].startswith("yes/") else 0)
+
+
+def test_prepare_reads_files_spark_hides(spark, tmp_path):
+    """Names starting with ``_`` or ``.`` (files and folders) are read, not silently skipped."""
+    root = tmp_path / "in"
+    rng = np.random.default_rng(8)
+    names = ["yes/a.png", "yes/_b.png", "yes/.c.png", "no/d.png", "no/.hid/e.png", "no/_f g.png"]
+    for name in names:
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_bytes(_bytes(Image.fromarray(rng.integers(0, 256, (12, 12), dtype=np.uint8)), "PNG"))
+    (root / "no" / ".DS_Store").write_bytes(b"\x00\x00\x00\x01Bud1")
+    (root / "_notes.txt").write_text("outside the class folders")
+    out = tmp_path / "out"
+    stats = prepare_images(spark, build_config({"tumor": {"size": 12, "test_fraction": 0.4}}).tumor,
+                           str(root), str(out)).stats
+    assert stats["files_listed"] == 8 and stats["files_read"] == 7
+    assert stats["skipped_outside_class_folders"] == {"": 1}
+    assert stats["hidden_names_read"] == 6
+    assert stats["accepted"] == 6 and stats["rejected_by_reason"] == {"undecodable image": 1}
+    assert stats["reconcile"]["ok"]
+    paths = {r[S.PATH_COL] for r in spark.read.parquet(str(out / S.IMAGES)).collect()}
+    assert paths == set(names)
+    rejected = {r["source"] for r in spark.read.parquet(str(out / REJECTS)).collect()}
+    assert rejected == {"no/.DS_Store"}
+
+
+def _scan_with_border(h, w, box, seed=0):
+    """A black canvas with a textured elliptical head filling ``box`` = (top, bottom, left, right)
+    and a small bright speck in a corner (a smaller component: not the head)."""
+    rng = np.random.default_rng(seed)
+    top, bottom, left, right = box
+    yy, xx = np.mgrid[0:h, 0:w]
+    cy, cx, ry, rx = (top + bottom - 1) / 2, (left + right - 1) / 2, (bottom - top) / 2, (right - left) / 2
+    head = ((yy - cy) / ry) ** 2 + ((xx - cx) / rx) ** 2 <= 1
+    img = np.zeros((h, w), np.uint8)
+    img[head] = rng.integers(60, 200, size=int(head.sum()))
+    img[1:3, 1:3] = 250
+    return img, head
+
+
+@pytest.mark.parametrize("h,w,box", [(120, 160, (20, 100, 50, 130)), (200, 90, (5, 150, 10, 85)),
+                                     (64, 64, (0, 64, 0, 64))])
+def test_crop_and_normalize_match_a_plain_reference(h, w, box):
+    img, head = _scan_with_border(h, w, box)
+    margin = 0.05
+    scan = decode_scan(_bytes(Image.fromarray(img, "L"), "PNG"),
+                       Preprocessing(size=40, crop=True, crop_margin=margin, normalize=True))
+    # reference: the head's bounding box from the mask, grown by margin x its longer side, clipped
+    rows, cols = np.flatnonzero(head.any(1)), np.flatnonzero(head.any(0))
+    t, b, l, r = rows[0], rows[-1] + 1, cols[0], cols[-1] + 1
+    m = int(round(margin * max(b - t, r - l)))
+    t, b, l, r = max(0, t - m), min(h, b + m), max(0, l - m), min(w, r + m)
+    crop, head_crop = img[t:b, l:r], head[t:b, l:r]
+    side = max(crop.shape)
+    sq = np.zeros((side, side), np.uint8)
+    y0, x0 = (side - crop.shape[0]) // 2, (side - crop.shape[1]) // 2
+    sq[y0:y0 + crop.shape[0], x0:x0 + crop.shape[1]] = crop
+    ref = np.asarray(Image.fromarray(sq, "L").resize((40, 40), Image.BILINEAR), np.float32) / 255
+    lo, hi = np.percentile(crop[head_crop], [1, 99]) / 255
+    ref = np.clip((ref - lo) / (hi - lo), 0, 1)
+    np.testing.assert_allclose(scan.pixels, ref, atol=1e-6)
+    assert scan.pixels.min() == 0 and scan.pixels.max() <= 1
+
+
+def test_crop_makes_the_border_irrelevant():
+    img, _ = _scan_with_border(100, 100, (10, 90, 10, 90), seed=1)
+    wide = np.zeros((300, 420), np.uint8)
+    wide[150:250, 200:300] = img  # the same scan inside a much wider black border
+    prep = Preprocessing(size=32, crop=True, crop_margin=0.0, normalize=False)
+    a = decode_scan(_bytes(Image.fromarray(img, "L"), "PNG"), prep).pixels
+    b = decode_scan(_bytes(Image.fromarray(wide, "L"), "PNG"), prep).pixels
+    np.testing.assert_allclose(a, b, atol=1e-6)
+
+
+def test_near_duplicate_hashes_and_groups():
+    from batchml.synth.images import phantom
+    from batchml.tumor.near_duplicates import hamming, near_duplicate_groups, phash
+    rng = np.random.default_rng(4)
+    prep = Preprocessing(size=64, crop=True, normalize=True)
+    base = (phantom(rng, 120, 140, tumor=True) * 255).round().astype(np.uint8)
+    other = (phantom(rng, 120, 140, tumor=False) * 255).round().astype(np.uint8)
+    h0 = phash(decode_scan(_bytes(Image.fromarray(base, "L"), "PNG"), prep).pixels)
+    variants = [_bytes(Image.fromarray(base, "L"), "JPEG"),                               # re-encoded
+                _bytes(Image.fromarray(base, "L").resize((150, 128)), "PNG"),             # resized
+                _bytes(Image.fromarray(np.pad(base, ((9, 0), (0, 13)))), "PNG")]          # other border
+    for v in variants:
+        assert hamming(h0, phash(decode_scan(v, prep).pixels)) <= 6
+    h1 = phash(decode_scan(_bytes(Image.fromarray(other, "L"), "PNG"), prep).pixels)
+    assert hamming(h0, h1) > 6
+    # banded grouping == brute-force single linkage
+    hashes = [int(v) for v in np.random.default_rng(2).integers(-2**63, 2**63 - 1, 60, dtype=np.int64)]
+    hashes += [h ^ (1 << 5) ^ (1 << 40) for h in hashes[:20]] + [h ^ 0b111 for h in hashes[:5]]
+    keys = [f"k{i:03d}" for i in range(len(hashes))]
+    groups = near_duplicate_groups(keys, hashes, 2)
+    parent = {k: k for k in keys}
+
+    def find(k):
+        while parent[k] != k:
+            k = parent[k]
+        return k
+    for i in range(len(keys)):
+        for j in range(i + 1, len(keys)):
+            if hamming(hashes[i], hashes[j]) <= 2:
+                parent[find(keys[i])] = find(keys[j])
+    brute = {}
+    for k in keys:
+        brute.setdefault(find(k), []).append(k)
+    assert {k: min(v) for v in brute.values() for k in v} == groups
+    assert len(set(groups.values())) == 60 + 5  # 2-bit copies join their original, 3-bit ones do not
+
+
+def test_near_duplicate_groups_never_straddle_and_validation_is_disjoint(spark, tmp_path):
+    root = tmp_path / "in"
+    write_phantoms(root, n_per_class=16, min_size=48, max_size=80, seed=9, duplicates=0, broken=0)
+    copies = 0
+    for folder in ("yes", "no"):
+        for f in sorted((root / folder).iterdir())[:6]:
+            with Image.open(f) as img:
+                g = img.convert("L")
+                g.resize((g.width + 3, g.height + 2)).save(root / folder / f"near {f.stem}.jpg", quality=90)
+                copies += 1
+    out = tmp_path / "out"
+    # phantoms at 32 px hash less stably than real scans at 175 px; distinct phantoms differ in >= 10 bits
+    cfg = build_config({"tumor": {"size": 32, "test_fraction": 0.3, "validation_fraction": 0.3,
+                                  "near_duplicate_bits": 8}})
+    stats = prepare_images(spark, cfg.tumor, str(root), str(out)).stats
+    assert stats["near_duplicates"]["groups"] >= copies and stats["accepted"] == 32 + copies
+    assert set(stats["by_split"]) == {S.TRAIN, S.VALIDATION, S.TEST} and min(stats["by_split"].values()) > 0
+    rows = spark.read.parquet(str(out / S.IMAGES)).select(S.PATH_COL, S.HASH_COL, S.GROUP_COL, S.SPLIT_COL).collect()
+    split_of_group, split_of_hash = {}, {}
+    for r in rows:
+        split_of_group.setdefault(r[S.GROUP_COL], set()).add(r[S.SPLIT_COL])
+        split_of_hash.setdefault(r[S.HASH_COL], set()).add(r[S.SPLIT_COL])
+    assert all(len(v) == 1 for v in split_of_group.values())
+    assert all(len(v) == 1 for v in split_of_hash.values())
+    group_of = {r[S.PATH_COL]: r[S.GROUP_COL] for r in rows}
+    for path in group_of:
+        if Path(path).name.startswith("near "):
+            original = [p for p in group_of if Path(p).stem == Path(path).stem[len("near "):]]
+            assert len(original) == 1 and group_of[original[0]] == group_of[path]

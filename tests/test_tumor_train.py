@@ -10,11 +10,12 @@ from PIL import Image
 
 from batchml.config import build_config
 from batchml.distributed import DistributedError, gpu_conf, run_on_barrier
-from batchml.errors import InputError
+from batchml.errors import InputError, JobError
 from batchml.schema import METRICS_FILE
 from batchml.synth.images import write_phantoms
 from batchml.tumor import schema as S
-from batchml.tumor.evaluate import best_threshold, confusion, rates, roc_auc
+from batchml.tumor.checkpoints import claim_checkpoints
+from batchml.tumor.evaluate import best_threshold, confusion, evaluate, rates, roc_auc
 from batchml.tumor.prepare import prepare_images
 from batchml.tumor.train import train_and_evaluate, train_distributed
 
@@ -41,6 +42,32 @@ def test_ber_and_best_threshold_against_brute_force():
     brute = min(rates(confusion(labels, scores, g))["ber"] for g in grid)
     assert ber == pytest.approx(brute) and ber == pytest.approx(0.125)
     assert rates(confusion(labels, scores, t))["ber"] == pytest.approx(ber)
+
+
+def test_threshold_comes_from_validation_not_from_test():
+    """Validation is best split at 0.3, test at 0.8: the reported threshold must be validation's."""
+    val_y, val_p = np.array([0, 0, 0, 1, 1, 1]), np.array([0.1, 0.2, 0.25, 0.35, 0.6, 0.9])
+    test_y, test_p = np.array([0, 0, 0, 1, 1, 1]), np.array([0.3, 0.5, 0.7, 0.85, 0.9, 0.95])
+    m = evaluate(val_y, val_p, test_y, test_p)
+    assert m["threshold"] == pytest.approx(best_threshold(val_y, val_p)[0]) == pytest.approx(0.3)
+    assert best_threshold(test_y, test_p)[0] == pytest.approx(0.775)
+    assert m["ber"] == pytest.approx(rates(confusion(test_y, test_p, 0.3))["ber"]) == pytest.approx(0.5)
+    assert m["validation_ber_at_threshold"] == 0.0 and m["validation_images"] == 6
+
+
+def test_checkpoints_of_another_run_are_not_resumed(tmp_path):
+    out = tmp_path / "model"
+    ident = {"learning_rate": 0.001, "batch_size": 16, "data": "abc", "workers": 2}
+    assert claim_checkpoints(str(out), ident) is False  # nothing to resume; the identity is recorded
+    (out / S.CHECKPOINTS / "ckpt-1.index").write_bytes(b"")
+    assert claim_checkpoints(str(out), ident) is True
+    with pytest.raises(JobError, match=r"learning_rate 0.001 -> 0.005.*not resumed"):
+        claim_checkpoints(str(out), {**ident, "learning_rate": 0.005})
+    with pytest.raises(JobError, match="the training data"):
+        claim_checkpoints(str(out), {**ident, "data": "abd"})
+    (out / S.CHECKPOINTS / "run.json").unlink()
+    with pytest.raises(JobError, match="no record of the run"):
+        claim_checkpoints(str(out), ident)
 
 
 def test_too_few_slots_fail_fast_with_a_clear_message(spark):
@@ -118,6 +145,42 @@ def test_resume_starts_after_the_last_checkpoint(spark, shards, tmp_path):
         assert w["resumed_from"].endswith("ckpt-1")
         assert w["start_checksum"] == first[0]["history"][-1]["checksum"]  # weights restored
     assert second[0]["history"][-1]["checksum"] == second[1]["history"][-1]["checksum"]
+
+
+@pytest.mark.slow
+def test_worker_kill_corrupt_checkpoint_and_changed_inputs(spark, shards, tmp_path):
+    """Issue 12 item 8: a worker killed mid-epoch, a corrupt latest checkpoint, other inputs."""
+    data, _ = shards
+    out = tmp_path / "model"
+    ckpts = out / S.CHECKPOINTS
+    run = {"augment": False, "workers": 2}
+    # worker 1 SIGKILLs itself at step 1 of epoch 2: one error line, ckpt-1 is the last good one
+    with pytest.raises(JobError, match="re-run the same command to resume"):
+        train_distributed(spark, _settings(epochs=2, fault_kill="1:2:1", **run), data, str(out))
+    assert sorted(p.name for p in ckpts.glob("ckpt-*.index")) == ["ckpt-1.index"]
+    second = train_distributed(spark, _settings(epochs=2, **run), data, str(out)).workers
+    for w in second:
+        assert w["start_epoch"] == 2 and w["resumed_from"].endswith("ckpt-1")
+        assert [h["epoch"] for h in w["history"]] == [2]
+    assert not (out / "_scratch").exists()  # the workers' scratch checkpoints are gone
+    # the latest checkpoint is corrupted: the next run falls back to the previous one
+    for f in ckpts.glob("ckpt-2.data-*"):
+        f.write_bytes(b"\x00" * f.stat().st_size)
+    third = train_distributed(spark, _settings(epochs=3, **run), data, str(out)).workers
+    for w in third:
+        assert w["start_epoch"] == 2 and w["resumed_from"].endswith("ckpt-1")
+        assert [h["epoch"] for h in w["history"]] == [2, 3]
+    # other settings or other data: refuses to resume, the checkpoints stay as they were
+    before = sorted(p.name for p in ckpts.iterdir())
+    with pytest.raises(JobError, match="learning_rate"):
+        train_distributed(spark, _settings(epochs=4, learning_rate=0.001, **run), data, str(out))
+    other = tmp_path / "other"
+    images = spark.read.parquet(f"{data}/{S.IMAGES}")
+    drop = images.where(f"{S.SPLIT_COL} = '{S.TRAIN}'").orderBy(S.HASH_COL).first()[S.HASH_COL]
+    images.where(f"{S.HASH_COL} != '{drop}'").write.partitionBy(S.SPLIT_COL).parquet(f"{other}/{S.IMAGES}")
+    with pytest.raises(JobError, match="the training data"):
+        train_distributed(spark, _settings(epochs=4, **run), str(other), str(out))
+    assert sorted(p.name for p in ckpts.iterdir()) == before
 
 
 def _has_gpu() -> bool:

@@ -180,6 +180,22 @@ def make_strategy():
     return tf.distribute.MultiWorkerMirroredStrategy(communication_options=options)
 
 
+_WORKER_LOG_HANDLER = logging.StreamHandler()
+
+
+def _worker_logging(rank: int) -> None:
+    """Send the ``batchml`` loggers' INFO lines of this Python worker to its stderr (the driver's
+    console in local mode, the executor log on a cluster), tagged with the worker's rank."""
+    _WORKER_LOG_HANDLER.setFormatter(logging.Formatter(
+        f"%(asctime)s INFO worker {rank}: %(message)s", "%H:%M:%S"))
+    log = logging.getLogger("batchml")
+    if _WORKER_LOG_HANDLER not in log.handlers:
+        log.addHandler(_WORKER_LOG_HANDLER)
+        log.propagate = False  # a root handler of the worker would print each line twice
+    if log.getEffectiveLevel() > logging.INFO:
+        log.setLevel(logging.INFO)
+
+
 def _host_of(ctx: BarrierTaskContext) -> str:
     if os.environ.get("SPARK_LOCAL_IP"):
         return os.environ["SPARK_LOCAL_IP"]
@@ -193,6 +209,7 @@ def _task(fn: Callable[[WorkerContext], Any], port_range: str, threads: int, use
         t_start = time.perf_counter()
         ctx = BarrierTaskContext.get()
         rank, n = ctx.partitionId(), len(ctx.getTaskInfos())
+        _worker_logging(rank)
         log = logging.getLogger("batchml.distributed")
         gpus: list[str] = []
         if use_gpu:

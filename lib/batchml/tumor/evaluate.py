@@ -1,5 +1,5 @@
 """Evaluation of the tumor CNN: predictions (a ``mapInPandas`` over the shards), BER, accuracy,
-confusion matrix, ROC AUC (plain numpy), the BER-minimising threshold chosen on the training data,
+confusion matrix, ROC AUC (plain numpy), the BER-minimising threshold chosen on the validation split,
 and a PNG grid of test scans with their predictions.
 """
 from __future__ import annotations
@@ -120,19 +120,20 @@ def best_threshold(labels: np.ndarray, scores: np.ndarray) -> tuple[float, float
     return float(cands[k]), float(ber[k])
 
 
-def evaluate(train_labels, train_scores, test_labels, test_scores) -> dict:
-    """Test-split figures at the threshold chosen on the training data (and at 0.5)."""
-    threshold, train_ber = best_threshold(train_labels, train_scores)
+def evaluate(val_labels, val_scores, test_labels, test_scores) -> dict:
+    """Test-split figures at the BER-minimising threshold of the validation scores (and at 0.5):
+    the test labels are used only to score."""
+    threshold, val_ber = best_threshold(val_labels, val_scores)
     c = confusion(np.asarray(test_labels), np.asarray(test_scores), threshold)
     c05 = confusion(np.asarray(test_labels), np.asarray(test_scores), 0.5)
     r, r05 = rates(c), rates(c05)
-    return {"threshold": threshold, "train_ber_at_threshold": train_ber,
+    return {"threshold": threshold, "validation_ber_at_threshold": val_ber,
             "ber": r["ber"], "fpr": r["fpr"], "fnr": r["fnr"], "accuracy": r["accuracy"],
             "confusion": {"actual_tumor": {"predicted_tumor": c["tp"], "predicted_none": c["fn"]},
                           "actual_none": {"predicted_tumor": c["fp"], "predicted_none": c["tn"]}},
             "roc_auc": roc_auc(np.asarray(test_labels), np.asarray(test_scores)),
             "at_0_5": {"ber": r05["ber"], "accuracy": r05["accuracy"], **c05},
-            "test_images": int(len(test_labels)), "train_images": int(len(train_labels))}
+            "test_images": int(len(test_labels)), "validation_images": int(len(val_labels))}
 
 
 def draw_grid(tiles: list[dict], size: int, path: str, columns: int = 6, tile: int = 128) -> None:

@@ -1,7 +1,10 @@
 """The tumor CNN (Keras layers) and its input augmentation (TensorFlow image ops).
 
 ``seed`` is the network of the original notebook: Conv 64 3x3, 32 5x5, 16 5x5, 8 7x7/2, 4 7x7/2,
-Dense 50 relu with L2, Dense 2 softmax.  ``small`` is a fast network for tests and smoke runs.
+Dense 50 relu with L2, Dense 2 softmax (about 1.9 GMAC per 175 px scan).  ``compact`` strides and
+pools early (16-32-64-128 channels, global average pooling, dropout; about 30x fewer operations
+than ``seed`` at the same size) for real scans on CPUs.  ``small`` is a fast network for tests and
+smoke runs.
 """
 from __future__ import annotations
 
@@ -9,7 +12,7 @@ import math
 
 import numpy as np
 
-ARCHITECTURES = ("seed", "small")
+ARCHITECTURES = ("seed", "compact", "small")
 N_CLASSES = 2
 
 
@@ -18,7 +21,7 @@ def build_model(architecture: str, size: int, l2: float = 1e-3):
 
     Parameters
     ----------
-    architecture : {"seed", "small"}
+    architecture : {"seed", "compact", "small"}
     size : int
         Side of the square input.
     l2 : float
@@ -35,6 +38,14 @@ def build_model(architecture: str, size: int, l2: float = 1e-3):
         x = layers.Conv2D(4, 7, strides=2, activation="relu")(x)
         x = layers.Flatten()(x)
         x = layers.Dense(50, activation="relu", kernel_regularizer=keras.regularizers.L2(l2))(x)
+    elif architecture == "compact":
+        x = layers.Conv2D(16, 3, strides=2, padding="same", activation="relu")(inp)
+        for filters in (32, 64, 128):
+            x = layers.Conv2D(filters, 3, padding="same", activation="relu")(x)
+            x = layers.MaxPooling2D(2)(x)
+        x = layers.GlobalAveragePooling2D()(x)
+        x = layers.Dropout(0.3)(x)
+        x = layers.Dense(32, activation="relu", kernel_regularizer=keras.regularizers.L2(l2))(x)
     elif architecture == "small":
         x = layers.Conv2D(8, 3, activation="relu", padding="same")(inp)
         x = layers.MaxPooling2D(2)(x)

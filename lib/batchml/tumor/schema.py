@@ -8,7 +8,9 @@ from __future__ import annotations
 PATH_COL = "path"          # source file, relative to the input root
 LABEL_COL = "label"        # 1: tumor, 0: none
 HASH_COL = "hash"          # sha256 of the file bytes, hex
-SPLIT_COL = "split"        # train | test
+SPLIT_COL = "split"        # train | validation | test
+GROUP_COL = "group"        # near-duplicate group: the smallest content hash among its members
+PHASH_COL = "phash"        # 64-bit perceptual hash of the cropped scan (staging only)
 WIDTH_COL = "orig_width"
 HEIGHT_COL = "orig_height"
 MODE_COL = "orig_mode"     # Pillow mode of the file (L, RGB, RGBA, P, ...)
@@ -18,7 +20,7 @@ PIXELS_COL = "pixels"      # size*size floats in [0, 1], row-major
 ERROR_COL = "error"        # decode error (staging only)
 PROB_COL = "prob_tumor"
 
-TRAIN, TEST = "train", "test"
+TRAIN, VALIDATION, TEST = "train", "validation", "test"
 IMAGES = "images"          # Parquet partitioned by split
 PREDICTIONS = "predictions"
 MODEL_FILE = "model.keras"

@@ -1,266 +1,64 @@
-"""Distributed training of the tumor CNN: one Spark barrier task per worker, each training on its
-shard of the train split with ``MultiWorkerMirroredStrategy`` in a custom loop (``strategy.run``;
-Keras 3 ``model.fit`` is broken under that strategy, keras#20585).
-
-Per epoch every worker runs the same number of steps (its shard is reshuffled and wrapped around),
-gradients are all-reduced, so all workers end each epoch with identical weights (their checksums are
-reported).  A checkpoint (model, optimizer, epoch) is written under ``OUTPUT/checkpoints`` at the end
-of every epoch; a re-run with the same output resumes after the last saved epoch.  The chief saves
-``OUTPUT/model.keras`` when training ends.
-
-TensorFlow and Keras are imported inside the functions that run on the workers: the driver never
-loads them, and a worker loads them only after :mod:`batchml.distributed` has set
-``CUDA_VISIBLE_DEVICES`` and ``TF_CONFIG``.
+"""Distributed training of the tumor CNN, the driver's side: deal the train and validation rows to
+the workers, check that the output's checkpoints belong to this run (:mod:`batchml.tumor.checkpoints`),
+run one Spark barrier task per worker (:mod:`batchml.tumor.worker`), then score every split with
+the best epoch's model and report the test split once, at the threshold chosen on validation.
 """
 from __future__ import annotations
 
-import hashlib
 import logging
-import math
 import os
-import shutil
-import tempfile
+import re
 import time
 from dataclasses import asdict, dataclass, field
-from typing import Any
 
-import numpy as np
 import pandas as pd
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from batchml.config import TumorSettings
-from batchml.distributed import WorkerContext, make_strategy, run_on_barrier
+from batchml.distributed import run_on_barrier
 from batchml.errors import InputError, JobError
-from batchml.io.atomic import atomic_dir, exists, write_json
+from batchml.io.atomic import atomic_dir, exists, read_json, write_json
 from batchml.logs import stage
-from batchml.schema import METRICS_FILE
+from batchml.schema import METRICS_FILE, STATS_FILE
 from batchml.tumor import schema as S
+from batchml.tumor.checkpoints import (checkpoint_dir, claim_checkpoints, clean_scratch, data_fingerprint,
+                                       run_identity)
 from batchml.tumor.evaluate import draw_grid, evaluate, with_predictions
-from batchml.tumor.images import pixels_array
-from batchml.tumor.model import augment, build_model, class_weights
+from batchml.tumor.worker import TrainParams, WorkerTrainer
 
 LOG = logging.getLogger("batchml.tumor")
 
-
-@dataclass(frozen=True)
-class TrainParams:
-    """Everything a worker needs (plain values: pickled to the Spark tasks)."""
-
-    output: str
-    size: int
-    epochs: int
-    batch_size: int
-    learning_rate: float
-    l2: float
-    architecture: str
-    augment: bool
-    max_rotation_deg: float
-    use_class_weights: bool
-    seed: int
-
-    @classmethod
-    def from_settings(cls, s: TumorSettings, output: str, size: int) -> "TrainParams":
-        return cls(output=output, size=size, epochs=s.epochs, batch_size=s.batch_size,
-                   learning_rate=s.learning_rate, l2=s.l2, architecture=s.architecture,
-                   augment=s.augment, max_rotation_deg=s.max_rotation_deg,
-                   use_class_weights=s.class_weights, seed=s.seed)
+# _stats.json keys of the prepared data that change its pixels or its split
+PREPARED_KEYS = ("size", "test_fraction", "validation_fraction", "seed", "preprocessing")
 
 
-def weights_checksum(model) -> str:
-    """sha256 of all weights' bytes, in order (equal only for bit-identical weights)."""
-    h = hashlib.sha256()
-    for v in model.weights:
-        h.update(np.ascontiguousarray(np.asarray(v)).tobytes())
-    return h.hexdigest()[:16]
-
-
-def checkpoint_dir(output: str) -> str:
-    return os.path.join(output, S.CHECKPOINTS)
-
-
-def _epoch_indices(n: int, count: int, rng: np.random.Generator) -> np.ndarray:
-    """``count`` indices into a shard of ``n``: whole shuffled passes, wrapped around."""
-    reps = -(-count // n)
-    return np.concatenate([rng.permutation(n) for _ in range(reps)])[:count]
-
-
-@dataclass
-class Shard:
-    """A worker's training rows, with the class balance of the whole train split."""
-
-    x: np.ndarray               # (n, size, size, 1) pixels
-    y: np.ndarray               # labels
-    total: int                  # images over all workers
-    counts: dict[int, int]      # label -> images over all workers
-    class_weights: np.ndarray   # per label
-    sample_weights: np.ndarray  # per row of this shard
-
-
-def load_shard(w: WorkerContext, p: TrainParams) -> Shard:
-    """Decode this worker's rows and agree with the others on the class counts (a barrier)."""
-    rows = list(w.rows)
-    x = pixels_array([r[S.PIXELS_COL] for r in rows], p.size)
-    y = np.array([r[S.LABEL_COL] for r in rows], np.int32)
-    del rows
-    shards = w.all_gather({"n": int(len(y)), "pos": int(y.sum())})
-    total = sum(s["n"] for s in shards)
-    if any(s["n"] == 0 for s in shards):
-        raise RuntimeError(f"a worker has an empty shard ({[s['n'] for s in shards]}); use fewer workers")
-    counts = {1: sum(s["pos"] for s in shards), 0: total - sum(s["pos"] for s in shards)}
-    cw = class_weights(counts) if p.use_class_weights else np.ones(2, np.float32)
-    return Shard(x=x, y=y, total=total, counts=counts, class_weights=cw, sample_weights=cw[y])
-
-
-@dataclass
-class Replica:
-    """A worker's copy of the model, its optimizer and checkpoints (TensorFlow objects)."""
-
-    model: Any
-    optimizer: Any
-    epoch_var: Any          # epochs completed, saved in the checkpoints
-    manager: Any            # tf.train.CheckpointManager writing to ``own_dir``
-    own_dir: str            # the chief's checkpoint dir, or a worker's scratch dir
-    latest: str | None      # the checkpoint restored from
-    start: int              # epochs already completed
-
-
-def build_replica(strategy, p: TrainParams, w: WorkerContext) -> Replica:
-    """Build the model and optimizer under ``strategy`` and restore the chief's latest checkpoint."""
-    import keras
-    import tensorflow as tf
-    keras.utils.set_random_seed(p.seed)
-    with strategy.scope():
-        model = build_model(p.architecture, p.size, p.l2)
-        optimizer = keras.optimizers.Adam(p.learning_rate)
-        optimizer.build(model.trainable_variables)
-        epoch_var = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
-    ckpt = tf.train.Checkpoint(model=model, optimizer=optimizer, epoch=epoch_var)
-    chief_dir = checkpoint_dir(p.output)
-    own_dir = chief_dir if w.is_chief else tempfile.mkdtemp(prefix=f"tumor-ckpt-w{w.rank}-")
-    manager = tf.train.CheckpointManager(ckpt, own_dir, max_to_keep=2)
-    latest = tf.train.latest_checkpoint(chief_dir)
-    if latest:
-        ckpt.restore(latest).assert_existing_objects_matched()
-    return Replica(model=model, optimizer=optimizer, epoch_var=epoch_var, manager=manager, own_dir=own_dir,
-                   latest=latest, start=int(epoch_var.numpy()))
-
-
-def make_train_step(strategy, model, optimizer, global_batch: int):
-    """A ``tf.function`` running one synchronous step on every replica; returns the summed loss."""
-    import keras
-    import tensorflow as tf
-    loss_fn = keras.losses.SparseCategoricalCrossentropy(reduction="none")
-
-    def replica_step(xb, yb, wb):
-        with tf.GradientTape() as tape:
-            probs = model(xb, training=True)
-            per_example = loss_fn(yb, probs) * wb
-            loss = tf.nn.compute_average_loss(per_example, global_batch_size=global_batch)
-            if model.losses:
-                loss += tf.nn.scale_regularization_loss(tf.add_n(model.losses))
-        grads = tape.gradient(loss, model.trainable_variables)
-        optimizer.apply_gradients(zip(grads, model.trainable_variables))
-        return loss
-
-    @tf.function
-    def train_step(xb, yb, wb):
-        per_replica = strategy.run(replica_step, args=(xb, yb, wb))
-        return strategy.reduce(tf.distribute.ReduceOp.SUM, per_replica, axis=None)
-
-    return train_step
-
-
-def make_augment(p: TrainParams, rank: int):
-    """The worker's seeded augmentation of a batch (a ``tf.function``)."""
-    import tensorflow as tf
-    aug_gen = tf.random.Generator.from_seed(p.seed * 1000 + rank)
-    return tf.function(lambda b: augment(b, aug_gen, p.max_rotation_deg))
-
-
-def train_epoch(train_step, aug, shard: Shard, p: TrainParams, epoch: int, rank: int,
-                steps: int) -> tuple[float, float]:
-    """One epoch of ``steps`` batches from this worker's shard: ``(mean loss, seconds)``."""
-    import tensorflow as tf
-    rng = np.random.default_rng([p.seed, epoch, rank])
-    idx = _epoch_indices(len(shard.y), steps * p.batch_size, rng)
-    t0 = time.perf_counter()
-    total_loss = 0.0
-    for s in range(steps):
-        b = idx[s * p.batch_size:(s + 1) * p.batch_size]
-        xb = tf.constant(shard.x[b])
-        if p.augment:
-            xb = aug(xb)
-        total_loss += float(train_step(xb, tf.constant(shard.y[b]), tf.constant(shard.sample_weights[b])))
-    return total_loss / steps, time.perf_counter() - t0
-
-
-def save_final_model(w: WorkerContext, p: TrainParams, replica: Replica, trained: bool) -> None:
-    """The chief writes ``model.keras`` (atomically) when it trained or none exists yet; the other
-    workers drop their scratch checkpoints."""
-    if not w.is_chief:
-        shutil.rmtree(replica.own_dir, ignore_errors=True)
-    elif trained or not os.path.exists(os.path.join(p.output, S.MODEL_FILE)):
-        tmp = os.path.join(p.output, f".{S.MODEL_FILE}.tmp-{os.getpid()}.keras")
-        replica.model.save(tmp)
-        os.replace(tmp, os.path.join(p.output, S.MODEL_FILE))
-
-
-class WorkerTrainer:
-    """The function each barrier task runs (see :func:`batchml.distributed.run_on_barrier`)."""
-
-    def __init__(self, params: TrainParams):
-        self.params = params
-
-    def __call__(self, w: WorkerContext) -> dict:
-        p = self.params
-        shard = load_shard(w, p)
-        global_batch = p.batch_size * w.num_workers
-        steps = max(1, math.ceil(shard.total / global_batch))
-        strategy = make_strategy()
-        replica = build_replica(strategy, p, w)
-        start_checksum = weights_checksum(replica.model)
-        if w.is_chief:
-            LOG.info("training %s on %d images (%s), %d workers x batch %d, %d steps/epoch, epochs %d..%d%s",
-                     p.architecture, shard.total, shard.counts, w.num_workers, p.batch_size, steps,
-                     replica.start + 1, p.epochs, f" (resumed from {replica.latest})" if replica.latest else "")
-        train_step = make_train_step(strategy, replica.model, replica.optimizer, global_batch)
-        aug = make_augment(p, w.rank)
-        history = []
-        for epoch in range(replica.start, p.epochs):
-            loss, seconds = train_epoch(train_step, aug, shard, p, epoch, w.rank, steps)
-            replica.epoch_var.assign(epoch + 1)
-            replica.manager.save(checkpoint_number=epoch + 1)
-            record = {"epoch": epoch + 1, "loss": loss, "seconds": round(seconds, 3),
-                      "images_per_s": round(steps * global_batch / seconds, 1),
-                      "checksum": weights_checksum(replica.model)}
-            history.append(record)
-            if w.is_chief:
-                LOG.info("epoch %d/%d: loss %.4f, %.1fs, %.0f images/s", epoch + 1, p.epochs,
-                         record["loss"], seconds, record["images_per_s"])
-        save_final_model(w, p, replica, trained=bool(history))
-        return {"rank": w.rank, "shard": int(len(shard.y)), "start_epoch": replica.start + 1,
-                "start_checksum": start_checksum, "resumed_from": replica.latest, "history": history,
-                "steps_per_epoch": steps, "global_batch": global_batch, "total": shard.total,
-                "class_counts": {str(k): v for k, v in shard.counts.items()},
-                "class_weights": [float(c) for c in shard.class_weights],
-                "final_checksum": weights_checksum(replica.model)}
-
-
-def read_split(spark: SparkSession, data_dir: str, split: str) -> DataFrame:
-    """Rows of one split of the image shards written by :mod:`batchml.tumor.prepare`."""
+def read_images(spark: SparkSession, data_dir: str) -> DataFrame:
+    """The image shards written by :mod:`batchml.tumor.prepare` (every split)."""
     path = f"{data_dir.rstrip('/')}/{S.IMAGES}"
     if not exists(path):
         raise InputError(f"{data_dir} has no {S.IMAGES}/ table: run jobs/tumor_prepare.py first")
-    return spark.read.parquet(path).where(F.col(S.SPLIT_COL) == split)
+    return spark.read.parquet(path)
 
 
-def worker_shards(train_df: DataFrame, workers: int):
-    """An RDD of ``(label, hash, pixels)`` rows with exactly ``workers`` partitions of equal size
-    (+-1): rows ordered by hash are dealt round-robin, so the shards are deterministic."""
-    rows = train_df.select(S.LABEL_COL, S.HASH_COL, S.PIXELS_COL).orderBy(S.HASH_COL).rdd
-    return (rows.zipWithIndex().map(lambda ri: (ri[1] % workers, ri[0]))
-            .partitionBy(workers, lambda k: k).values())
+def read_split(spark: SparkSession, data_dir: str, split: str) -> DataFrame:
+    """Rows of one split of the image shards."""
+    return read_images(spark, data_dir).where(F.col(S.SPLIT_COL) == split)
+
+
+def _dealt(df: DataFrame, workers: int):
+    """``(worker, row)`` pairs: rows ordered by hash, dealt round-robin."""
+    return df.orderBy(S.HASH_COL).rdd.zipWithIndex().map(lambda ri: (ri[1] % workers, ri[0]))
+
+
+def worker_shards(fit_df: DataFrame, workers: int):
+    """An RDD of ``(label, hash, pixels, split)`` rows with exactly ``workers`` partitions: the train
+    rows and the validation rows are each dealt round-robin in hash order, so every worker gets an
+    equal share (+-1) of both and the shards are deterministic."""
+    cols = (S.LABEL_COL, S.HASH_COL, S.PIXELS_COL, S.SPLIT_COL)
+    train = _dealt(fit_df.where(F.col(S.SPLIT_COL) == S.TRAIN).select(*cols), workers)
+    val = _dealt(fit_df.where(F.col(S.SPLIT_COL) == S.VALIDATION).select(*cols), workers)
+    return train.union(val).partitionBy(workers, lambda k: k).values()
 
 
 def image_size(df: DataFrame) -> int:
@@ -268,6 +66,17 @@ def image_size(df: DataFrame) -> int:
     if len(sizes) != 1:
         raise JobError(f"the image shards must have one size, found {sizes or 'no images'}")
     return int(sizes[0])
+
+
+def _identity(spark: SparkSession, fit_df: DataFrame, data_dir: str, params: TrainParams, workers: int) -> dict:
+    """The run identity of :mod:`batchml.tumor.checkpoints`: training settings and a fingerprint of
+    the train and validation rows and of the preparation settings."""
+    stats_path = f"{data_dir.rstrip('/')}/{STATS_FILE}"
+    stats = read_json(stats_path) if exists(stats_path) else {}
+    rows = [(r[S.HASH_COL], int(r[S.LABEL_COL]), r[S.SPLIT_COL])
+            for r in fit_df.select(S.HASH_COL, S.LABEL_COL, S.SPLIT_COL).collect()]
+    return run_identity(asdict(params), data_fingerprint(rows, {k: stats.get(k) for k in PREPARED_KEYS}),
+                        workers)
 
 
 @dataclass
@@ -278,25 +87,48 @@ class TrainResult:
     params: dict = field(default_factory=dict)
 
 
+def _worker_failure(exc: Exception) -> JobError:
+    """One readable line for a failed barrier stage: a library error raised in a worker, or the
+    first line of Spark's reason (a killed worker, say)."""
+    text = str(exc)
+    m = re.search(r"batchml\.[\w.]*?(\w*Error): ([^\n]+)", text)
+    if m:
+        return JobError(m.group(2))
+    first = next((ln.strip() for ln in text.splitlines() if ln.strip()), type(exc).__name__)
+    return JobError(f"training failed on a worker ({first[:300]}); re-run the same command to resume "
+                    "from the last checkpoint")
+
+
 def train_distributed(spark: SparkSession, settings: TumorSettings, data_dir: str, output: str) -> TrainResult:
-    """Train on the train split of ``data_dir`` with ``settings.workers`` barrier tasks; checkpoints
-    and the model go under ``output`` (which must be on storage every worker sees)."""
+    """Train on the train split of ``data_dir`` with ``settings.workers`` barrier tasks, choosing the
+    epoch on its validation split; checkpoints and the model go under ``output`` (which must be on
+    storage every worker sees).  A re-run resumes only a run of the same inputs."""
     workers = settings.workers
-    train_df = read_split(spark, data_dir, S.TRAIN)
-    size = image_size(train_df)
+    fit_df = read_images(spark, data_dir).where(F.col(S.SPLIT_COL).isin(S.TRAIN, S.VALIDATION))
+    size = image_size(fit_df)
     params = TrainParams.from_settings(settings, os.path.abspath(output) if "://" not in output else output,
                                        size)
-    os.makedirs(checkpoint_dir(params.output), exist_ok=True)
     with stage("shard the train split", spark) as st:
-        shards = worker_shards(train_df, workers)
-        st.set_rows(train_df.count())
+        shards = worker_shards(fit_df, workers)
+        st.set_rows(fit_df.where(F.col(S.SPLIT_COL) == S.TRAIN).count())
         if st.rows < workers:
             raise JobError(f"{st.rows} training images cannot feed {workers} workers")
+        resumable = claim_checkpoints(params.output, _identity(spark, fit_df, data_dir, params, workers))
+    LOG.info("%s checkpoints in %s", "resuming from the" if resumable else "no",
+             checkpoint_dir(params.output))
+    clean_scratch(params.output)
     t0 = time.perf_counter()
-    with stage(f"train on {workers} workers", spark):
-        results = run_on_barrier(spark, WorkerTrainer(params), workers, shards,
-                                 port_range=settings.port_range, threads=settings.threads_per_worker,
-                                 use_gpu=settings.use_gpu)
+    try:
+        with stage(f"train on {workers} workers", spark):
+            results = run_on_barrier(spark, WorkerTrainer(params), workers, shards,
+                                     port_range=settings.port_range, threads=settings.threads_per_worker,
+                                     use_gpu=settings.use_gpu)
+    except JobError:
+        raise
+    except Exception as exc:  # noqa: BLE001  (Py4J: a worker raised or died)
+        raise _worker_failure(exc) from None
+    finally:
+        clean_scratch(params.output)
     seconds = time.perf_counter() - t0
     write_json(os.path.join(params.output, S.HISTORY_FILE),
                {"params": asdict(params), "workers": results, "seconds": seconds})
@@ -304,8 +136,8 @@ def train_distributed(spark: SparkSession, settings: TumorSettings, data_dir: st
 
 
 def train_and_evaluate(spark: SparkSession, settings: TumorSettings, data_dir: str, output: str) -> dict:
-    """Train (resuming from ``output``'s checkpoints), then score both splits and write
-    ``metrics.json``, ``predictions/`` (Parquet) and ``test_grid.png`` under ``output``.
+    """Train (resuming from ``output``'s checkpoints), then score every split with the best epoch's
+    model, choose the threshold on validation, score the test split once, and write ``metrics.json``, ``predictions/`` (Parquet) and ``test_grid.png`` under ``output``.
 
     Returns
     -------
@@ -317,13 +149,9 @@ def train_and_evaluate(spark: SparkSession, settings: TumorSettings, data_dir: s
     result = train_distributed(spark, settings, data_dir, output)
     timings["train"] = round(result.seconds, 3)
     output = result.params["output"]
-    images = spark.read.parquet(f"{data_dir.rstrip('/')}/{S.IMAGES}")
+    images = read_images(spark, data_dir)
     preds, pdf = _predict(spark, images, os.path.join(output, S.MODEL_FILE), result.size, output, timings)
-    tr, te = pdf[pdf[S.SPLIT_COL] == S.TRAIN], pdf[pdf[S.SPLIT_COL] == S.TEST]
-    if te.empty:
-        raise JobError(f"{data_dir} has no test images")
-    metrics = evaluate(tr[S.LABEL_COL].to_numpy(), tr[S.PROB_COL].to_numpy(),
-                       te[S.LABEL_COL].to_numpy(), te[S.PROB_COL].to_numpy())
+    metrics = _score_test_once(pdf, data_dir)
     with stage("grid of test scans", spark, timings):
         if settings.grid_images:
             _draw_test_grid(preds, images, settings.grid_images, metrics["threshold"], result.size,
@@ -331,8 +159,27 @@ def train_and_evaluate(spark: SparkSession, settings: TumorSettings, data_dir: s
     timings["total"] = round(time.perf_counter() - t0, 3)
     metrics.update(_training_summary(result, data_dir, timings))
     write_json(os.path.join(output, METRICS_FILE), metrics)
-    LOG.info("test BER %.4f (threshold %.3f from training data), accuracy %.4f, ROC AUC %.4f",
-             metrics["ber"], metrics["threshold"], metrics["accuracy"], metrics["roc_auc"])
+    LOG.info("test BER %.4f (threshold %.3f from the %s split), accuracy %.4f, ROC AUC %.4f",
+             metrics["ber"], metrics["threshold"], metrics["threshold_from"], metrics["accuracy"],
+             metrics["roc_auc"])
+    return metrics
+
+
+def _score_test_once(pdf: pd.DataFrame, data_dir: str) -> dict:
+    """Test figures at the threshold chosen on the validation split (the train split where the data
+    has none: prepared before validation splits existed)."""
+    te = pdf[pdf[S.SPLIT_COL] == S.TEST]
+    if te.empty:
+        raise JobError(f"{data_dir} has no test images")
+    source = S.VALIDATION if (pdf[S.SPLIT_COL] == S.VALIDATION).any() else S.TRAIN
+    if source == S.TRAIN:
+        LOG.warning("%s has no validation split (re-run jobs/tumor_prepare.py): the threshold is chosen "
+                    "on the train split", data_dir)
+    va = pdf[pdf[S.SPLIT_COL] == source]
+    metrics = evaluate(va[S.LABEL_COL].to_numpy(), va[S.PROB_COL].to_numpy(),
+                       te[S.LABEL_COL].to_numpy(), te[S.PROB_COL].to_numpy())
+    metrics["threshold_from"] = source
+    metrics["train_images"] = int((pdf[S.SPLIT_COL] == S.TRAIN).sum())
     return metrics
 
 
@@ -370,7 +217,7 @@ def _training_summary(result: TrainResult, data_dir: str, timings: dict) -> dict
         "start_epoch": chief["start_epoch"], "batch_size_per_worker": result.params["batch_size"],
         "global_batch": chief["global_batch"], "steps_per_epoch": chief["steps_per_epoch"],
         "train_class_counts": chief["class_counts"], "class_weights": chief["class_weights"],
-        "history": history,
+        "history": history, "best_epoch": (chief["best"] or {}).get("epoch"),
         "images_per_s": (round(sum(h["images_per_s"] for h in history) / len(history), 1)
                          if history else None),
         "worker_checksums": [w["final_checksum"] for w in result.workers],
