@@ -43,7 +43,7 @@ def make_dataset(out: Path, n_ratings: int, seed: int, noise: float, rank: int) 
     return out
 
 
-def surprise_rows(spark, cfg, dataset: str) -> list[tuple[str, float, float, float]]:
+def surprise_rows(spark, cfg, dataset: str, scale: tuple[float, float]) -> list[tuple[str, float, float, float]]:
     """(name, rmse, fit seconds, predict seconds) of surprise SVD and BaselineOnly on the same split."""
     try:
         from surprise import SVD, BaselineOnly, Dataset, Reader
@@ -60,7 +60,7 @@ def surprise_rows(spark, cfg, dataset: str) -> list[tuple[str, float, float, flo
     train_pd = train.toPandas()
     test_pd = test.select(USER_COL, ITEM_COL, RATING_COL).toPandas()
     s = cfg.factorize
-    reader = Reader(rating_scale=(s.rating_min, s.rating_max))
+    reader = Reader(rating_scale=tuple(scale))
     trainset = Dataset.load_from_df(train_pd[[USER_COL, ITEM_COL, RATING_COL]], reader).build_full_trainset()
     testset = list(zip(test_pd[USER_COL], test_pd[ITEM_COL], test_pd[RATING_COL].astype(float)))
     rows = []
@@ -76,7 +76,8 @@ def surprise_rows(spark, cfg, dataset: str) -> list[tuple[str, float, float, flo
     return rows
 
 
-def fit_timing(spark, cfg, dataset: str, rank: int, reg: float, repeats: int = 3) -> dict:
+def fit_timing(spark, cfg, dataset: str, rank: int, reg: float, *, bias_regs: tuple[float, float],
+               scale: tuple[float, float], repeats: int = 3) -> dict:
     """Back-to-back fit times on the same training split, same rank, reg and iterations:
     ALS+bias (biases + ALS on the residuals, one round) against plain MLlib ALS; the best of
     ``repeats`` alternating runs of each."""
@@ -95,12 +96,12 @@ def fit_timing(spark, cfg, dataset: str, rank: int, reg: float, repeats: int = 3
     best = {"plain_als": float("inf"), "als_bias": float("inf")}
     for _ in range(repeats):
         t0 = time.perf_counter()
-        m = fit_plain_als(train, rating_min=s.rating_min, rating_max=s.rating_max, **common)
+        m = fit_plain_als(train, rating_min=scale[0], rating_max=scale[1], **common)
         best["plain_als"] = min(best["plain_als"], time.perf_counter() - t0)
         m.unpersist()
         t0 = time.perf_counter()
-        b = fit_biases(train, reg_user=s.bias_reg_user, reg_item=s.bias_reg_item,
-                       sweeps=s.bias_sweeps)
+        b = fit_biases(train, reg_user=bias_regs[0], reg_item=bias_regs[1], sweeps=s.bias_sweeps,
+                       tol=s.bias_tol)
         resid = with_bias_residual(train, b, col_out=RESIDUAL_COL)  # as fit_als_biased: not cached
         uf, itf = fit_als(resid, col_target=RESIDUAL_COL, **common)
         best["als_bias"] = min(best["als_bias"], time.perf_counter() - t0)
@@ -112,9 +113,33 @@ def fit_timing(spark, cfg, dataset: str, rank: int, reg: float, repeats: int = 3
 
 def timing_line(cfg, rank: int, reg: float, ft: dict) -> str:
     return (f"fit time back to back, rank {rank}, reg {reg:g}, {cfg.factorize.iters} iterations, "
-            f"{cfg.factorize.bias_sweeps} bias sweeps (best of 3): ALS+bias (one round) "
+            f"at most {cfg.factorize.bias_sweeps} bias sweeps (best of 3): ALS+bias (one round) "
             f"{ft['als_bias']:.1f}s vs plain MLlib ALS {ft['plain_als']:.1f}s: ratio "
             f"{ft['als_bias'] / ft['plain_als']:.2f}  (target <= 1.5)")
+
+
+def print_report(args, cfg, metrics: dict, wall: float, timing: dict, sk: list) -> None:
+    """The RMSE table, the floor ratio, the fit times and the surprise rows."""
+    from batchml.factorize import format_table
+
+    c = metrics["chosen"]
+    print()
+    print(f"== factorize benchmark: {args.ratings:,} generated ratings, noise sd {args.noise}, "
+          f"true rank {args.true_rank}; pipeline wall time {wall:.0f}s")
+    print(format_table(metrics))
+    floor = metrics["floor"]["rmse"]
+    ab = metrics["table"]["als_bias"]["rmse"]
+    print(f"ALS+bias RMSE / floor = {ab:.4f} / {floor:.4f} = {ab / floor:.4f}  (target <= 1.03)")
+    f = metrics["fit_seconds"]
+    print(f"pipeline fit times, rank {c['rank']}, {c['iters']} iterations: ALS+bias round 1 "
+          f"(biases + ALS) {f['als_bias_round1']:.1f}s, all {c['max_rounds']} rounds "
+          f"{f['als_bias_all_rounds']:.1f}s; plain MLlib ALS {f['plain_als']:.1f}s "
+          f"(ratio round 1 {f['als_bias_round1'] / f['plain_als']:.2f}, all rounds "
+          f"{f['als_bias_all_rounds'] / f['plain_als']:.2f})")
+    print(timing_line(cfg, c["rank"], c["als_bias_reg"], timing))
+    for name, rmse, fit_s, pred_s in sk:
+        print(f"{name:<30} RMSE {rmse:.4f}  (/floor {rmse / floor:.4f})  fit {fit_s:.1f}s, "
+              f"predict {pred_s:.1f}s")
 
 
 def main(argv=None) -> int:
@@ -135,7 +160,7 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
 
     from batchml.config import load_config
-    from batchml.factorize import format_table, run_factorize
+    from batchml.factorize import run_factorize
     from batchml.logs import setup_logging
     from batchml.spark import build_session
 
@@ -152,7 +177,10 @@ def main(argv=None) -> int:
         if args.timing_only:
             rank = int(args.rank.split(",")[0])
             reg = float(args.regs.split(",")[0])
-            print(timing_line(cfg, rank, reg, fit_timing(spark, cfg, str(dataset), rank, reg)))
+            s = cfg.factorize
+            ft = fit_timing(spark, cfg, str(dataset), rank, reg,
+                            bias_regs=(s.bias_reg_user[0], s.bias_reg_item[0]), scale=(1.0, 5.0))
+            print(timing_line(cfg, rank, reg, ft))
             return 0
         t0 = time.perf_counter()
         metrics = run_factorize(spark, cfg, dataset=str(dataset),
@@ -160,28 +188,14 @@ def main(argv=None) -> int:
         wall = time.perf_counter() - t0
         c = metrics["chosen"]
         # the pipeline times each fit once; repeat them back to back at the chosen settings
-        timing = fit_timing(spark, cfg, str(dataset), c["rank"], c["als_bias_reg"])
-        sk = [] if args.no_surprise else surprise_rows(spark, cfg, str(dataset))
+        timing = fit_timing(spark, cfg, str(dataset), c["rank"], c["als_bias_reg"],
+                            bias_regs=(c["bias_reg_user"], c["bias_reg_item"]),
+                            scale=tuple(c["rating_scale"]))
+        sk = [] if args.no_surprise else surprise_rows(spark, cfg, str(dataset), c["rating_scale"])
     finally:
         spark.stop()
 
-    print()
-    print(f"== factorize benchmark: {args.ratings:,} generated ratings, noise sd {args.noise}, "
-          f"true rank {args.true_rank}; pipeline wall time {wall:.0f}s")
-    print(format_table(metrics))
-    floor = metrics["floor"]["rmse"]
-    ab = metrics["table"]["als_bias"]["rmse"]
-    print(f"ALS+bias RMSE / floor = {ab:.4f} / {floor:.4f} = {ab / floor:.4f}  (target <= 1.03)")
-    f = metrics["fit_seconds"]
-    print(f"pipeline fit times, rank {c['rank']}, {c['iters']} iterations: ALS+bias round 1 "
-          f"(biases + ALS) {f['als_bias_round1']:.1f}s, all {c['rounds']} rounds "
-          f"{f['als_bias_all_rounds']:.1f}s; plain MLlib ALS {f['plain_als']:.1f}s "
-          f"(ratio round 1 {f['als_bias_round1'] / f['plain_als']:.2f}, all rounds "
-          f"{f['als_bias_all_rounds'] / f['plain_als']:.2f})")
-    print(timing_line(cfg, c["rank"], c["als_bias_reg"], timing))
-    for name, rmse, fit_s, pred_s in sk:
-        print(f"{name:<30} RMSE {rmse:.4f}  (/floor {rmse / floor:.4f})  fit {fit_s:.1f}s, "
-              f"predict {pred_s:.1f}s")
+    print_report(args, cfg, metrics, wall, timing, sk)
     return 0
 
 

@@ -19,7 +19,7 @@ FLAGS = (
     Flag("--rank", "factorize.ranks", "rank or comma-separated rank grid"),
     Flag("--reg", "factorize.regs", "ALS reg or comma-separated reg grid"),
     Flag("--iters", "factorize.iters", "ALS iterations"),
-    Flag("--rounds", "factorize.rounds", "bias/ALS alternation rounds"),
+    Flag("--rounds", "factorize.rounds", "the most bias/ALS alternation rounds (validation picks how many)"),
     Flag("--model", "factorize.model", "which model to save", choices=("biased", "aligned")),
 )
 

@@ -471,3 +471,151 @@ def test_probe_removed_at_ingest_is_reported(spark, tmp_path):
     with pytest.raises(JobError, match="--remove-probe"):
         run_factorize(spark, cfg, dataset=str(ds), output=str(tmp_path / "model"))
     assert not (tmp_path / "model").exists()
+
+
+# ------------------------------------------------------------------- a test set ingested apart
+def _write_foreign_dataset(out: Path, users, items, ratings, *, user_ids, item_ids) -> Path:
+    """A dataset dir numbering its own ids: index k of the users table is ``user_ids[k]``."""
+    write_dataset(out, users, items, ratings, n_users=len(user_ids), n_items=len(item_ids))
+    for name, key, id_col, ids in (("users", USER_COL, "user_id", user_ids),
+                                   ("items", ITEM_COL, "item_id", item_ids)):
+        (out / name / "part-00000.parquet").unlink()
+        pd.DataFrame({key: np.arange(len(ids), dtype=np.int32), id_col: list(ids)}) \
+            .to_parquet(out / name / "part-00000.parquet")
+    return out
+
+
+@pytest.fixture(scope="module")
+def split_apart(tmp_path_factory):
+    """One split three ways: train and test ingested apart (the test dataset numbers its ids in a
+    shuffled order and holds 5 users and 3 items training never saw), and the same rows as one
+    dataset with a bare table of its indices as the test set."""
+    base = tmp_path_factory.mktemp("apart")
+    rng = np.random.default_rng(11)
+    n_users, n_items = 80, 50
+    model = make_model(n_users, n_items, 2, 0.4, rng, user_bias_sd=0.8, item_bias_sd=0.8)
+    u, i = sample_pairs(1800, n_users, n_items, rng)
+    r = draw_ratings(model, u, i, rng)
+    is_test = (rng.random(len(u)) < 0.15) | (u >= 75) | (i >= 47)
+    tr, te = ~is_test, is_test
+    write_dataset(base / "train", u[tr], i[tr], r[tr], n_users=75, n_items=47)
+    uo, io = rng.permutation(n_users), rng.permutation(n_items)  # test index k <-> id u{uo[k]}
+    u_pos, i_pos = np.argsort(uo), np.argsort(io)
+    _write_foreign_dataset(base / "test", u_pos[u[te]], i_pos[i[te]], r[te],
+                           user_ids=[f"u{k}" for k in uo], item_ids=[f"i{k}" for k in io])
+    write_dataset(base / "whole", u, i, r, n_users=n_users, n_items=n_items)
+    pd.DataFrame({USER_COL: u[te].astype(np.int32), ITEM_COL: i[te].astype(np.int32),
+                  RATING_COL: r[te].astype(np.float32)}).to_parquet(base / "test_table.parquet")
+    return base, int(te.sum())
+
+
+def _small_job(test: str) -> object:
+    return build_config({"factorize": {
+        "test": test, "ranks": [2], "regs": [0.1], "iters": 3, "rounds": 1, "bias_sweeps": 2,
+        "item_cf_neighbours": 10, "item_cf_max_items_per_user": 0}})
+
+
+@pytest.mark.slow
+def test_test_dataset_ingested_apart_scores_as_the_same_split(spark, split_apart):
+    base, n_test = split_apart
+    apart = run_factorize(spark, _small_job(str(base / "test")), dataset=str(base / "train"),
+                          output=str(base / "m_apart"))
+    whole = run_factorize(spark, _small_job(str(base / "test_table.parquet")),
+                          dataset=str(base / "whole"), output=str(base / "m_whole"))
+    assert apart["n_test"] == whole["n_test"] == apart["test_rows"] == n_test
+    assert apart["n_train"] == whole["n_train"]
+    assert set(apart["table"]) == set(whole["table"])
+    for row, m in whole["table"].items():
+        assert apart["table"][row]["rmse"] == pytest.approx(m["rmse"], rel=1e-4), row
+        assert apart["table"][row]["n"] == n_test and apart["table"][row]["n_missing"] == 0, row
+    # the users and items training never saw are counted, and scored by the fallbacks
+    for m in (apart, whole):
+        assert (m["unknown_users"], m["unknown_items"]) == (5, 3)
+        assert m["unknown_user_rows"] > 0 and m["unknown_item_rows"] > 0
+
+
+def test_foreign_ratings_map_through_source_ids(spark, split_apart):
+    from batchml.ratings import map_foreign_ratings
+
+    base, n_test = split_apart
+    mapped = map_foreign_ratings(spark, str(base / "test"), dataset=str(base / "train")).toPandas()
+    table = pd.read_parquet(base / "test_table.parquet")
+    assert len(mapped) == n_test
+    known = mapped[(mapped[USER_COL] >= 0) & (mapped[ITEM_COL] >= 0)]
+    expect = table[(table[USER_COL] < 75) & (table[ITEM_COL] < 47)]
+    got = known.sort_values([USER_COL, ITEM_COL]).reset_index(drop=True)
+    want = expect.sort_values([USER_COL, ITEM_COL]).reset_index(drop=True)
+    pd.testing.assert_frame_equal(got[[USER_COL, ITEM_COL, RATING_COL]], want, check_dtype=False)
+    unknown_users = mapped.loc[mapped[USER_COL] < 0, USER_COL].unique()
+    assert len(unknown_users) == 5      # one negative index per unknown id, never a training index
+
+
+def test_a_test_dir_that_is_neither_fails_with_an_input_error(spark, tmp_path, split_apart):
+    from batchml.errors import InputError
+    from batchml.ratings import read_test_split
+
+    base, _ = split_apart
+    (tmp_path / "notes").mkdir()
+    (tmp_path / "notes" / "ratings.csv").write_text("userId,movieId,rating\n1,2,3.0\n")
+    ratings = spark.read.parquet(f"{base}/train/ratings")
+    with pytest.raises(InputError, match="neither a dataset dir"):
+        read_test_split(spark, ratings, dataset=str(base / "train"), spec=str(tmp_path / "notes"),
+                        seed=1)
+
+
+# ------------------------------------------------------------------------------ the line search
+def test_line_search_extends_past_the_edge_until_the_score_turns():
+    from batchml.factor_search import line_search
+
+    tried = []
+
+    def score_at(reg):  # best at reg = 1, outside the grid
+        tried.append(reg)
+        return {"reg": reg, "val_rmse": 1.0 + np.log10(reg) ** 2}
+
+    rows = line_search(score_at, [0.01, 0.1], param="reg", extend=5)
+    assert tried == pytest.approx([0.01, 0.1, 1.0, 10.0])
+    assert [r["step"] for r in rows] == ["grid", "grid", "extend_up", "extend_up"]
+    # bounded, downwards too, and a one-value grid is a choice, not a search
+    tried.clear()
+    rows = line_search(score_at, [100.0, 1000.0], param="reg", extend=1)
+    assert tried == pytest.approx([100.0, 1000.0, 10.0]) and rows[-1]["step"] == "extend_down"
+    assert len(line_search(score_at, [0.01], param="reg", extend=5)) == 1
+    at_zero = line_search(lambda reg: {"reg": reg, "val_rmse": reg}, [0.0, 0.1], param="reg",
+                          extend=5)
+    assert [r["reg"] for r in at_zero] == [0.0, 0.1]  # no step below 0
+
+
+def test_rank_search_extends_with_integer_ranks():
+    from batchml.factor_search import line_search
+
+    rows = line_search(lambda k: {"rank": k, "val_rmse": abs(k - 40)}, [5, 10], param="rank",
+                       extend=3, integer=True, minimum=1)
+    assert [r["rank"] for r in rows] == [5, 10, 20, 40, 80]
+
+
+def test_ranking_evaluation_keeps_unknown_test_users_for_the_fallback(spark, split_apart):
+    from batchml.ratings import holdout_coverage
+    from batchml.recommend.evaluation import _model_users, read_test_rows
+
+    base, n_test = split_apart
+    ratings = spark.read.parquet(f"{base}/train/ratings")
+    train, test, note = read_test_rows(spark, ratings, dataset=str(base / "train"),
+                                       spec=str(base / "test"), seed=1)
+    assert note is None
+    cov = holdout_coverage(train, test)
+    assert (cov["test_rows"], cov["unknown_users"], cov["unknown_items"]) == (n_test, 5, 3)
+    model_users = spark.createDataFrame([(k, 0.1 * k, [1.0, 0.0]) for k in range(75)],
+                                        f"{USER_COL} int, {BIAS_COL} double, {FEATURES_COL} array<float>")
+    users = _model_users(model_users, test.select(USER_COL).distinct()).toPandas()
+    assert len(users) == test.select(USER_COL).distinct().count()
+    new = users[users[USER_COL] < 0]
+    assert len(new) == 5 and new[BIAS_COL].isna().all() and new[FEATURES_COL].isna().all()
+
+
+def test_an_extension_that_barely_helps_is_the_last():
+    from batchml.factor_search import line_search
+
+    rows = line_search(lambda k: {"rank": k, "val_rmse": 0.9 - 1e-5 * k}, [10, 50], param="rank",
+                       extend=3, integer=True, minimum=1, max_ratio=2)
+    assert [r["rank"] for r in rows] == [10, 50, 100]

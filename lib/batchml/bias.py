@@ -16,7 +16,9 @@ joint solution; a few sweeps are enough in practice.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field, replace
+import math
+from dataclasses import dataclass, field
+from typing import Sequence
 
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
@@ -49,26 +51,27 @@ class Biases:
             df.unpersist()
 
 
-def _solve_side(target_df: DataFrame, other_df: DataFrame, n_other: int, *, mu: float, reg: float,
-                col_key: str, col_other: str) -> DataFrame:
-    """b_key = Σ(t − μ − b_other) / (reg + n_key); columns ``col_key``, bias, n_ratings.
+def _solve_side(target_df: DataFrame, other_df: DataFrame, n_other: int, *, mu: float,
+                regs: Sequence[float], cols: Sequence[str], col_key: str,
+                col_other: str) -> DataFrame:
+    """b_key = Σ(t − μ − b_other) / (reg + n_key) for every bias column ``cols[k]`` (with
+    ``regs[k]``) in one aggregation; columns ``col_key``, ``*cols``, n_ratings.
     ``n_other``: the rows of ``other_df``."""
-    joined = target_df.join(
-        maybe_broadcast(other_df.select(col_other, F.col(BIAS_COL).alias("_b_other")),
-                        values_per_row=2, n_rows=n_other),
-        on=col_other, how="left")
-    resid = F.col(_TARGET) - F.lit(mu) - F.coalesce(F.col("_b_other"), F.lit(0.0))
-    return (
-        joined.groupBy(col_key)
-        .agg(F.sum(resid).alias("_s"), F.count(F.lit(1)).alias(COUNT_COL))
-        .select(col_key, (F.col("_s") / (F.lit(float(reg)) + F.col(COUNT_COL))).alias(BIAS_COL),
-                COUNT_COL)
-    )
+    other = [F.col(c).alias(f"_o{k}") for k, c in enumerate(cols)]
+    joined = target_df.join(maybe_broadcast(other_df.select(col_other, *other),
+                                            values_per_row=1 + len(cols), n_rows=n_other),
+                            on=col_other, how="left")
+    sums = [F.sum(F.col(_TARGET) - F.lit(mu) - F.coalesce(F.col(f"_o{k}"), F.lit(0.0))).alias(f"_s{k}")
+            for k in range(len(cols))]
+    solved = [(F.col(f"_s{k}") / (F.lit(float(reg)) + F.col(COUNT_COL))).alias(c)
+              for k, (c, reg) in enumerate(zip(cols, regs))]
+    return (joined.groupBy(col_key).agg(*sums, F.count(F.lit(1)).alias(COUNT_COL))
+            .select(col_key, *solved, COUNT_COL))
 
 
-def _first_item_side(target_df: DataFrame, *, reg: float,
+def _first_item_side(target_df: DataFrame, *, regs: Sequence[float], cols: Sequence[str],
                      col_item: str) -> tuple[float, DataFrame, int]:
-    """μ, the first item biases (user biases 0) and their row count from one
+    """μ, the first item biases (user biases 0) of every column and their row count from one
     aggregation: per item Σt and n, so μ = ΣΣt / Σn and b_i = (Σt − n·μ) / (reg + n)."""
     sums = materialize(target_df.groupBy(col_item).agg(F.sum(_TARGET).alias("_s"),
                                                        F.count(F.lit(1)).alias(COUNT_COL)))
@@ -76,8 +79,46 @@ def _first_item_side(target_df: DataFrame, *, reg: float,
     if not n:
         raise ValueError("cannot fit biases on an empty ratings table")
     mu = float(total / n)
-    bias = (F.col("_s") - F.col(COUNT_COL) * F.lit(mu)) / (F.lit(float(reg)) + F.col(COUNT_COL))
-    return mu, sums.select(col_item, bias.alias(BIAS_COL), COUNT_COL), int(n_items)
+    bias = [((F.col("_s") - F.col(COUNT_COL) * F.lit(mu)) / (F.lit(float(reg)) + F.col(COUNT_COL)))
+            .alias(c) for c, reg in zip(cols, regs)]
+    return mu, sums.select(col_item, *bias, COUNT_COL), int(n_items)
+
+
+@dataclass
+class _Tables:
+    """The state of the sweeps: μ, the bias tables (one column per (λ_u, λ_i) pair), sizes."""
+
+    mu: float
+    user_df: DataFrame | None
+    item_df: DataFrame
+    n_items: int
+    n_users: int | None = None
+    sweeps: int = 0
+    history: list[float] = field(default_factory=list)
+
+
+def _fit_tables(ratings_df: DataFrame, *, regs: Sequence[tuple[float, float]], cols: Sequence[str],
+                sweeps: int, tol: float | None, col_offset: str | None, col_user: str,
+                col_item: str, col_rating: str) -> _Tables:
+    """The sweeps of :func:`fit_biases` for every (λ_u, λ_i) of ``regs`` at once (column
+    ``cols[k]`` holds pair k)."""
+    if sweeps < 1:
+        raise ValueError("sweeps must be >= 1")
+    target = F.col(col_rating).cast("double")
+    if col_offset is not None:
+        target = target - F.coalesce(F.col(col_offset).cast("double"), F.lit(0.0))
+    target_df = ratings_df.select(col_user, col_item, target.alias(_TARGET))
+    if col_offset is not None:
+        target_df = target_df.cache()
+    try:
+        mu, item_df, n_items = _first_item_side(target_df, regs=[r[1] for r in regs], cols=cols,
+                                                col_item=col_item)
+        return _sweep(target_df, _Tables(mu=mu, user_df=None, item_df=item_df, n_items=n_items),
+                      regs=regs, cols=cols, sweeps=sweeps, tol=tol, col_user=col_user,
+                      col_item=col_item)
+    finally:
+        if col_offset is not None:
+            target_df.unpersist()
 
 
 def fit_biases(ratings_df: DataFrame, *, reg_user: float, reg_item: float, sweeps: int = 3,
@@ -104,60 +145,116 @@ def fit_biases(ratings_df: DataFrame, *, reg_user: float, reg_item: float, sweep
     :class:`Biases` whose tables have columns ``col_user``/``col_item``, ``bias`` double,
     ``n_ratings`` long (materialized by :func:`batchml.spark.materialize`).
     """
-    if sweeps < 1:
-        raise ValueError("sweeps must be >= 1")
-    target = F.col(col_rating).cast("double")
-    if col_offset is not None:
-        target = target - F.coalesce(F.col(col_offset).cast("double"), F.lit(0.0))
-    target_df = ratings_df.select(col_user, col_item, target.alias(_TARGET))
-    if col_offset is not None:
-        target_df = target_df.cache()
-    try:
-        mu, item_df, n_items = _first_item_side(target_df, reg=reg_item, col_item=col_item)
-        biases = _sweep(target_df, Biases(mu=mu, user_bias_df=None, item_bias_df=item_df, sweeps=0,
-                                          reg_user=reg_user, reg_item=reg_item, n_items=n_items),
-                        sweeps=sweeps, tol=tol, col_user=col_user, col_item=col_item)
-    finally:
-        if col_offset is not None:
-            target_df.unpersist()
-    LOG.info("biases: mu=%.4f after %d sweeps (lambda_u=%g, lambda_i=%g)", mu, biases.sweeps,
+    t = _fit_tables(ratings_df, regs=[(reg_user, reg_item)], cols=[BIAS_COL], sweeps=sweeps, tol=tol,
+                    col_offset=col_offset, col_user=col_user, col_item=col_item,
+                    col_rating=col_rating)
+    LOG.info("biases: mu=%.4f after %d sweeps (lambda_u=%g, lambda_i=%g)", t.mu, t.sweeps,
              reg_user, reg_item)
-    return biases
+    return Biases(mu=t.mu, user_bias_df=t.user_df, item_bias_df=t.item_df, sweeps=t.sweeps,
+                  reg_user=reg_user, reg_item=reg_item, history=t.history, n_users=t.n_users,
+                  n_items=t.n_items)
 
 
-def _max_change(new_df: DataFrame, old_df: DataFrame, col_key: str) -> float:
-    """max |new bias − old bias| over the keys of both tables (0 when they share none)."""
-    return float((new_df.alias("n").join(old_df.alias("o"), on=col_key, how="inner")
-                  .agg(F.max(F.abs(F.col(f"n.{BIAS_COL}") - F.col(f"o.{BIAS_COL}"))))
-                  .first()[0]) or 0.0)
+def _max_change(new_df: DataFrame, old_df: DataFrame, col_key: str, cols: Sequence[str]) -> float:
+    """max |new bias − old bias| over the keys of both tables and every bias column (0 when they
+    share no key)."""
+    diffs = [F.max(F.abs(F.col(f"n.{c}") - F.col(f"o.{c}"))) for c in cols]
+    row = new_df.alias("n").join(old_df.alias("o"), on=col_key, how="inner").agg(*diffs).first()
+    return float(max((v for v in row if v is not None), default=0.0))
 
 
-def _sweep(target_df: DataFrame, start: Biases, *, sweeps: int, tol: float | None, col_user: str,
-           col_item: str) -> Biases:
-    """Item-then-user sweeps from ``start`` (μ and the first item biases; no user biases yet):
+def _sweep(target_df: DataFrame, t: _Tables, *, regs: Sequence[tuple[float, float]],
+           cols: Sequence[str], sweeps: int, tol: float | None, col_user: str,
+           col_item: str) -> _Tables:
+    """Item-then-user sweeps from ``t`` (μ and the first item biases; no user biases yet):
     the first sweep only solves the users; stops after ``sweeps`` or once the user biases move
     by at most ``tol``.  Every new table is materialized (computed once, its plan cut) so sweep k's
     plan does not nest sweeps 1..k-1; each replaced table is unpersisted."""
-    b = start
+    reg_u, reg_i = [r[0] for r in regs], [r[1] for r in regs]
     for sweep in range(sweeps):
         if sweep > 0:
-            new_item = materialize(_solve_side(target_df, b.user_bias_df, b.n_users, mu=b.mu,
-                                               reg=b.reg_item, col_key=col_item, col_other=col_user))
-            b.item_bias_df.unpersist()
-            b = replace(b, item_bias_df=new_item)
-        new_user = materialize(_solve_side(target_df, b.item_bias_df, b.n_items, mu=b.mu,
-                                           reg=b.reg_user, col_key=col_user, col_other=col_item))
+            new_item = materialize(_solve_side(target_df, t.user_df, t.n_users, mu=t.mu, regs=reg_i,
+                                               cols=cols, col_key=col_item, col_other=col_user))
+            t.item_df.unpersist()
+            t.item_df = new_item
+        new_user = materialize(_solve_side(target_df, t.item_df, t.n_items, mu=t.mu, regs=reg_u,
+                                           cols=cols, col_key=col_user, col_other=col_item))
         delta = None
-        if tol is not None and b.user_bias_df is not None:
-            delta = _max_change(new_user, b.user_bias_df, col_user)
-            b.history.append(delta)
+        if tol is not None and t.user_df is not None:
+            delta = _max_change(new_user, t.user_df, col_user, cols)
+            t.history.append(delta)
             LOG.debug("bias sweep %d: max |delta b_u| = %.3g", sweep + 1, delta)
-        if b.user_bias_df is not None:
-            b.user_bias_df.unpersist()
-        b = replace(b, user_bias_df=new_user, n_users=new_user.count(), sweeps=sweep + 1)
+        if t.user_df is not None:
+            t.user_df.unpersist()
+        t.user_df, t.n_users, t.sweeps = new_user, new_user.count(), sweep + 1
         if delta is not None and delta <= tol:
             break
-    return b
+    return t
+
+
+# ------------------------------------------------------------------------ a grid of (λ_u, λ_i)
+@dataclass
+class BiasGrid:
+    """Biases for every (λ_u, λ_i) of ``regs`` from the same sweeps: column ``_b<k>`` of the tables
+    holds pair k (:func:`fit_bias_grid`)."""
+
+    mu: float
+    regs: list[tuple[float, float]]
+    tables: _Tables
+
+    def column(self, k: int) -> str:
+        return f"_b{k}"
+
+    def pick(self, k: int, *, col_user: str = USER_COL, col_item: str = ITEM_COL) -> Biases:
+        """The :class:`Biases` of pair k (cached tables of their own)."""
+        c = self.column(k)
+        u = materialize(self.tables.user_df.select(col_user, F.col(c).alias(BIAS_COL), COUNT_COL))
+        i = materialize(self.tables.item_df.select(col_item, F.col(c).alias(BIAS_COL), COUNT_COL))
+        return Biases(mu=self.mu, user_bias_df=u, item_bias_df=i, sweeps=self.tables.sweeps,
+                      reg_user=self.regs[k][0], reg_item=self.regs[k][1],
+                      history=list(self.tables.history), n_users=self.tables.n_users,
+                      n_items=self.tables.n_items)
+
+    def unpersist(self) -> None:
+        for df in (self.tables.user_df, self.tables.item_df):
+            df.unpersist()
+
+
+def fit_bias_grid(ratings_df: DataFrame, *, regs: Sequence[tuple[float, float]], sweeps: int,
+                  tol: float | None = None, col_user: str = USER_COL, col_item: str = ITEM_COL,
+                  col_rating: str = RATING_COL) -> BiasGrid:
+    """:func:`fit_biases` for every (λ_u, λ_i) of ``regs`` in the same aggregations (one sum per
+    pair per pass), so a grid costs about one fit; ``tol`` applies to the largest change of any."""
+    regs = [(float(a), float(b)) for a, b in regs]
+    cols = [f"_b{k}" for k in range(len(regs))]
+    t = _fit_tables(ratings_df, regs=regs, cols=cols, sweeps=sweeps, tol=tol, col_offset=None,
+                    col_user=col_user, col_item=col_item, col_rating=col_rating)
+    LOG.info("bias grid of %d (lambda_u, lambda_i) pairs: %d sweeps", len(regs), t.sweeps)
+    return BiasGrid(mu=t.mu, regs=regs, tables=t)
+
+
+def grid_rmse(grid: BiasGrid, ratings_df: DataFrame, *, rating_min: float, rating_max: float,
+              col_user: str = USER_COL, col_item: str = ITEM_COL,
+              col_rating: str = RATING_COL) -> list[float]:
+    """RMSE on ``ratings_df`` of clip(μ + b_u + b_i) for every pair of ``grid`` (one pass; a
+    missing bias counts as 0)."""
+    k_all = range(len(grid.regs))
+    t = grid.tables
+    ub = t.user_df.select(col_user, *[F.col(grid.column(k)).alias(f"_u{k}") for k in k_all])
+    ib = t.item_df.select(col_item, *[F.col(grid.column(k)).alias(f"_i{k}") for k in k_all])
+    joined = (ratings_df.join(maybe_broadcast(ub, values_per_row=1 + len(k_all), n_rows=t.n_users),
+                              on=col_user, how="left")
+              .join(maybe_broadcast(ib, values_per_row=1 + len(k_all), n_rows=t.n_items),
+                    on=col_item, how="left"))
+
+    def sq_err(k: int) -> F.Column:
+        pred = (F.lit(grid.mu) + F.coalesce(F.col(f"_u{k}"), F.lit(0.0))
+                + F.coalesce(F.col(f"_i{k}"), F.lit(0.0)))
+        clipped = F.least(F.greatest(pred, F.lit(float(rating_min))), F.lit(float(rating_max)))
+        return F.avg((clipped - F.col(col_rating).cast("double")) ** 2).alias(f"_e{k}")
+
+    row = joined.agg(*[sq_err(k) for k in k_all]).first()
+    return [math.sqrt(row[f"_e{k}"]) for k in k_all]
 
 
 def with_bias_residual(ratings_df: DataFrame, biases: Biases, *, col_out: str = RESIDUAL_COL,

@@ -88,7 +88,7 @@ class GenerateSettings:
 class FactorizeSettings:
     """Factorization job (``jobs/factorize.py``): held-out test, validation grid, ALS and biases."""
 
-    # probe | random:F | temporal:F | a ratings directory
+    # probe | random:F | temporal:F | a dataset dir (mapped through the source ids) | a table of indices
     test: str = field(default="random:0.1", metadata=_check(
         lambda v: _is_test_spec(v), "probe, random:F or temporal:F with F in (0, 1), or a ratings directory"))
     seed: int = 42
@@ -98,22 +98,32 @@ class FactorizeSettings:
     # MLlib scales reg by each user's / item's rating count (ALS-WR): a higher rank
     # needs a higher reg; validation picks the (rank, reg) pair
     ranks: tuple[int, ...] = field(
-        default=(5, 20, 50), metadata=_check(lambda v: len(v) > 0 and all(r >= 1 for r in v),
-                                             "a non-empty list of integers >= 1"))
+        default=(10, 50), metadata=_check(lambda v: len(v) > 0 and all(r >= 1 for r in v),
+                                          "a non-empty list of integers >= 1"))
     regs: tuple[float, ...] = field(
-        default=(0.01, 0.03, 0.1),
+        default=(0.05, 0.1, 0.2),
         metadata=_check(lambda v: len(v) > 0 and all(r >= 0 for r in v),
                         "a non-empty list of numbers >= 0"))
-    bias_reg_user: float = field(default=10.0, metadata=_check(lambda v: v >= 0, "a number >= 0"))
-    bias_reg_item: float = field(default=25.0, metadata=_check(lambda v: v >= 0, "a number >= 0"))
-    # item-then-user sweeps per round (round 2 re-fits them anyway)
-    bias_sweeps: int = field(default=1, metadata=_check(lambda v: v >= 1, "an integer >= 1"))
+    # values tried past an edge of a grid (of >= 2 values) when the best sits on it; 0: the grid only
+    search_extend: int = field(default=2, metadata=_check(lambda v: v >= 0, "an integer >= 0"))
+    # λ_u and λ_i grids of the biases: every pair is fitted in the same sweeps, the best on validation
+    bias_reg_user: tuple[float, ...] = field(
+        default=(2.0, 5.0, 15.0), metadata=_check(lambda v: len(v) > 0 and all(r >= 0 for r in v),
+                                                  "a non-empty list of numbers >= 0"))
+    bias_reg_item: tuple[float, ...] = field(
+        default=(1.0, 3.0, 10.0), metadata=_check(lambda v: len(v) > 0 and all(r >= 0 for r in v),
+                                                  "a non-empty list of numbers >= 0"))
+    # the most item-then-user sweeps per bias fit; they stop once no user bias moves by > bias_tol
+    bias_sweeps: int = field(default=15, metadata=_check(lambda v: v >= 1, "an integer >= 1"))
+    bias_tol: float = field(default=1e-3, metadata=_check(lambda v: v >= 0, "a number >= 0"))
     iters: int = field(default=10, metadata=_check(lambda v: v >= 1, "an integer >= 1"))
-    rounds: int = field(default=2, metadata=_check(lambda v: v >= 1, "an integer >= 1"))
+    # the most bias/ALS alternation rounds; validation picks how many (a round can fit worse)
+    rounds: int = field(default=1, metadata=_check(lambda v: v >= 1, "an integer >= 1"))
     checkpoint_interval: int = field(default=5, metadata=_check(lambda v: v >= 1, "an integer >= 1"))
     als_blocks: int = field(default=0, metadata=_check(lambda v: v >= 0, "an integer >= 0 (0: auto)"))
-    rating_min: float = 1.0
-    rating_max: float = 5.0
+    # the scale predictions are clipped to; unset: the training ratings' min / max
+    rating_min: float | None = None
+    rating_max: float | None = None
     model: str = field(default="biased", metadata=_check(lambda v: v in {"biased", "aligned"},
                                                          "one of biased aligned"))
     # WARNING when training RMSE < ratio * validation RMSE

@@ -142,14 +142,15 @@ class BiasedFit:
 
 
 def _round_biases(train_df: DataFrame, previous: FactorModel | None, *, reg_user: float,
-                  reg_item: float, sweeps: int, col_user: str, col_item: str,
+                  reg_item: float, sweeps: int, tol: float | None, col_user: str, col_item: str,
                   col_rating: str) -> Biases:
     """Biases on r (first round: no ``previous`` model) or on r − γ·p·q of ``previous``."""
     keys = dict(col_user=col_user, col_item=col_item, col_rating=col_rating)
     if previous is None:
-        return fit_biases(train_df, reg_user=reg_user, reg_item=reg_item, sweeps=sweeps, **keys)
+        return fit_biases(train_df, reg_user=reg_user, reg_item=reg_item, sweeps=sweeps, tol=tol,
+                          **keys)
     offset_df = with_factor_dot(train_df, previous, col_user=col_user, col_item=col_item)
-    return fit_biases(offset_df, reg_user=reg_user, reg_item=reg_item, sweeps=sweeps,
+    return fit_biases(offset_df, reg_user=reg_user, reg_item=reg_item, sweeps=sweeps, tol=tol,
                       col_offset=_DOT, **keys)
 
 
@@ -174,8 +175,8 @@ def _residual_model(train_df: DataFrame, biases: Biases, *, rank: int, reg: floa
 
 def fit_als_biased(train_df: DataFrame, *, rank: int, reg: float, iters: int, rounds: int,
                    reg_user: float, reg_item: float, sweeps: int, seed: int, rating_min: float,
-                   rating_max: float, checkpoint_interval: int = 10, blocks: int = 0,
-                   biases: Biases | None = None, eval_df: DataFrame | None = None,
+                   rating_max: float, tol: float | None = None, checkpoint_interval: int = 10,
+                   blocks: int = 0, biases: Biases | None = None, eval_df: DataFrame | None = None,
                    col_user: str = USER_COL, col_item: str = ITEM_COL,
                    col_rating: str = RATING_COL) -> BiasedFit:
     """Biases, then ALS on the residuals; rounds > 1 re-fit biases on r − p·q and ALS again.
@@ -183,6 +184,7 @@ def fit_als_biased(train_df: DataFrame, *, rank: int, reg: float, iters: int, ro
     Parameters
     ----------
     train_df : training ratings (cache it).
+    sweeps, tol : the most bias sweeps per round, and the early stop (:func:`fit_biases`).
     biases : first-round biases already fitted on ``train_df`` (skips that fit).
     eval_df : optional ratings scored after every round (validation), besides the training set.
 
@@ -203,7 +205,7 @@ def fit_als_biased(train_df: DataFrame, *, rank: int, reg: float, iters: int, ro
             b = biases
         else:
             b = _round_biases(train_df, model, reg_user=reg_user, reg_item=reg_item,
-                              sweeps=sweeps, **keys)
+                              sweeps=sweeps, tol=tol, **keys)
         biases = biases if biases is not None else b
         t1 = time.perf_counter()
         settings = {"rank": rank, "reg": reg, "iters": iters, "rounds": rnd,

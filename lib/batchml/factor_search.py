@@ -1,85 +1,231 @@
-"""Choosing the factorize job's hyper-parameters on a validation split: grid searches over (rank,
-reg) for ALS with biases and over reg for plain ALS, the best row of a grid, and the overfit warning
-(training RMSE far below validation RMSE)."""
+"""Choosing the factorize job's hyper-parameters on a validation split: a line search over reg (per
+rank) and over rank for ALS with biases, over reg for plain ALS, the best row of a search, and the
+overfit warning (training RMSE far below validation RMSE).
+
+A search cannot stop at its own edge (:func:`line_search`): when the best validation score sits on
+the border of a grid of two or more values, the grid is extended in that direction by the grid's
+own ratio (its outermost two values; at most 2 for ranks) until the score turns (or improves by
+less than 0.1 %) or ``extend`` points were added.  The biases' (λ_u, λ_i) grid moves likewise (:func:`search_bias_regs`).  A
+one-value grid is a choice, not a search, and is used as given.  Every candidate tried is a row of
+the returned path, tagged ``grid`` or ``extend_up`` / ``extend_down``.
+"""
 from __future__ import annotations
 
 import logging
 import time
+from typing import Callable, Sequence
 
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
-from batchml.bias import Biases
+from batchml.bias import Biases, BiasGrid, fit_bias_grid, grid_rmse
 from batchml.factor_fit import fit_als_biased, fit_plain_als
 from batchml.factor_model import evaluate
 from batchml.schema import ITEM_COL, RATING_COL, USER_COL
 
 LOG = logging.getLogger("batchml.factorize")
 
+KEY = "val_rmse"
+RANK_STEP = 2.0  # a rank past the grid's edge is at most twice (half) the edge rank
+MIN_GAIN = 1e-3  # an extension that improves the best by less (relative) ends the extending
 
-def search_biased(fit_df: DataFrame, val_df: DataFrame, *, ranks, regs, biases: Biases, iters: int,
-                  rounds: int, reg_user: float, reg_item: float, sweeps: int, seed: int,
-                  rating_min: float, rating_max: float, checkpoint_interval: int = 10,
-                  blocks: int = 0, col_user: str = USER_COL, col_item: str = ITEM_COL,
-                  col_rating: str = RATING_COL) -> list[dict]:
-    """ALS+bias with all its ``rounds`` (:func:`fit_als_biased`) for every (rank, reg) of the grid,
-    fitted on ``fit_df`` (round 1 shares ``biases``, which do not depend on the grid) and scored
-    on ``val_df``.  The rounds matter to the choice: round-1 biases absorb each user's mean
-    affinity to what they rated (large when users rate what they like), which a small rank can
-    only fit once later rounds re-fit the biases on r − p·q.
 
-    Returns one dict per candidate: rank, reg, train_rmse, val_rmse (after the last round),
-    val_rmse_by_round, seconds.
+# ------------------------------------------------------------------------------ the line search
+def _beyond(values: Sequence[float], direction: str, *, integer: bool, minimum: float,
+            max_ratio: float | None = None) -> float | None:
+    """The next value past the ``direction`` edge of the sorted ``values`` by their edge ratio
+    (at most ``max_ratio``); None when there is none (a zero edge, below ``minimum``, or no new
+    integer)."""
+    lo, hi = (values[0], values[1]) if direction == "down" else (values[-2], values[-1])
+    if lo <= 0:
+        return None
+    ratio = min(hi / lo, max_ratio) if max_ratio else hi / lo
+    nxt = values[-1] * ratio if direction == "up" else values[0] / ratio
+    if integer:
+        nxt = int(round(nxt))
+        if nxt in values:
+            return None
+    return nxt if nxt >= minimum else None
+
+
+def line_search(score_at: Callable[[float], dict], grid: Sequence[float], *, param: str,
+                extend: int, integer: bool = False, minimum: float = 0.0,
+                max_ratio: float | None = None, key: str = KEY) -> list[dict]:
+    """Score every value of ``grid`` (``score_at(value)`` returns a row holding ``param`` and
+    ``key``), then, while the best row sits on an edge of what was tried, score one value past
+    that edge (at most ``extend`` of them; none for a one-value grid), a step of the grid's edge
+    ratio capped at ``max_ratio``.  A step that improves the best by less than :data:`MIN_GAIN`
+    (relative: below validation noise, not worth a costlier model) is the last one.
+
+    Returns the rows in the order tried, each with ``step``: grid, extend_up or extend_down.
     """
-    keys = dict(col_user=col_user, col_item=col_item, col_rating=col_rating)
-    rows = []
-    for rank in ranks:
-        for reg in regs:
-            t0 = time.perf_counter()
-            fitted = fit_als_biased(fit_df, rank=rank, reg=reg, iters=iters, rounds=rounds,
-                                    reg_user=reg_user, reg_item=reg_item, sweeps=sweeps,
-                                    seed=seed, rating_min=rating_min, rating_max=rating_max,
-                                    checkpoint_interval=checkpoint_interval, blocks=blocks,
-                                    biases=biases, eval_df=val_df, **keys)
-            last = fitted.rounds[-1]
-            row = {"rank": rank, "reg": reg, "train_rmse": last["train_rmse"],
-                   "val_rmse": last["eval_rmse"],
-                   "val_rmse_by_round": [r["eval_rmse"] for r in fitted.rounds],
-                   "seconds": round(time.perf_counter() - t0, 3)}
-            LOG.info("grid ALS+bias: %s", row)
-            rows.append(row)
-            for m in fitted.round_models:
-                m.unpersist()
+    rows = [{**score_at(v), "step": "grid"} for v in sorted(set(grid))]
+    if len(rows) < 2:
+        return rows
+    for _ in range(extend):
+        tried = sorted(r[param] for r in rows)
+        best = best_of(rows, key)[param]
+        direction = "up" if best == tried[-1] else "down" if best == tried[0] else None
+        nxt = direction and _beyond(tried, direction, integer=integer, minimum=minimum,
+                                    max_ratio=max_ratio)
+        if nxt is None:
+            break
+        LOG.info("best %s %g is on the %s edge of %s: trying %g", param, best,
+                 "upper" if direction == "up" else "lower", tried, nxt)
+        before = best_of(rows, key)[key]
+        rows.append({**score_at(nxt), "step": f"extend_{direction}"})
+        if rows[-1][key] > before * (1.0 - MIN_GAIN):
+            break
     return rows
 
 
-def search_plain(fit_df: DataFrame, val_df: DataFrame, *, rank: int, regs, iters: int, seed: int,
-                 rating_min: float, rating_max: float, checkpoint_interval: int = 10,
+def centred_grid(grid: Sequence[float], at: float) -> list[float]:
+    """Three values around ``at`` spaced by the ratio of ``grid``'s two largest values (``[at]``
+    for a one-value grid or a zero ``at``)."""
+    values = sorted(set(grid))
+    if len(values) < 2 or at <= 0 or values[-2] <= 0:
+        return [at]
+    ratio = values[-1] / values[-2]
+    return [at / ratio, at, at * ratio]
+
+
+# ------------------------------------------------------------------------------------ candidates
+def _bias_pair_rows(fit_df: DataFrame, val_df: DataFrame, users: Sequence[float],
+                    items: Sequence[float], *, sweeps: int, tol: float | None, rating_min: float,
+                    rating_max: float, step: str) -> tuple[list[dict], BiasGrid]:
+    """Every (λ_u, λ_i) of ``users`` × ``items`` fitted in the same sweeps and scored on ``val_df``."""
+    pairs = [(float(a), float(b)) for a in sorted(set(users)) for b in sorted(set(items))]
+    grid = fit_bias_grid(fit_df, regs=pairs, sweeps=sweeps, tol=tol)
+    rmse = grid_rmse(grid, val_df, rating_min=rating_min, rating_max=rating_max)
+    return [{"reg_user": a, "reg_item": b, "val_rmse": e, "sweeps": grid.tables.sweeps, "step": step}
+            for (a, b), e in zip(pairs, rmse)], grid
+
+
+def _shifted(values: Sequence[float], best: float) -> list[float] | None:
+    """The grid moved one step past the edge ``best`` sits on (None: inside, or no step)."""
+    values = sorted(set(values))
+    if len(values) < 2 or best not in (values[0], values[-1]):
+        return None
+    nxt = _beyond(values, "up" if best == values[-1] else "down", integer=False, minimum=0.0)
+    return None if nxt is None else sorted({best, nxt} | ({values[-2]} if best == values[-1]
+                                                          else {values[1]}))
+
+
+def search_bias_regs(fit_df: DataFrame, val_df: DataFrame, *, regs_user, regs_item, sweeps: int,
+                     tol: float | None, rating_min: float, rating_max: float,
+                     extend: int) -> tuple[list[dict], Biases]:
+    """λ_u and λ_i of the biases: every pair of ``regs_user`` × ``regs_item`` fitted on ``fit_df``
+    in the same sweeps (:func:`batchml.bias.fit_bias_grid`) and scored on ``val_df`` as the
+    bias-only model; while the best pair sits on an edge of a grid of two or more values, that
+    grid moves one step past it (at most ``extend`` times; one more grid fit each).
+
+    Returns (one row per pair tried: reg_user, reg_item, val_rmse, sweeps, step; the
+    :class:`Biases` of the best pair).
+    """
+    args = dict(sweeps=sweeps, tol=tol, rating_min=rating_min, rating_max=rating_max)
+    users, items = list(regs_user), list(regs_item)
+    rows, grid = _bias_pair_rows(fit_df, val_df, users, items, step="grid", **args)
+    path, best_grid = list(rows), (grid, rows)
+    for _ in range(extend):
+        best = best_of(path)
+        moved_u, moved_i = _shifted(users, best["reg_user"]), _shifted(items, best["reg_item"])
+        if moved_u is None and moved_i is None:
+            break
+        users, items = moved_u or [best["reg_user"]], moved_i or [best["reg_item"]]
+        LOG.info("best bias regs %s on a grid edge: trying %s x %s", best, users, items)
+        rows, grid = _bias_pair_rows(fit_df, val_df, users, items, step="extend", **args)
+        path.extend(rows)
+        if best_of(path) in rows:
+            best_grid[0].unpersist()
+            best_grid = (grid, rows)
+        else:
+            grid.unpersist()
+    grid, rows = best_grid
+    best = best_of(rows)
+    LOG.info("bias regs: best of %d pairs %s", len(path), best)
+    biases = grid.pick(rows.index(best))
+    grid.unpersist()
+    return path, biases
+
+
+def biased_candidate(fit_df: DataFrame, val_df: DataFrame, *, rank: int, reg: float, biases: Biases,
+                     fit_args: dict) -> dict:
+    """ALS+bias with all its rounds (:func:`fit_als_biased`) at (rank, reg) on ``fit_df`` (round 1
+    shares ``biases``, which do not depend on rank or reg), scored on ``val_df``: rank, reg,
+    rounds (the round with the best validation RMSE: later rounds can fit worse), its train_rmse
+    and val_rmse, val_rmse_by_round, seconds."""
+    t0 = time.perf_counter()
+    fitted = fit_als_biased(fit_df, rank=rank, reg=reg, biases=biases, eval_df=val_df, **fit_args)
+    by_round = [r["eval_rmse"] for r in fitted.rounds]
+    best = fitted.rounds[by_round.index(min(by_round))]
+    row = {"rank": rank, "reg": reg, "rounds": best["round"], "train_rmse": best["train_rmse"],
+           "val_rmse": best["eval_rmse"], "val_rmse_by_round": by_round,
+           "seconds": round(time.perf_counter() - t0, 3)}
+    LOG.info("search ALS+bias: %s", row)
+    for m in fitted.round_models:
+        m.unpersist()
+    return row
+
+
+def search_biased(fit_df: DataFrame, val_df: DataFrame, *, ranks, regs, biases: Biases, extend: int,
+                  iters: int, rounds: int, sweeps: int, seed: int, rating_min: float,
+                  rating_max: float, tol: float | None = None, checkpoint_interval: int = 10,
+                  blocks: int = 0, col_user: str = USER_COL, col_item: str = ITEM_COL,
+                  col_rating: str = RATING_COL) -> list[dict]:
+    """ALS+bias over reg at every rank of ``ranks`` (a :func:`line_search` each), then over rank
+    (a rank past the edge gets a reg line centred on the best reg so far); λ_u and λ_i are those
+    of ``biases`` (fitted on ``fit_df``).  The rounds matter to
+    the choice: round-1 biases absorb each user's mean affinity to what they rated, which a small
+    rank can only fit once later rounds re-fit the biases on r − p·q.
+
+    Returns every candidate tried, in order (see :func:`biased_candidate`), each with ``step``.
+    """
+    fit_args = dict(iters=iters, rounds=rounds, reg_user=biases.reg_user, reg_item=biases.reg_item,
+                    sweeps=sweeps, tol=tol, seed=seed, rating_min=rating_min, rating_max=rating_max,
+                    checkpoint_interval=checkpoint_interval, blocks=blocks, col_user=col_user,
+                    col_item=col_item, col_rating=col_rating)
+    path: list[dict] = []
+
+    def best_at_rank(rank: float) -> dict:
+        grid = regs if rank in ranks or not path else centred_grid(regs, best_of(path)["reg"])
+        rows = line_search(lambda reg: biased_candidate(fit_df, val_df, rank=int(rank), reg=reg,
+                                                        biases=biases, fit_args=fit_args),
+                           grid, param="reg", extend=extend)
+        path.extend(rows)
+        return best_of(rows)
+
+    line_search(best_at_rank, ranks, param="rank", extend=extend, integer=True, minimum=1,
+                max_ratio=RANK_STEP)
+    return path
+
+
+def search_plain(fit_df: DataFrame, val_df: DataFrame, *, rank: int, regs, extend: int, iters: int,
+                 seed: int, rating_min: float, rating_max: float, checkpoint_interval: int = 10,
                  blocks: int = 0, col_user: str = USER_COL, col_item: str = ITEM_COL,
                  col_rating: str = RATING_COL) -> list[dict]:
-    """Plain ALS at ``rank`` for every reg of the grid; one dict per candidate (rank, reg,
-    train_rmse, val_rmse, seconds)."""
+    """Plain ALS at ``rank`` over reg (a :func:`line_search`); one row per candidate (rank, reg,
+    train_rmse, val_rmse, seconds, step)."""
     keys = dict(col_user=col_user, col_item=col_item)
     fallback = float(fit_df.agg(F.avg(F.col(col_rating).cast("double"))).first()[0])
-    rows = []
-    for reg in regs:
+
+    def score_at(reg: float) -> dict:
         t0 = time.perf_counter()
-        m = fit_plain_als(fit_df, rank=rank, reg=reg, iters=iters, seed=seed,
-                          rating_min=rating_min, rating_max=rating_max,
-                          checkpoint_interval=checkpoint_interval, blocks=blocks,
-                          fallback=fallback, col_rating=col_rating, **keys)
+        m = fit_plain_als(fit_df, rank=rank, reg=reg, iters=iters, seed=seed, rating_min=rating_min,
+                          rating_max=rating_max, checkpoint_interval=checkpoint_interval,
+                          blocks=blocks, fallback=fallback, col_rating=col_rating, **keys)
         row = {"rank": rank, "reg": reg,
                "train_rmse": evaluate(m, fit_df, col_rating=col_rating, **keys)["rmse"],
                "val_rmse": evaluate(m, val_df, col_rating=col_rating, **keys)["rmse"],
                "seconds": round(time.perf_counter() - t0, 3)}
-        LOG.info("grid plain ALS: %s", row)
-        rows.append(row)
+        LOG.info("search plain ALS: %s", row)
         m.unpersist()
-    return rows
+        return row
+
+    return line_search(score_at, regs, param="reg", extend=extend)
 
 
-def best_of(rows: list[dict], key: str = "val_rmse") -> dict:
-    """The grid row with the lowest ``key`` (ties: first in grid order)."""
+def best_of(rows: list[dict], key: str = KEY) -> dict:
+    """The row with the lowest ``key`` (ties: the first tried)."""
     return min(rows, key=lambda r: (r[key], rows.index(r)))
 
 

@@ -20,12 +20,13 @@ from batchml.errors import InputError, JobError
 from batchml.factor_fit import (BiasedFit, aligned_model, bias_model, fit_als_biased, fit_plain_als,
                                 global_mean_model)
 from batchml.factor_model import FactorModel, evaluate, with_prediction
-from batchml.factor_search import best_of, overfit_check, search_biased, search_plain
+from batchml.factor_search import (best_of, overfit_check, search_bias_regs, search_biased,
+                                   search_plain)
 from batchml.io.atomic import atomic_dir, exists, read_json, write_json
 from batchml.logs import stage
 from batchml.metrics import regression_metrics
 from batchml.model_dir import ModelMeta, write_model
-from batchml.ratings import read_test_split, split_random
+from batchml.ratings import holdout_coverage, read_test_split, split_random
 from batchml.schema import (BIAS_COL, FEATURES_COL, ITEM_COL, ITEM_ID_COL, ITEMS, METRICS_FILE,
                             PREDICTION_COL, RATING_COL, RATINGS, STATS_FILE, TS_COL, USER_COL,
                             USER_ID_COL, USERS)
@@ -113,21 +114,28 @@ def item_cf_metrics(train_df: DataFrame, test_df: DataFrame, *, neighbours: int,
 # ------------------------------------------------------------------------------ pipeline stages
 @dataclass
 class HeldOut:
-    """The training and test rows of the ``--test`` spec (cached) and their counts."""
+    """The training and test rows of the ``--test`` spec (cached), their counts and how much of
+    the test set training knows (:func:`batchml.ratings.holdout_coverage`)."""
 
     train: DataFrame
     test: DataFrame
     n_train: int
     n_test: int
+    coverage: dict
 
 
 @dataclass
 class Chosen:
-    """What validation chose: the rank and the regs, the grids they came from, overfit flags."""
+    """What validation chose: λ_u and λ_i of the biases, the rank, the regs and the ALS+bias rounds,
+    the search paths they came from, overfit flags."""
 
+    bias_reg_user: float
+    bias_reg_item: float
     rank: int
     als_bias_reg: float
+    rounds: int
     plain_als_reg: float
+    bias_grid: list[dict]
     grid: list[dict]
     plain_grid: list[dict]
     overfit: dict[str, bool]
@@ -154,6 +162,15 @@ def _als_args(s) -> dict:
     """The ALS arguments every fit of the job shares."""
     return dict(iters=s.iters, seed=s.seed, checkpoint_interval=s.checkpoint_interval,
                 blocks=s.als_blocks, rating_min=s.rating_min, rating_max=s.rating_max)
+
+
+def with_rating_scale(s, train: DataFrame):
+    """``s`` with ``rating_min`` / ``rating_max`` set: as configured, else the training ratings'."""
+    if s.rating_min is not None and s.rating_max is not None:
+        return s
+    lo, hi = train.agg(F.min(RATING_COL), F.max(RATING_COL)).first()
+    return replace(s, rating_min=float(lo if s.rating_min is None else s.rating_min),
+                   rating_max=float(hi if s.rating_max is None else s.rating_max))
 
 
 def check_dataset(dataset: str) -> None:
@@ -205,53 +222,69 @@ def hold_out_test(spark: SparkSession, ratings: DataFrame, s, *, dataset: str,
             raise JobError(f"{leaked} test rows are also in the training set")
         if n_train == 0:
             raise JobError(f"test set {s.test!r} leaves no rows to train on")
-    return HeldOut(train=train, test=test, n_train=n_train, n_test=n_test)
+        coverage = holdout_coverage(train, test)
+        st.info.update(coverage)
+    return HeldOut(train=train, test=test, n_train=n_train, n_test=n_test, coverage=coverage)
 
 
-def choose_hyperparameters(spark: SparkSession, train: DataFrame, s, timings: dict) -> Chosen:
-    """Rank and reg of ALS+bias over the grids, then plain ALS's reg at that rank, on a
-    validation split of ``train``."""
-    common = _als_args(s)
-    bias_args = dict(reg_user=s.bias_reg_user, reg_item=s.bias_reg_item, sweeps=s.bias_sweeps)
+def _validation_split(spark: SparkSession, train: DataFrame, s,
+                      timings: dict) -> tuple[DataFrame, DataFrame]:
+    """(fit, validation) carved from ``train``, cached."""
     with stage("split_validation", spark, timings) as st:
         fit_df, val_df = split_random(train, fraction=s.validation_fraction, seed=s.seed + 1)
         fit_df, val_df = fit_df.cache(), val_df.cache()
         st.set_rows(fit_df.count())
         st.info["validation"] = val_df.count()
-    with stage("grid_als_bias", spark, timings) as st:
-        fit_biases_ = fit_biases(fit_df, **bias_args)
-        grid = search_biased(fit_df, val_df, ranks=s.ranks, regs=s.regs, biases=fit_biases_,
-                             rounds=s.rounds, **bias_args, **common)
-        fit_biases_.unpersist()
+    return fit_df, val_df
+
+
+def choose_hyperparameters(spark: SparkSession, train: DataFrame, s, timings: dict) -> Chosen:
+    """On a validation split of ``train``: λ_u and λ_i of the biases, then rank, reg and rounds of
+    ALS+bias (line searches that extend past a grid edge), then plain ALS's reg at that rank."""
+    common = _als_args(s)
+    fit_df, val_df = _validation_split(spark, train, s, timings)
+    with stage("search_bias_regs", spark, timings) as st:
+        bias_grid, biases = search_bias_regs(
+            fit_df, val_df, regs_user=s.bias_reg_user, regs_item=s.bias_reg_item,
+            sweeps=s.bias_sweeps, tol=s.bias_tol, rating_min=s.rating_min, rating_max=s.rating_max,
+            extend=s.search_extend)
+        st.info.update(reg_user=biases.reg_user, reg_item=biases.reg_item)
+    with stage("search_als_bias", spark, timings) as st:
+        grid = search_biased(fit_df, val_df, ranks=s.ranks, regs=s.regs, biases=biases,
+                             extend=s.search_extend, rounds=s.rounds, sweeps=s.bias_sweeps,
+                             tol=s.bias_tol, **common)
+        biases.unpersist()
         chosen = best_of(grid)
-        st.info.update(rank=chosen["rank"], reg=chosen["reg"], val_rmse=round(chosen["val_rmse"], 4))
-    rank = chosen["rank"]
-    with stage("grid_plain_als", spark, timings) as st:
-        plain_grid = search_plain(fit_df, val_df, rank=rank, regs=s.regs, **common)
+        st.info.update(rank=chosen["rank"], reg=chosen["reg"], rounds=chosen["rounds"],
+                       val_rmse=round(chosen["val_rmse"], 4), candidates=len(grid))
+    with stage("search_plain_als", spark, timings) as st:
+        plain_grid = search_plain(fit_df, val_df, rank=chosen["rank"], regs=s.regs,
+                                  extend=s.search_extend, **common)
         chosen_plain = best_of(plain_grid)
-        st.info.update(rank=rank, reg=chosen_plain["reg"])
-    overfit = {
-        "als_bias": overfit_check(chosen["train_rmse"], chosen["val_rmse"], s.overfit_ratio,
-                                  "ALS+bias"),
-        "plain_als": overfit_check(chosen_plain["train_rmse"], chosen_plain["val_rmse"],
-                                   s.overfit_ratio, "plain ALS"),
-    }
+        st.info.update(rank=chosen["rank"], reg=chosen_plain["reg"])
     fit_df.unpersist()
     val_df.unpersist()
-    return Chosen(rank=rank, als_bias_reg=chosen["reg"], plain_als_reg=chosen_plain["reg"],
-                  grid=grid, plain_grid=plain_grid, overfit=overfit)
+    overfit = {name: overfit_check(row["train_rmse"], row["val_rmse"], s.overfit_ratio, label)
+               for name, row, label in (("als_bias", chosen, "ALS+bias"),
+                                        ("plain_als", chosen_plain, "plain ALS"))}
+    return Chosen(bias_reg_user=biases.reg_user, bias_reg_item=biases.reg_item,
+                  rank=chosen["rank"], als_bias_reg=chosen["reg"], rounds=chosen["rounds"],
+                  plain_als_reg=chosen_plain["reg"], bias_grid=bias_grid, grid=grid,
+                  plain_grid=plain_grid, overfit=overfit)
 
 
 def fit_models(spark: SparkSession, train: DataFrame, s, chosen: Chosen, timings: dict) -> Fitted:
-    """Every model of the table re-fit on the whole training set at the chosen settings."""
+    """Every model of the table re-fit on the whole training set at the chosen settings (ALS+bias
+    runs all ``s.rounds`` rounds, for the report; its model is the chosen round's)."""
     common = _als_args(s)
     lo, hi = s.rating_min, s.rating_max
+    bias_args = dict(reg_user=chosen.bias_reg_user, reg_item=chosen.bias_reg_item,
+                     sweeps=s.bias_sweeps, tol=s.bias_tol)
     models: dict[str, FactorModel] = {}
     with stage("fit_global_mean", spark, timings):
         models["global_mean"] = global_mean_model(train, rating_min=lo, rating_max=hi)
     with stage("fit_biases", spark, timings) as st:
-        biases = fit_biases(train, reg_user=s.bias_reg_user, reg_item=s.bias_reg_item,
-                            sweeps=s.bias_sweeps)
+        biases = fit_biases(train, **bias_args)
         models["bias_only"] = bias_model(biases, rating_min=lo, rating_max=hi)
         st.set_rows(biases.user_bias_df.count())
     with stage("fit_plain_als", spark, timings):
@@ -259,12 +292,11 @@ def fit_models(spark: SparkSession, train: DataFrame, s, chosen: Chosen, timings
                                             **common)
     with stage("fit_als_bias", spark, timings) as st:
         fitted = fit_als_biased(train, rank=chosen.rank, reg=chosen.als_bias_reg, rounds=s.rounds,
-                                reg_user=s.bias_reg_user, reg_item=s.bias_reg_item,
-                                sweeps=s.bias_sweeps, biases=biases, **common)
-        models["als_bias"] = fitted.model
-        st.info["train_rmse"] = round(fitted.rounds[-1]["train_rmse"], 4)
+                                biases=biases, **bias_args, **common)
+        models["als_bias"] = fitted.round_models[chosen.rounds - 1]
+        st.info["train_rmse"] = round(fitted.rounds[chosen.rounds - 1]["train_rmse"], 4)
     with stage("fit_aligned", spark, timings):
-        models["aligned"] = aligned_model(fitted.model, train)
+        models["aligned"] = aligned_model(models["als_bias"], train)
     return Fitted(models=models, biased=fitted)
 
 
@@ -306,15 +338,17 @@ def metrics_dict(s, *, dataset: str, held: HeldOut, chosen: Chosen, fitted: Fitt
     rounds = fitted.biased.rounds
     return {
         "dataset": dataset, "test": s.test, "n_train": held.n_train, "n_test": held.n_test,
+        **held.coverage,
         "table": scores.table, "order": [k for k in ROW_ORDER if k in scores.table],
         "floor": scores.floor, "notes": scores.notes,
         "chosen": {"rank": chosen.rank, "als_bias_reg": chosen.als_bias_reg,
                    "plain_als_reg": chosen.plain_als_reg,
-                   "bias_reg_user": s.bias_reg_user, "bias_reg_item": s.bias_reg_item,
-                   "iters": s.iters, "rounds": s.rounds,
+                   "bias_reg_user": chosen.bias_reg_user, "bias_reg_item": chosen.bias_reg_item,
+                   "iters": s.iters, "rounds": chosen.rounds, "max_rounds": s.rounds,
+                   "rating_scale": [s.rating_min, s.rating_max],
                    "aligned_gamma": fitted.models["aligned"].gamma, "saved_model": s.model},
-        "validation": {"als_bias_grid": chosen.grid, "plain_als_grid": chosen.plain_grid,
-                       "overfit_warning": chosen.overfit},
+        "validation": {"bias_reg_grid": chosen.bias_grid, "als_bias_grid": chosen.grid,
+                       "plain_als_grid": chosen.plain_grid, "overfit_warning": chosen.overfit},
         "rounds": rounds,
         "fit_seconds": {
             "plain_als": timings["fit_plain_als"],
@@ -348,6 +382,7 @@ def run_factorize(spark: SparkSession, cfg, *, dataset: str, output: str,
     check_dataset(dataset)
     ratings, users_df, items_df = read_dataset(spark, dataset, timings)
     held = hold_out_test(spark, ratings, s, dataset=dataset, timings=timings)
+    s = with_rating_scale(s, held.train)
     chosen = choose_hyperparameters(spark, held.train, s, timings)
     fitted = fit_models(spark, held.train, s, chosen, timings)
     scores = score_test(spark, held, fitted, s, dataset=dataset, ground_truth=ground_truth,
@@ -364,7 +399,9 @@ def run_factorize(spark: SparkSession, cfg, *, dataset: str, output: str,
 def format_table(metrics: dict) -> str:
     """The RMSE table of a :func:`run_factorize` result as text."""
     floor = (metrics.get("floor") or {}).get("rmse")
-    lines = [f"test: {metrics['test']}  ({metrics['n_test']:,} rows; train {metrics['n_train']:,})",
+    lines = [f"test: {metrics['test']}  ({metrics['n_test']:,} rows; train {metrics['n_train']:,}; "
+             f"unknown to training: {metrics.get('unknown_users', 0):,} users, "
+             f"{metrics.get('unknown_items', 0):,} items, scored by the fallbacks)",
              f"{'model':<30} {'RMSE':>8} {'MAE':>8} {'/floor':>8}"]
     rows = [(k, metrics["table"][k]) for k in metrics["order"]]
     if metrics.get("floor"):

@@ -13,8 +13,15 @@ Every split is deterministic: a row's side is decided by a hash of (seed, user, 
 * ``probe``      — the dataset's ``probe`` pairs; their ratings are taken from the ratings table
   (or from the probe table when it carries a ``rating`` column), and they are removed from training
   by an anti-join.
-* a directory    — an explicit ratings table (user_idx, item_idx, rating), removed from training by
-  an anti-join likewise.
+* a dataset dir  — another ingest's output (``ratings/``, ``users/``, ``items/``), e.g. the test
+  file of a predefined split ingested on its own: its rows are mapped to the training dataset's
+  indices through the source ids (``user_id``, ``item_id``), since two ingests number their ids
+  independently.  An id the training dataset does not know gets a negative index of its own (never
+  a training index), so the row stays in the test set and is scored by each model's fallback.
+* a directory    — a bare Parquet table of the training dataset's indices (user_idx, item_idx and
+  optionally rating), removed from training by an anti-join likewise.
+
+:func:`holdout_coverage` counts the test rows whose user or item has no training rating.
 """
 from __future__ import annotations
 
@@ -22,12 +29,14 @@ from dataclasses import dataclass
 
 from pyspark.sql import DataFrame, SparkSession, Window as W
 from pyspark.sql import functions as F
-
+from py4j.protocol import Py4JJavaError
+from pyspark.errors import AnalysisException, SparkRuntimeException
 
 from batchml.errors import InputError
-from batchml.io.atomic import exists
-from batchml.schema import ITEM_COL, PROBE, RATING_COL, TS_COL, USER_COL
 from batchml.holdout_spec import TestSpec, parse_test_spec
+from batchml.io.atomic import exists
+from batchml.schema import (ITEM_COL, ITEM_ID_COL, ITEMS, PROBE, RATING_COL, RATINGS, TS_COL, USER_COL,
+                            USER_ID_COL, USERS)
 
 HASH_COL = "_split_hash"
 _HASH_BUCKETS = 1 << 30
@@ -103,12 +112,63 @@ def split_holdout(ratings_df: DataFrame, holdout_df: DataFrame, *, col_user: str
 
 @dataclass
 class TestSplit:
-    """(train, test) of a ``--test`` spec; ``holdout_path`` is the table read for probe / a dir."""
+    """(train, test) of a ``--test`` spec.  ``holdout_path`` is the table read for probe / a dir,
+    ``holdout`` that table on the training dataset's indices (pairs, or ratings when
+    ``holdout_rated``)."""
 
     train: DataFrame
     test: DataFrame
     spec: TestSpec
     holdout_path: str | None = None
+    holdout: DataFrame | None = None
+    holdout_rated: bool = True
+
+
+def is_dataset_dir(path: str) -> bool:
+    """Whether ``path`` holds the ratings and both id maps of an ingest."""
+    return all(exists(f"{path}/{name}") for name in (RATINGS, USERS, ITEMS))
+
+
+def _reindex(ids_df: DataFrame, map_df: DataFrame, *, col_idx: str, col_id: str) -> DataFrame:
+    """(old ``col_idx``, new ``col_idx`` as ``_new``) of a foreign id map: the training index of the
+    same source id, else −1 − old index (unique, never a training index)."""
+    own = map_df.select(F.col(col_id).cast("string").alias(col_id), F.col(col_idx).alias("_new"))
+    return (ids_df.select(col_idx, F.col(col_id).cast("string").alias(col_id))
+            .join(own, on=col_id, how="left")
+            .select(col_idx, F.coalesce(F.col("_new"), -1 - F.col(col_idx)).cast("int").alias("_new")))
+
+
+def map_foreign_ratings(spark: SparkSession, path: str, *, dataset: str) -> DataFrame:
+    """The ratings of the dataset dir ``path`` on the indices of ``dataset`` (through the source
+    ids; unknown ids get negative indices, see the module docstring).
+
+    Returns columns ``user_idx`` int, ``item_idx`` int, ``rating`` float (and ``ts`` when present).
+    """
+    raw = spark.read.parquet(f"{path}/{RATINGS}")
+    users = _reindex(spark.read.parquet(f"{path}/{USERS}"), spark.read.parquet(f"{dataset}/{USERS}"),
+                     col_idx=USER_COL, col_id=USER_ID_COL)
+    items = _reindex(spark.read.parquet(f"{path}/{ITEMS}"), spark.read.parquet(f"{dataset}/{ITEMS}"),
+                     col_idx=ITEM_COL, col_id=ITEM_ID_COL)
+    extra = [TS_COL] if TS_COL in raw.columns else []
+    return (raw.join(users, on=USER_COL, how="inner").drop(USER_COL).withColumnRenamed("_new", USER_COL)
+            .join(items, on=ITEM_COL, how="inner").drop(ITEM_COL).withColumnRenamed("_new", ITEM_COL)
+            .select(USER_COL, ITEM_COL, F.col(RATING_COL).cast("float").alias(RATING_COL), *extra))
+
+
+def read_index_table(spark: SparkSession, path: str) -> DataFrame:
+    """A bare Parquet table of (user_idx, item_idx[, rating]); :class:`InputError` when ``path`` is
+    not one (nor a dataset dir)."""
+    try:
+        df = spark.read.parquet(path)
+    except (AnalysisException, SparkRuntimeException, Py4JJavaError) as exc:
+        raise InputError(f"test set {path} is neither a dataset dir (ratings/, users/, items/ of "
+                         f"jobs/ingest.py) nor a Parquet table of user_idx, item_idx[, rating] "
+                         f"({str(exc).splitlines()[0][:200]})") from None
+    missing = [c for c in (USER_COL, ITEM_COL) if c not in df.columns]
+    if missing:
+        raise InputError(f"test set {path} is neither a dataset dir nor a table of {USER_COL}, "
+                         f"{ITEM_COL}[, {RATING_COL}]: it lacks {', '.join(missing)}")
+    return df
 
 
 def read_test_split(spark: SparkSession, ratings_df: DataFrame, *, dataset: str, spec: str,
@@ -116,11 +176,12 @@ def read_test_split(spark: SparkSession, ratings_df: DataFrame, *, dataset: str,
     """Split ``ratings_df`` by a ``--test`` spec (see the module docstring).
 
     ``random:F`` / ``temporal:F`` are re-created from ``seed`` (the same rows for the same seed);
-    ``probe`` reads ``DATASET/probe``; anything else is a directory of pairs or ratings.
+    ``probe`` reads ``DATASET/probe``; anything else is a dataset dir or a table of our indices.
 
     Raises
     ------
-    ConfigError for a malformed spec; InputError when the held-out table does not exist.
+    ConfigError for a malformed spec; InputError when the held-out table does not exist or is
+    neither a dataset dir nor a table of indices.
     """
     ts = parse_test_spec(spec)
     if ts.kind == "random":
@@ -131,5 +192,27 @@ def read_test_split(spark: SparkSession, ratings_df: DataFrame, *, dataset: str,
     if not exists(path):
         raise InputError(f"test set {path} does not exist"
                          + (" (the dataset has no probe table)" if ts.kind == "probe" else ""))
-    train, test = split_holdout(ratings_df, spark.read.parquet(path))
-    return TestSplit(train, test, spec=ts, holdout_path=path)
+    if ts.kind == "dir" and is_dataset_dir(path):
+        holdout = map_foreign_ratings(spark, path, dataset=dataset)
+    else:
+        holdout = read_index_table(spark, path)
+    train, test = split_holdout(ratings_df, holdout)
+    return TestSplit(train, test, spec=ts, holdout_path=path, holdout=holdout,
+                     holdout_rated=RATING_COL in holdout.columns)
+
+
+def holdout_coverage(train_df: DataFrame, test_df: DataFrame, *, col_user: str = USER_COL,
+                  col_item: str = ITEM_COL) -> dict:
+    """How much of the test set training knows: ``test_rows``; ``unknown_users`` /
+    ``unknown_items``, the distinct test users / items without a training rating;
+    ``unknown_user_rows`` / ``unknown_item_rows``, the test rows they hold (those rows are scored by
+    the models' fallbacks, never dropped)."""
+    out = {"test_rows": test_df.count()}
+    for side, key in (("user", col_user), ("item", col_item)):
+        known = train_df.select(key).distinct()
+        unknown = test_df.select(key).join(known, on=key, how="left_anti")
+        row = unknown.agg(F.count(F.lit(1)).alias("rows"),
+                          F.countDistinct(F.col(key)).alias("ids")).first()
+        out[f"unknown_{side}s"] = int(row["ids"])
+        out[f"unknown_{side}_rows"] = int(row["rows"])
+    return out
