@@ -1,6 +1,6 @@
 """Factorize a ratings dataset: biases + MLlib ALS, an RMSE table against every baseline, a model dir.
 
-    ./spark-submit.sh jobs/factorize.py --dataset DIR --output DIR [--test probe|DIR|random:0.1|temporal:0.1]
+    ./spark-submit.sh jobs/factorize.py --dataset DIR --output DIR [--test probe|DIR|random:0.1|temporal:0.1|cutoff:0.1]
         [--rank 50] [--reg 0.03,0.1] [--iters 10] [--rounds 2] [--model biased|aligned]
         [--ground-truth DIR]
 
@@ -15,7 +15,7 @@ import sys
 from batchml.cli import Flag, job_parser, run_job
 
 FLAGS = (
-    Flag("--test", "factorize.test", "probe | random:F | temporal:F | a ratings dir"),
+    Flag("--test", "factorize.test", "probe | random:F | temporal:F | cutoff:F (one global time cut-off) | a dataset or ratings dir"),
     Flag("--rank", "factorize.ranks", "rank or comma-separated rank grid"),
     Flag("--reg", "factorize.regs", "ALS reg or comma-separated reg grid"),
     Flag("--iters", "factorize.iters", "ALS iterations"),

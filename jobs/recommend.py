@@ -1,7 +1,7 @@
 """Recommend from a factor model: top-N per user, a popular list for new users, fold-in, ranking metrics.
 
     ./spark-submit.sh jobs/recommend.py --model DIR --dataset DIR --output DIR [--top-n 10]
-        [--min-ratings N] [--users FILE] [--test probe|DIR|random:F|temporal:F] [--fold-in CSV]
+        [--min-ratings N] [--users FILE] [--test probe|DIR|random:F|temporal:F|cutoff:F] [--fold-in CSV]
         [--no-evaluate]
 
 Writes OUTPUT/recommendations (user_idx, item_idx, score, rank), OUTPUT/recommendations_readable
@@ -32,7 +32,7 @@ def build_parser():
                         help="recommend only for these source user ids (one per line)")
     parser.add_argument("--test", default=None,
                         help="held-out rows for the ranking metrics: probe, a ratings dir, random:F "
-                             "or temporal:F (default: the model's own test split, else probe)")
+                             "temporal:F or cutoff:F (default: the model's own test split, else probe)")
     parser.add_argument("--fold-in", default=None, metavar="CSV",
                         help="a new user's ratings (header item,rating; item = source id or title)")
     return parser

@@ -90,7 +90,7 @@ class FactorizeSettings:
 
     # probe | random:F | temporal:F | a dataset dir (mapped through the source ids) | a table of indices
     test: str = field(default="random:0.1", metadata=_check(
-        lambda v: _is_test_spec(v), "probe, random:F or temporal:F with F in (0, 1), or a ratings directory"))
+        lambda v: _is_test_spec(v), "probe, random:F, temporal:F or cutoff:F with F in (0, 1), or a ratings directory"))
     seed: int = 42
     # carved from training; picks rank and reg from the grids
     validation_fraction: float = field(

@@ -1,4 +1,5 @@
-"""The ``--test`` spec that names a held-out set: ``probe``, ``random:F``, ``temporal:F`` or a directory.
+"""The ``--test`` spec that names a held-out set: ``probe``, ``random:F``, ``temporal:F``, ``cutoff:F`` or
+a directory.
 
 Spark-free, so the config can check a spec when it is set (:mod:`batchml.ratings` makes the split).
 """
@@ -11,7 +12,7 @@ from batchml.errors import ConfigError
 
 @dataclass(frozen=True)
 class TestSpec:
-    """A parsed ``--test`` value: ``kind`` is one of probe, dir, random, temporal."""
+    """A parsed ``--test`` value: ``kind`` is one of probe, dir, random, temporal, cutoff."""
 
     kind: str
     fraction: float | None = None
@@ -19,7 +20,7 @@ class TestSpec:
 
 
 def parse_test_spec(spec: str) -> TestSpec:
-    """Parse ``probe``, ``random:0.1``, ``temporal:0.1`` or a directory path.
+    """Parse ``probe``, ``random:0.1``, ``temporal:0.1``, ``cutoff:0.1`` or a directory path.
 
     Raises
     ------
@@ -28,7 +29,7 @@ def parse_test_spec(spec: str) -> TestSpec:
     spec = spec.strip()
     if spec == "probe":
         return TestSpec("probe")
-    for kind in ("random", "temporal"):
+    for kind in ("random", "temporal", "cutoff"):
         if spec.startswith(kind + ":"):
             raw = spec[len(kind) + 1:]
             try:
@@ -39,5 +40,5 @@ def parse_test_spec(spec: str) -> TestSpec:
                 raise ConfigError(f"test spec {spec!r}: the fraction must be in (0, 1)")
             return TestSpec(kind, fraction=frac)
     if not spec:
-        raise ConfigError("empty test spec (expected probe, random:F, temporal:F or a directory)")
+        raise ConfigError("empty test spec (expected probe, random:F, temporal:F, cutoff:F or a directory)")
     return TestSpec("dir", path=spec)

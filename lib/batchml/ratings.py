@@ -18,6 +18,9 @@ Every split is deterministic: a row's side is decided by a hash of (seed, user, 
   indices through the source ids (``user_id``, ``item_id``), since two ingests number their ids
   independently.  An id the training dataset does not know gets a negative index of its own (never
   a training index), so the row stays in the test set and is scored by each model's fallback.
+* ``cutoff:F``   — one global time cut-off: the latest F of all ratings by ``ts`` go to the test side,
+  so no test rating precedes a training rating (ratings at the cut-off time or without a time
+  stay in training).
 * a directory    — a bare Parquet table of the training dataset's indices (user_idx, item_idx and
   optionally rating), removed from training by an anti-join likewise.
 
@@ -32,7 +35,7 @@ from pyspark.sql import functions as F
 from py4j.protocol import Py4JJavaError
 from pyspark.errors import AnalysisException, SparkRuntimeException
 
-from batchml.errors import InputError
+from batchml.errors import InputError, JobError
 from batchml.holdout_spec import TestSpec, parse_test_spec
 from batchml.io.atomic import exists
 from batchml.schema import (ITEM_COL, ITEM_ID_COL, ITEMS, PROBE, RATING_COL, RATINGS, TS_COL, USER_COL,
@@ -85,6 +88,23 @@ def split_temporal(ratings_df: DataFrame, *, fraction: float, seed: int, col_use
     )
     is_test = F.col("_rn") <= F.floor(F.col("_n") * F.lit(float(fraction)))
     return ranked.where(~is_test).select(*cols), ranked.where(is_test).select(*cols)
+
+
+def split_time_cutoff(ratings_df: DataFrame, *, fraction: float,
+                      col_ts: str = TS_COL) -> tuple[DataFrame, DataFrame]:
+    """One global time cut-off: ratings after the exact ``1 - fraction`` quantile of ``col_ts`` go
+    to the test side, so no test rating precedes any training rating (``temporal:F`` cuts per user
+    and can leak the future).  Ratings at the cut-off time and ratings without a time stay in
+    training.
+
+    Returns two DataFrames (train, test) with the input columns.
+    """
+    micros = F.unix_micros(F.col(col_ts))
+    cut = ratings_df.agg(F.percentile(micros, F.lit(1.0 - float(fraction))).alias("c")).first()["c"]
+    if cut is None:
+        raise JobError(f"cutoff:{fraction:g} needs rating times, and no rating has one")
+    is_test = F.coalesce(micros > F.lit(int(cut)), F.lit(False))
+    return ratings_df.where(~is_test), ratings_df.where(is_test)
 
 
 def split_holdout(ratings_df: DataFrame, holdout_df: DataFrame, *, col_user: str = USER_COL,
@@ -188,6 +208,8 @@ def read_test_split(spark: SparkSession, ratings_df: DataFrame, *, dataset: str,
         return TestSplit(*split_random(ratings_df, fraction=ts.fraction, seed=seed), spec=ts)
     if ts.kind == "temporal":
         return TestSplit(*split_temporal(ratings_df, fraction=ts.fraction, seed=seed), spec=ts)
+    if ts.kind == "cutoff":
+        return TestSplit(*split_time_cutoff(ratings_df, fraction=ts.fraction), spec=ts)
     path = f"{dataset}/{PROBE}" if ts.kind == "probe" else ts.path
     if not exists(path):
         raise InputError(f"test set {path} does not exist"
