@@ -288,6 +288,7 @@ class WorkerTrainer:
         p = self.params
         best = read_best(p.output) if replica.start else None
         history = []
+        started = time.perf_counter()
         for epoch in range(replica.start, p.epochs):
             if best is not None and p.patience and epoch - best["epoch"] >= p.patience:
                 if w.is_chief:
@@ -309,7 +310,10 @@ class WorkerTrainer:
             replica.manager.save(checkpoint_number=epoch + 1)
             history.append(record)
             if w.is_chief:
-                LOG.info("epoch %d/%d: loss %.4f, %.1fs, %.0f images/s; validation BER %.4f, AUC %.4f%s",
-                         epoch + 1, p.epochs, loss, seconds, record["images_per_s"], record["val_ber"],
-                         record["val_auc"], " (best)" if best["epoch"] == epoch + 1 else "")
+                elapsed = time.perf_counter() - started
+                eta = elapsed / (epoch + 1 - replica.start) * (p.epochs - epoch - 1)
+                LOG.info("epoch %d/%d: loss %.4f, %.1fs, %.0f images/s; validation BER %.4f, AUC %.4f%s; "
+                         "elapsed %.0fs, ETA %.0fs", epoch + 1, p.epochs, loss, seconds,
+                         record["images_per_s"], record["val_ber"], record["val_auc"],
+                         " (best)" if best["epoch"] == epoch + 1 else "", elapsed, eta)
         return history, best
