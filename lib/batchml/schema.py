@@ -59,6 +59,13 @@ ITEMS_SCHEMA = T.StructType([
     T.StructField(YEAR_COL, T.IntegerType(), True),
 ])
 
+RECOMMENDATIONS_SCHEMA = T.StructType([
+    T.StructField(USER_COL, T.IntegerType(), False),
+    T.StructField(ITEM_COL, T.IntegerType(), False),
+    T.StructField(SCORE_COL, T.DoubleType(), False),
+    T.StructField(RANK_COL, T.IntegerType(), False),
+])
+
 REJECTS_SCHEMA = T.StructType([
     T.StructField("source", T.StringType(), False),
     T.StructField("line", T.LongType(), True),

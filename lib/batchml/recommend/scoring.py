@@ -20,18 +20,13 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 from pyspark.sql import DataFrame
-from pyspark.sql import functions as F, types as T
+from pyspark.sql import functions as F
 
-from batchml.schema import BIAS_COL, COUNT_COL, FEATURES_COL, ITEM_COL, RANK_COL, SCORE_COL, USER_COL
+from batchml.schema import (BIAS_COL, COUNT_COL, FEATURES_COL, ITEM_COL, RANK_COL,
+                            RECOMMENDATIONS_SCHEMA, SCORE_COL, USER_COL)
 
 SEEN_COL = "_seen"
 
-RECOMMENDATIONS_SCHEMA = T.StructType([
-    T.StructField(USER_COL, T.IntegerType(), False),
-    T.StructField(ITEM_COL, T.IntegerType(), False),
-    T.StructField(SCORE_COL, T.DoubleType(), False),
-    T.StructField(RANK_COL, T.IntegerType(), False),
-])
 
 
 # ------------------------------------------------------------------------------ candidate items

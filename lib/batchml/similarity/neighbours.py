@@ -22,6 +22,21 @@ N_NEIGHBOURS_COL = "n_neighbours"      # rated neighbours an item-CF prediction 
 
 
 # -------------------------------------------------------------------------------- readable view
+def with_two_labels(df: DataFrame, labels_df: DataFrame, *, col_item: str, col_other: str,
+                    col_label: str, prefix_other: str) -> DataFrame:
+    """``df`` plus the label of ``col_item`` (as ``col_label``) and of ``col_other`` (as
+    ``prefix_other + col_label``), by left joins with ``labels_df`` (a missing label is null)."""
+    names = labels_df.select(col_item, col_label)
+    a, b, d = names.alias("a"), names.alias("b"), df.alias("d")
+    return (
+        d.join(a, on=F.col(f"d.{col_item}") == F.col(f"a.{col_item}"), how="left")
+        .join(b, on=F.col(f"d.{col_other}") == F.col(f"b.{col_item}"), how="left")
+        .select(*[F.col(f"d.{c}").alias(c) for c in df.columns],
+                F.col(f"a.{col_label}").alias(col_label),
+                F.col(f"b.{col_label}").alias(f"{prefix_other}{col_label}"))
+    )
+
+
 def with_titles(similar_df: DataFrame, items_df: DataFrame, *, col_item: str = ITEM_COL,
                 col_title: str = TITLE_COL) -> DataFrame:
     """Add the titles (or any label column) of both sides of a ``similar_items`` table.
@@ -31,19 +46,10 @@ def with_titles(similar_df: DataFrame, items_df: DataFrame, *, col_item: str = I
     DataFrame: ``col_item``, ``col_title``, ``rank``, ``other_idx``, ``other_<col_title>``,
     ``similarity``, ``co_count`` (left joins: a missing label is null).
     """
-    names = items_df.select(col_item, col_title)
-    a = names.alias("a")
-    b = names.alias("b")
-    s = similar_df.alias("s")
-    return (
-        s.join(a, on=F.col(f"s.{col_item}") == F.col(f"a.{col_item}"), how="left")
-        .join(b, on=F.col(f"s.{OTHER_COL}") == F.col(f"b.{col_item}"), how="left")
-        .select(F.col(f"s.{col_item}").alias(col_item), F.col(f"a.{col_title}").alias(col_title),
-                F.col(f"s.{RANK_COL}").alias(RANK_COL), F.col(f"s.{OTHER_COL}").alias(OTHER_COL),
-                F.col(f"b.{col_title}").alias(f"other_{col_title}"),
-                F.col(f"s.{SIMILARITY_COL}").alias(SIMILARITY_COL),
-                F.col(f"s.{CO_COUNT_COL}").alias(CO_COUNT_COL))
-    )
+    labelled = with_two_labels(similar_df, items_df, col_item=col_item, col_other=OTHER_COL,
+                               col_label=col_title, prefix_other="other_")
+    return labelled.select(col_item, col_title, RANK_COL, OTHER_COL, f"other_{col_title}",
+                           SIMILARITY_COL, CO_COUNT_COL)
 
 
 # --------------------------------------------------------------------------- because you liked X
@@ -96,17 +102,8 @@ def with_because_titles(recs_df: DataFrame, items_df: DataFrame, *, col_item: st
     -------
     DataFrame: the columns of ``recs_df`` plus ``col_title`` and ``because_<col_title>``.
     """
-    names = items_df.select(col_item, col_title)
-    a = names.alias("a")
-    b = names.alias("b")
-    r = recs_df.alias("r")
-    return (
-        r.join(a, on=F.col(f"r.{col_item}") == F.col(f"a.{col_item}"), how="left")
-        .join(b, on=F.col(f"r.{BECAUSE_COL}") == F.col(f"b.{col_item}"), how="left")
-        .select(*[F.col(f"r.{c}").alias(c) for c in recs_df.columns],
-                F.col(f"a.{col_title}").alias(col_title),
-                F.col(f"b.{col_title}").alias(f"because_{col_title}"))
-    )
+    return with_two_labels(recs_df, items_df, col_item=col_item, col_other=BECAUSE_COL,
+                           col_label=col_title, prefix_other="because_")
 
 
 # ----------------------------------------------------------------------------- item-CF predict
