@@ -152,6 +152,19 @@ def _chromium():
     return webdriver.Chrome(service=Service(driver_path), options=opts)
 
 
+def _navigate(browser, action) -> None:
+    """Run ``action`` (a click or submit that loads a page) and wait for the new page: a click
+    returns before the browser has replaced the old document."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as EC
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    old = browser.find_element(By.TAG_NAME, "html")
+    action()
+    WebDriverWait(browser, 60).until(EC.staleness_of(old))
+    WebDriverWait(browser, 60).until(lambda b: b.execute_script("return document.readyState") == "complete")
+
+
 def test_browser_search_similar_fold_in(server, tmp_path):
     from selenium.webdriver.common.by import By
 
@@ -172,18 +185,18 @@ def test_browser_search_similar_fold_in(server, tmp_path):
         shot("1_home")
         box = browser.find_element(By.CSS_SELECTOR, "h1 + form input[name=q]")
         box.send_keys("the two towers")
-        box.submit()
+        _navigate(browser, box.submit)
         body = browser.find_element(By.TAG_NAME, "body").text
         assert "Did you mean" in body and TWO_TOWERS in body
         shot("2_search")
-        browser.find_element(By.LINK_TEXT, TWO_TOWERS).click()      # an exact title: its page
+        _navigate(browser, browser.find_element(By.LINK_TEXT, TWO_TOWERS).click)  # an exact title: its page
         assert browser.current_url.endswith("/item/101")
         rows = browser.find_elements(By.CSS_SELECTOR, "table tr")[1:]
         assert [r.find_elements(By.TAG_NAME, "td")[1].text for r in rows][:2] == [
             "The Lord of the Rings: The Return of the King", "The Lord of the Rings: The Fellowship of the Ring"]
         assert rows[0].find_elements(By.TAG_NAME, "td")[3].text == "0.900"
         shot("3_similar")
-        browser.find_element(By.LINK_TEXT, "Rate a few titles").click()
+        _navigate(browser, browser.find_element(By.LINK_TEXT, "Rate a few titles").click)
         titles = browser.find_elements(By.NAME, "title")
         ratings = browser.find_elements(By.NAME, "rating")
         mine = [("the lord of the rings: the fellowship of the ring", "5"),
@@ -191,7 +204,7 @@ def test_browser_search_similar_fold_in(server, tmp_path):
         for t, r, (title, rating) in zip(titles, ratings, mine):
             t.send_keys(title)
             r.send_keys(rating)
-        browser.find_element(By.CSS_SELECTOR, "form[method=post] button").click()
+        _navigate(browser, browser.find_element(By.CSS_SELECTOR, "form[method=post] button").click)
         body = browser.find_element(By.TAG_NAME, "body").text
         assert "Recommended for you" in body
         recs = body[body.index("Recommended for you"):]
