@@ -103,7 +103,7 @@ def fit_timing(spark, cfg, dataset: str, rank: int, reg: float, *, bias_regs: tu
         b = fit_biases(train, reg_user=bias_regs[0], reg_item=bias_regs[1], sweeps=s.bias_sweeps,
                        tol=s.bias_tol)
         resid = with_bias_residual(train, b, col_out=RESIDUAL_COL)  # as fit_als_biased: not cached
-        uf, itf = fit_als(resid, col_target=RESIDUAL_COL, **common)
+        uf, itf, _, _ = fit_als(resid, col_target=RESIDUAL_COL, **common)
         best["als_bias"] = min(best["als_bias"], time.perf_counter() - t0)
         uf.unpersist()
         itf.unpersist()

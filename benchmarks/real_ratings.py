@@ -1,7 +1,7 @@
 """Real ratings, real protocol: the factorize job on MovieLens ml-latest-small folds beside its peers.
 
     .venv/bin/python benchmarks/real_ratings.py [--data ../shared/data/ratings_dev/ml-latest-small]
-        [--folds 5] [--only 1,2] [--no-svdpp] [--work data/bench/real]
+        [--folds 5] [--only 1,2] [--no-svdpp] [--work data/bench/real] [--fresh]
 
 The ratings are cut into 5 deterministic random folds (a seeded permutation).  Each fold's training
 and test rows are written as MovieLens ``ratings.csv`` files and ingested as two separate datasets
@@ -10,6 +10,10 @@ and test rows are written as MovieLens ``ratings.csv`` files and ingested as two
 On the same rows, in the same run: scikit-surprise BaselineOnly, SVD, SVD++ and KNNBaseline (the
 ``bench`` extra).  Prints every row of the job's RMSE table and the peers' per fold and their mean,
 with seconds per fold, and the targets: ALS + bias <= the best peer, bias only <= BaselineOnly.
+
+Resumable: each fold's figures are kept in ``FOLD/result.json`` with the settings they were
+measured under, and re-used by a later run with the same settings (``--fresh`` measures again,
+e.g. after a code change).
 """
 from __future__ import annotations
 
@@ -132,6 +136,26 @@ def report(results: dict[str, dict[str, tuple[float, float]]], chosen: list[dict
     return "\n".join(lines)
 
 
+def fold_result(spark, cfg, fold: Path, *, svdpp: bool, key: dict, fresh: bool) -> dict:
+    """{"rows": {row: [RMSE, seconds]}, "chosen": {...}} of one fold: measured, or read back from
+    ``fold/result.json`` when it was measured under the same ``key``."""
+    cache = fold / "result.json"
+    if not fresh and cache.is_file():
+        kept = json.loads(cache.read_text())
+        if kept.get("key") == key:
+            print(f"{fold.name}: re-using {cache}", flush=True)
+            return kept
+    ingest_fold(spark, cfg, fold)
+    ours, metrics = our_rows(spark, cfg, fold)
+    peers = peer_rows(fold, seed=cfg.factorize.seed, svdpp=svdpp)
+    result = {"key": key, "rows": {**ours, **peers},
+              "chosen": {**metrics["chosen"], "unknown_users": metrics["unknown_users"],
+                         "unknown_items": metrics["unknown_items"]},
+              "timings": metrics["timings_seconds"]}
+    cache.write_text(json.dumps(result, indent=1))
+    return result
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", default=str(DEFAULT_DATA), help="ml-latest-small dir (ratings.csv)")
@@ -140,6 +164,7 @@ def main(argv=None) -> int:
     ap.add_argument("--only", default="", help="comma-separated fold numbers to run (default: all)")
     ap.add_argument("--no-svdpp", action="store_true", help="skip surprise SVD++ (minutes per fold)")
     ap.add_argument("--set", action="append", default=[], help="a job setting, e.g. factorize.iters=5")
+    ap.add_argument("--fresh", action="store_true", help="measure again, ignoring kept fold results")
     args = ap.parse_args(argv)
 
     from batchml.config import load_config
@@ -154,13 +179,12 @@ def main(argv=None) -> int:
     spark = build_session(cfg.spark, app_name="batchml-bench-real-ratings")
     results, chosen = {}, []
     try:
+        key = {"set": args.set, "svdpp": not args.no_svdpp}
         for fold in folds:
-            ingest_fold(spark, cfg, fold)
-            ours, metrics = our_rows(spark, cfg, fold)
-            peers = peer_rows(fold, seed=cfg.factorize.seed, svdpp=not args.no_svdpp)
-            results[fold.name] = {**ours, **peers}
-            chosen.append({**metrics["chosen"], "unknown_users": metrics["unknown_users"],
-                           "unknown_items": metrics["unknown_items"]})
+            result = fold_result(spark, cfg, fold, svdpp=not args.no_svdpp, key=key,
+                                 fresh=args.fresh)
+            results[fold.name] = {k: tuple(v) for k, v in result["rows"].items()}
+            chosen.append(result["chosen"])
             print(f"{fold.name}: " + ", ".join(f"{k} {v[0]:.4f}" for k, v in results[fold.name].items()),
                   flush=True)
     finally:

@@ -14,7 +14,7 @@ import pytest
 from chispa import assert_approx_df_equality, assert_df_equality
 from pyspark.sql import functions as F, types as T
 
-from batchml.bias import fit_biases
+from batchml.bias import fit_biases, relaxation_factor
 from batchml.config import build_config
 from batchml.errors import JobError
 from batchml.factor_fit import aligned_model, bias_model
@@ -23,7 +23,7 @@ from batchml.factor_search import overfit_check
 from batchml.factorize import item_cf_metrics, run_factorize
 from batchml.model_dir import load_model, read_meta
 from batchml.holdout_spec import parse_test_spec
-from batchml.ratings import split_holdout, split_random, split_temporal
+from batchml.ratings import sample_users, split_holdout, split_random, split_temporal
 from batchml.schema import BIAS_COL, FEATURES_COL, ITEM_COL, RATING_COL, TS_COL, USER_COL
 from batchml.synth.model import draw_dates, draw_ratings, make_model, sample_pairs
 from batchml.synth.ratings_tables import write_dataset
@@ -84,6 +84,15 @@ def test_biases_match_joint_least_squares(spark):
                               ignore_row_order=True, ignore_nullable=True)
     assert_approx_df_equality(biases.item_bias_df.select(ITEM_COL, BIAS_COL), exp_i, 1e-7,
                               ignore_row_order=True, ignore_nullable=True)
+
+
+def test_over_relaxation_waits_for_the_contraction_ratio():
+    # Young's optimum for a two-block system: omega = 2 / (1 + sqrt(1 - rho)), rho = the ratio of
+    # successive plain-sweep changes; plain sweeps (1.0) until three ratios were seen
+    assert relaxation_factor([1.0, 0.5, 0.4]) == 1.0
+    assert relaxation_factor([1.0, 0.5, 0.4, 0.32]) == pytest.approx(2 / (1 + 0.2 ** 0.5))
+    assert relaxation_factor([1.0, 0.5, 0.4, 0.4]) == 1.0  # no contraction: stay plain
+    assert relaxation_factor([1.0, 0.9, 0.899, 0.8989]) <= 1.9
 
 
 def test_biases_with_offset_fit_the_offset_target(spark):
@@ -313,6 +322,17 @@ def test_random_split_is_deterministic_and_disjoint(spark):
     assert 0.15 * len(rows) < test_a.count() < 0.25 * len(rows)
 
 
+def test_user_sample_keeps_whole_users_deterministically(spark):
+    rows = [(u, i, float(1 + (u * i) % 5)) for u in range(200) for i in range(5)]
+    df = spark.createDataFrame(rows, RATINGS_T)
+    a = sample_users(df, fraction=0.3, seed=7)
+    assert_df_equality(a, sample_users(df, fraction=0.3, seed=7), ignore_row_order=True)
+    kept = {r[USER_COL] for r in a.select(USER_COL).distinct().collect()}
+    assert 0.2 * 200 < len(kept) < 0.4 * 200
+    assert a.count() == 5 * len(kept)  # every kept user keeps all their ratings
+    assert sample_users(df, fraction=1.0, seed=7) is df
+
+
 def test_temporal_split_holds_out_each_users_latest(spark):
     schema = T.StructType(RATINGS_T.fields + [T.StructField(TS_COL, T.TimestampType(), True)])
     import datetime as dt
@@ -369,7 +389,7 @@ def factorized(spark, generated, tmp_path_factory):
     cfg = build_config({"factorize": {
         "test": "probe", "ranks": [3], "regs": [0.05], "iters": 5, "rounds": 2, "bias_sweeps": 2,
         "bias_reg_user": 5.0, "bias_reg_item": 5.0, "item_cf_neighbours": 20,
-        "item_cf_max_items_per_user": 0, "model": "biased"}})
+        "item_cf_max_items_per_user": 0, "model": "biased", "search_sample_ratings": 8000}})
     out = tmp_path_factory.mktemp("fz") / "model"
     metrics = run_factorize(spark, cfg, dataset=str(generated), output=str(out))
     return metrics, out
@@ -391,6 +411,14 @@ def test_als_bias_beats_the_baselines(factorized):
 
 
 @pytest.mark.slow
+def test_the_search_runs_on_a_user_sample_of_a_large_training_set(factorized):
+    metrics, _ = factorized
+    fraction = metrics["validation"]["search_users_fraction"]
+    assert fraction == pytest.approx(8000 / (metrics["n_train"] * 0.9))
+    assert set(metrics["validation"]["val_rmse"]) == {"als_bias", "plain_als"}
+    assert metrics["n_train"] > 15_000  # the chosen setting is re-fit on all of training
+
+
 def test_probe_rows_never_reach_training(spark, generated, factorized):
     """The saved per-user and per-item training counts equal ratings minus probe, by joins."""
     metrics, out = factorized

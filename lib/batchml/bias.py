@@ -11,7 +11,12 @@ biases fixed (both exact for the other side fixed):
     b_i = Σ_u (t_ui − μ − b_u) / (λ_i + n_i)        b_u = Σ_i (t_ui − μ − b_i) / (λ_u + n_u)
 
 which is block Gauss–Seidel on a symmetric positive-definite system, so the sweeps converge to the
-joint solution; a few sweeps are enough in practice.
+joint solution.  On real ratings that convergence is slow (each sweep shrinks the change by ~0.8 on
+MovieLens), so with a tolerance the sweeps over-relax (SOR, :func:`relaxation_factor`): once three
+plain sweeps have shown the contraction ratio ρ, every update moves ω = 2 / (1 + √(1 − ρ)) times
+as far (Young's optimum for a two-block system, where the rate becomes ω − 1; SOR converges for
+any 0 < ω < 2 on a positive-definite system, so a rough ρ only costs speed), which reaches the
+same solution in about half the sweeps.
 """
 from __future__ import annotations
 
@@ -30,6 +35,8 @@ LOG = logging.getLogger("batchml.bias")
 
 RESIDUAL_COL = "residual"  # rating − μ − b_u − b_i (:func:`with_bias_residual`)
 _TARGET = "_target"
+SOR_AFTER = 3  # plain sweeps measured (their changes' ratio is ρ) before over-relaxing
+SOR_MAX = 1.9  # the largest ω used (ω → 2 as ρ → 1)
 
 
 @dataclass
@@ -163,30 +170,65 @@ def _max_change(new_df: DataFrame, old_df: DataFrame, col_key: str, cols: Sequen
     return float(max((v for v in row if v is not None), default=0.0))
 
 
+def relaxation_factor(history: Sequence[float]) -> float:
+    """ω for the next sweeps from the changes of the plain (ω = 1) sweeps so far: 1 until
+    :data:`SOR_AFTER` ratios were seen, then 2 / (1 + √(1 − ρ)) for ρ the last ratio (capped at
+    :data:`SOR_MAX`; 1 when ρ is not in (0, 1))."""
+    if len(history) < SOR_AFTER + 1 or history[-2] <= 0:
+        return 1.0
+    rho = history[-1] / history[-2]
+    if not 0.0 < rho < 1.0:
+        return 1.0
+    return min(SOR_MAX, 2.0 / (1.0 + math.sqrt(1.0 - rho)))
+
+
+def _relax(solved_df: DataFrame, old_df: DataFrame | None, n_old: int | None, omega: float, *,
+           cols: Sequence[str], col_key: str) -> DataFrame:
+    """``solved_df`` (the Gauss–Seidel values) moved ω times as far from ``old_df``'s values:
+    old + ω·(solved − old) (the solved value where there is no old one); ``solved_df`` itself when
+    ω = 1."""
+    if omega == 1.0 or old_df is None:
+        return solved_df
+    old = old_df.select(col_key, *[F.col(c).alias(f"_old{k}") for k, c in enumerate(cols)])
+    joined = solved_df.join(maybe_broadcast(old, values_per_row=1 + len(cols), n_rows=n_old),
+                            on=col_key, how="left")
+    moved = [F.coalesce(F.col(f"_old{k}") + F.lit(omega) * (F.col(c) - F.col(f"_old{k}")),
+                        F.col(c)).alias(c) for k, c in enumerate(cols)]
+    return joined.select(col_key, *moved, COUNT_COL)
+
+
 def _sweep(target_df: DataFrame, t: _Tables, *, regs: Sequence[tuple[float, float]],
            cols: Sequence[str], sweeps: int, tol: float | None, col_user: str,
            col_item: str) -> _Tables:
     """Item-then-user sweeps from ``t`` (μ and the first item biases; no user biases yet):
     the first sweep only solves the users; stops after ``sweeps`` or once the user biases move
-    by at most ``tol``.  Every new table is materialized (computed once, its plan cut) so sweep k's
-    plan does not nest sweeps 1..k-1; each replaced table is unpersisted."""
+    by at most ``tol`` (with a ``tol``, later sweeps over-relax: :func:`relaxation_factor`).
+    Every new table is materialized (computed once, its plan cut) so sweep k's plan does not
+    nest sweeps 1..k-1; each replaced table is unpersisted."""
     reg_u, reg_i = [r[0] for r in regs], [r[1] for r in regs]
+    omega = 1.0
     for sweep in range(sweeps):
         if sweep > 0:
-            new_item = materialize(_solve_side(target_df, t.user_df, t.n_users, mu=t.mu, regs=reg_i,
-                                               cols=cols, col_key=col_item, col_other=col_user))
+            solved = _solve_side(target_df, t.user_df, t.n_users, mu=t.mu, regs=reg_i, cols=cols,
+                                 col_key=col_item, col_other=col_user)
+            new_item = materialize(_relax(solved, t.item_df, t.n_items, omega, cols=cols,
+                                          col_key=col_item))
             t.item_df.unpersist()
             t.item_df = new_item
-        new_user = materialize(_solve_side(target_df, t.item_df, t.n_items, mu=t.mu, regs=reg_u,
-                                           cols=cols, col_key=col_user, col_other=col_item))
+        solved = _solve_side(target_df, t.item_df, t.n_items, mu=t.mu, regs=reg_u, cols=cols,
+                             col_key=col_user, col_other=col_item)
+        new_user = materialize(_relax(solved, t.user_df, t.n_users, omega, cols=cols,
+                                      col_key=col_user))
         delta = None
         if tol is not None and t.user_df is not None:
             delta = _max_change(new_user, t.user_df, col_user, cols)
             t.history.append(delta)
-            LOG.debug("bias sweep %d: max |delta b_u| = %.3g", sweep + 1, delta)
+            LOG.debug("bias sweep %d (omega %.3f): max |delta b_u| = %.3g", sweep + 1, omega, delta)
+            omega = omega if omega != 1.0 else relaxation_factor(t.history)
         if t.user_df is not None:
             t.user_df.unpersist()
-        t.user_df, t.n_users, t.sweeps = new_user, new_user.count(), sweep + 1
+        t.user_df, t.sweeps = new_user, sweep + 1
+        t.n_users = t.n_users if t.n_users is not None else new_user.count()
         if delta is not None and delta <= tol:
             break
     return t

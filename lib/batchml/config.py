@@ -104,6 +104,11 @@ class FactorizeSettings:
         default=(0.05, 0.1, 0.2),
         metadata=_check(lambda v: len(v) > 0 and all(r >= 0 for r in v),
                         "a non-empty list of numbers >= 0"))
+    # the search runs on the ratings of a user sample of about this many fit ratings (every
+    # sampled user keeps all their ratings), and only the chosen setting is re-fit on everything;
+    # 0: search on all of them
+    search_sample_ratings: int = field(
+        default=2_000_000, metadata=_check(lambda v: v >= 0, "an integer >= 0 (0: no sample)"))
     # values tried past an edge of a grid (of >= 2 values) when the best sits on it; 0: the grid only
     search_extend: int = field(default=2, metadata=_check(lambda v: v >= 0, "an integer >= 0"))
     # λ_u and λ_i grids of the biases: every pair is fitted in the same sweeps, the best on validation

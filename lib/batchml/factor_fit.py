@@ -22,6 +22,7 @@ from pyspark.sql import functions as F
 
 from batchml.bias import RESIDUAL_COL, Biases, fit_biases, with_bias_residual
 from batchml.factor_model import FactorModel, dot, evaluate, with_prediction
+from batchml.logs import Progress
 from batchml.schema import BIAS_COL, COUNT_COL, FEATURES_COL, ITEM_COL, PREDICTION_COL, RATING_COL, USER_COL
 from batchml.spark import maybe_broadcast
 
@@ -30,10 +31,10 @@ LOG = logging.getLogger("batchml.factorize")
 _DOT = "_dot"
 
 
-def _cached(df: DataFrame) -> DataFrame:
+def _cached(df: DataFrame) -> tuple[DataFrame, int]:
+    """``df`` cached and its row count (the one action that fills the cache)."""
     df = df.cache()
-    df.count()
-    return df
+    return df, df.count()
 
 
 def _combine(biases: Biases | None, user_factors: DataFrame | None, item_factors: DataFrame | None,
@@ -64,7 +65,8 @@ def bias_model(biases: Biases, *, rating_min: float, rating_max: float, col_user
     """μ + b_u + b_i from fitted :class:`Biases`."""
     u, i = _combine(biases, None, None, col_user=col_user, col_item=col_item)
     return FactorModel(mu=biases.mu, user_df=u, item_df=i, rating_min=rating_min,
-                       rating_max=rating_max, kind="bias_only",
+                       rating_max=rating_max, kind="bias_only", n_users=biases.n_users,
+                       n_items=biases.n_items,
                        settings={"reg_user": biases.reg_user, "reg_item": biases.reg_item,
                                  "sweeps": biases.sweeps})
 
@@ -72,7 +74,8 @@ def bias_model(biases: Biases, *, rating_min: float, rating_max: float, col_user
 # ------------------------------------------------------------------------------------------- ALS
 def fit_als(ratings_df: DataFrame, *, rank: int, reg: float, iters: int, seed: int,
             checkpoint_interval: int = 10, blocks: int = 0, col_user: str = USER_COL,
-            col_item: str = ITEM_COL, col_target: str = RATING_COL) -> tuple[DataFrame, DataFrame]:
+            col_item: str = ITEM_COL,
+            col_target: str = RATING_COL) -> tuple[DataFrame, DataFrame, int, int]:
     """MLlib ALS (explicit) on ``col_target``; integer ids used as they are.
 
     ``checkpoint_interval`` takes effect through the session's checkpoint dir.  Cold start is left
@@ -81,8 +84,8 @@ def fit_als(ratings_df: DataFrame, *, rank: int, reg: float, iters: int, seed: i
 
     Returns
     -------
-    (user_factors_df, item_factors_df) with columns ``col_user`` / ``col_item`` int and
-    ``features`` array<float>, cached.
+    (user_factors_df, item_factors_df, their row counts) with columns ``col_user`` / ``col_item``
+    int and ``features`` array<float>, cached.
     """
     spark = ratings_df.sparkSession
     n_blocks = blocks or max(1, spark.sparkContext.defaultParallelism)
@@ -91,11 +94,11 @@ def fit_als(ratings_df: DataFrame, *, rank: int, reg: float, iters: int, seed: i
               checkpointInterval=checkpoint_interval, coldStartStrategy="nan",
               numUserBlocks=n_blocks, numItemBlocks=n_blocks)
     model = als.fit(ratings_df.select(col_user, col_item, col_target))
-    uf = _cached(model.userFactors.select(F.col("id").alias(col_user), F.col(FEATURES_COL)))
-    itf = _cached(model.itemFactors.select(F.col("id").alias(col_item), F.col(FEATURES_COL)))
+    uf, n_u = _cached(model.userFactors.select(F.col("id").alias(col_user), F.col(FEATURES_COL)))
+    itf, n_i = _cached(model.itemFactors.select(F.col("id").alias(col_item), F.col(FEATURES_COL)))
     model.userFactors.unpersist()
     model.itemFactors.unpersist()
-    return uf, itf
+    return uf, itf, n_u, n_i
 
 
 def fit_plain_als(train_df: DataFrame, *, rank: int, reg: float, iters: int, seed: int,
@@ -106,11 +109,12 @@ def fit_plain_als(train_df: DataFrame, *, rank: int, reg: float, iters: int, see
     (default: the training mean)."""
     if fallback is None:
         fallback = float(train_df.agg(F.avg(F.col(col_rating).cast("double"))).first()[0])
-    uf, itf = fit_als(train_df, rank=rank, reg=reg, iters=iters, seed=seed,
-                      checkpoint_interval=checkpoint_interval, blocks=blocks, col_user=col_user,
-                      col_item=col_item, col_target=col_rating)
+    uf, itf, n_u, n_i = fit_als(train_df, rank=rank, reg=reg, iters=iters, seed=seed,
+                                checkpoint_interval=checkpoint_interval, blocks=blocks,
+                                col_user=col_user, col_item=col_item, col_target=col_rating)
     return FactorModel(mu=0.0, user_df=uf, item_df=itf, rating_min=rating_min,
                        rating_max=rating_max, kind="plain_als", rank=rank, fallback=fallback,
+                       n_users=n_u, n_items=n_i,
                        settings={"rank": rank, "reg": reg, "iters": iters})
 
 
@@ -122,9 +126,9 @@ def with_factor_dot(ratings_df: DataFrame, model: FactorModel, *, col_out: str =
     """
     width = model.rank + 1
     uf = maybe_broadcast(model.user_df.select(col_user, F.col(FEATURES_COL).alias("_pu")),
-                         values_per_row=width)
+                         values_per_row=width, n_rows=model.n_users)
     itf = maybe_broadcast(model.item_df.select(col_item, F.col(FEATURES_COL).alias("_qi")),
-                          values_per_row=width)
+                          values_per_row=width, n_rows=model.n_items)
     scaled = F.lit(float(model.gamma)) * F.coalesce(dot(F.col("_pu"), F.col("_qi")), F.lit(0.0))
     return (ratings_df.join(uf, on=col_user, how="left").join(itf, on=col_item, how="left")
             .select(*ratings_df.columns, scaled.alias(col_out)))
@@ -162,12 +166,13 @@ def _residual_model(train_df: DataFrame, biases: Biases, *, rank: int, reg: floa
     keys = dict(col_user=col_user, col_item=col_item)
     # not cached: ALS reads its input once (into its own cached rating blocks)
     resid = with_bias_residual(train_df, biases, col_out=RESIDUAL_COL, col_rating=col_rating, **keys)
-    uf, itf = fit_als(resid, rank=rank, reg=reg, iters=iters, seed=seed,
-                      checkpoint_interval=checkpoint_interval, blocks=blocks,
-                      col_target=RESIDUAL_COL, **keys)
-    u, i = _combine(biases, uf, itf, **keys)
-    model = FactorModel(mu=biases.mu, user_df=_cached(u), item_df=_cached(i), rating_min=rating_min,
-                        rating_max=rating_max, kind="biased", rank=rank, settings=settings)
+    uf, itf, _, _ = fit_als(resid, rank=rank, reg=reg, iters=iters, seed=seed,
+                            checkpoint_interval=checkpoint_interval, blocks=blocks,
+                            col_target=RESIDUAL_COL, **keys)
+    (u, n_u), (i, n_i) = (_cached(df) for df in _combine(biases, uf, itf, **keys))
+    model = FactorModel(mu=biases.mu, user_df=u, item_df=i, rating_min=rating_min,
+                        rating_max=rating_max, kind="biased", rank=rank, settings=settings,
+                        n_users=n_u, n_items=n_i)
     uf.unpersist()  # the combined tables hold them now
     itf.unpersist()
     return model
@@ -177,7 +182,7 @@ def fit_als_biased(train_df: DataFrame, *, rank: int, reg: float, iters: int, ro
                    reg_user: float, reg_item: float, sweeps: int, seed: int, rating_min: float,
                    rating_max: float, tol: float | None = None, checkpoint_interval: int = 10,
                    blocks: int = 0, biases: Biases | None = None, eval_df: DataFrame | None = None,
-                   col_user: str = USER_COL, col_item: str = ITEM_COL,
+                   score_train: bool = True, col_user: str = USER_COL, col_item: str = ITEM_COL,
                    col_rating: str = RATING_COL) -> BiasedFit:
     """Biases, then ALS on the residuals; rounds > 1 re-fit biases on r − p·q and ALS again.
 
@@ -186,12 +191,13 @@ def fit_als_biased(train_df: DataFrame, *, rank: int, reg: float, iters: int, ro
     train_df : training ratings (cache it).
     sweeps, tol : the most bias sweeps per round, and the early stop (:func:`fit_biases`).
     biases : first-round biases already fitted on ``train_df`` (skips that fit).
-    eval_df : optional ratings scored after every round (validation), besides the training set.
+    eval_df : optional ratings scored after every round (validation).
+    score_train : also score the training set after every round (``train_rmse``; a search skips it).
 
     Returns
     -------
     :class:`BiasedFit`; ``rounds`` entries hold ``round``, ``train_rmse``, ``eval_rmse`` (when
-    ``eval_df``), ``bias_seconds``, ``als_seconds``.
+    ``eval_df``), ``bias_seconds``, ``als_seconds`` (no ``train_rmse`` without ``score_train``).
     """
     keys = dict(col_user=col_user, col_item=col_item, col_rating=col_rating)
     als = dict(rank=rank, reg=reg, iters=iters, seed=seed, checkpoint_interval=checkpoint_interval,
@@ -199,6 +205,7 @@ def fit_als_biased(train_df: DataFrame, *, rank: int, reg: float, iters: int, ro
     history: list[dict] = []
     models: list[FactorModel] = []
     model = None
+    progress = Progress(f"ALS+bias rank={rank} reg={reg:g} round", rounds, LOG)
     for rnd in range(1, rounds + 1):
         t0 = time.perf_counter()
         if rnd == 1 and biases is not None:
@@ -212,11 +219,12 @@ def fit_als_biased(train_df: DataFrame, *, rank: int, reg: float, iters: int, ro
                     "reg_user": reg_user, "reg_item": reg_item, "sweeps": sweeps}
         model = _residual_model(train_df, b, settings=settings, **als, **keys)
         t2 = time.perf_counter()
-        entry = {"round": rnd, "train_rmse": evaluate(model, train_df, **keys)["rmse"],
-                 "bias_seconds": round(t1 - t0, 3), "als_seconds": round(t2 - t1, 3)}
+        entry = {"round": rnd, "bias_seconds": round(t1 - t0, 3), "als_seconds": round(t2 - t1, 3)}
+        if score_train:
+            entry["train_rmse"] = evaluate(model, train_df, **keys)["rmse"]
         if eval_df is not None:
             entry["eval_rmse"] = evaluate(model, eval_df, **keys)["rmse"]
-        LOG.info("ALS+bias rank=%d reg=%g round %d: %s", rank, reg, rnd, entry)
+        progress.step(", ".join(f"{k}={v:.4g}" for k, v in entry.items() if k != "round"))
         history.append(entry)
         models.append(model)
     return BiasedFit(model=model, rounds=history, round_models=models, biases=biases)
@@ -235,8 +243,9 @@ def aligned_model(model: FactorModel, train_df: DataFrame, *, col_user: str = US
                   col_item: str = ITEM_COL, col_rating: str = RATING_COL) -> FactorModel:
     """The "alignment" model: r̂ = μ + δ_u + δ_m + γ·α_u·β_m with α, β the unit-norm factors of
     ``model`` and γ the least-squares fit of the training residuals r − μ − δ_u − δ_m on α·β."""
-    unit_model = replace(model, user_df=_cached(_unit_features(model.user_df)),
-                         item_df=_cached(_unit_features(model.item_df)), gamma=1.0, kind="aligned")
+    (u, n_u), (i, n_i) = _cached(_unit_features(model.user_df)), _cached(_unit_features(model.item_df))
+    unit_model = replace(model, user_df=u, item_df=i, n_users=n_u, n_items=n_i, gamma=1.0,
+                         kind="aligned")
     keys = dict(col_user=col_user, col_item=col_item)
     base = replace(unit_model, gamma=0.0, rating_min=float("-inf"), rating_max=float("inf"))
     scored = with_factor_dot(with_prediction(train_df.select(col_user, col_item, col_rating), base,

@@ -36,6 +36,9 @@ class FactorModel:
     rank: int = 0
     fallback: float | None = None
     settings: dict = field(default_factory=dict)
+    # rows of user_df / item_df when known (saves a count to decide on a broadcast join)
+    n_users: int | None = None
+    n_items: int | None = None
 
     def unpersist(self) -> None:
         for df in (self.user_df, self.item_df):
@@ -73,10 +76,12 @@ def with_prediction(pairs_df: DataFrame, model: FactorModel, *, col_user: str = 
     pq = F.lit(None).cast("double")
     width = model.rank + 2
     if users is not None:
-        df = df.join(maybe_broadcast(users, values_per_row=width), on=col_user, how="left")
+        df = df.join(maybe_broadcast(users, values_per_row=width, n_rows=model.n_users),
+                     on=col_user, how="left")
         bu = F.col("_ub")
     if items is not None:
-        df = df.join(maybe_broadcast(items, values_per_row=width), on=col_item, how="left")
+        df = df.join(maybe_broadcast(items, values_per_row=width, n_rows=model.n_items),
+                     on=col_item, how="left")
         bi = F.col("_ib")
     if users is not None and items is not None:
         pq = dot(F.col("_uf"), F.col("_if"))

@@ -8,6 +8,11 @@ own ratio (its outermost two values; at most 2 for ranks) until the score turns 
 less than 0.1 %) or ``extend`` points were added.  The biases' (λ_u, λ_i) grid moves likewise (:func:`search_bias_regs`).  A
 one-value grid is a choice, not a search, and is used as given.  Every candidate tried is a row of
 the returned path, tagged ``grid`` or ``extend_up`` / ``extend_down``.
+
+A search is cheaper than the fit it chooses for: candidates are scored on validation only (the
+chosen model's training RMSE comes from its re-fit on the whole training set), the biases' grid
+stops at :data:`SEARCH_TOL_FACTOR` times the final fit's tolerance (the ranking of λ pairs
+settles long before the biases do), and each candidate logs its progress with an ETA.
 """
 from __future__ import annotations
 
@@ -21,6 +26,7 @@ from pyspark.sql import functions as F
 from batchml.bias import Biases, BiasGrid, fit_bias_grid, grid_rmse
 from batchml.factor_fit import fit_als_biased, fit_plain_als
 from batchml.factor_model import evaluate
+from batchml.logs import Progress
 from batchml.schema import ITEM_COL, RATING_COL, USER_COL
 
 LOG = logging.getLogger("batchml.factorize")
@@ -28,6 +34,7 @@ LOG = logging.getLogger("batchml.factorize")
 KEY = "val_rmse"
 RANK_STEP = 2.0  # a rank past the grid's edge is at most twice (half) the edge rank
 MIN_GAIN = 1e-3  # an extension that improves the best by less (relative) ends the extending
+SEARCH_TOL_FACTOR = 10.0  # the bias grid's sweeps stop at this multiple of the final fit's bias_tol
 
 
 # ------------------------------------------------------------------------------ the line search
@@ -117,12 +124,14 @@ def search_bias_regs(fit_df: DataFrame, val_df: DataFrame, *, regs_user, regs_it
     """λ_u and λ_i of the biases: every pair of ``regs_user`` × ``regs_item`` fitted on ``fit_df``
     in the same sweeps (:func:`batchml.bias.fit_bias_grid`) and scored on ``val_df`` as the
     bias-only model; while the best pair sits on an edge of a grid of two or more values, that
-    grid moves one step past it (at most ``extend`` times; one more grid fit each).
+    grid moves one step past it (at most ``extend`` times; one more grid fit each).  The sweeps
+    stop at ``tol`` × :data:`SEARCH_TOL_FACTOR`: the re-fit of the chosen pair converges to ``tol``.
 
     Returns (one row per pair tried: reg_user, reg_item, val_rmse, sweeps, step; the
     :class:`Biases` of the best pair).
     """
-    args = dict(sweeps=sweeps, tol=tol, rating_min=rating_min, rating_max=rating_max)
+    search_tol = None if tol is None else tol * SEARCH_TOL_FACTOR
+    args = dict(sweeps=sweeps, tol=search_tol, rating_min=rating_min, rating_max=rating_max)
     users, items = list(regs_user), list(regs_item)
     rows, grid = _bias_pair_rows(fit_df, val_df, users, items, step="grid", **args)
     path, best_grid = list(rows), (grid, rows)
@@ -151,17 +160,16 @@ def search_bias_regs(fit_df: DataFrame, val_df: DataFrame, *, regs_user, regs_it
 def biased_candidate(fit_df: DataFrame, val_df: DataFrame, *, rank: int, reg: float, biases: Biases,
                      fit_args: dict) -> dict:
     """ALS+bias with all its rounds (:func:`fit_als_biased`) at (rank, reg) on ``fit_df`` (round 1
-    shares ``biases``, which do not depend on rank or reg), scored on ``val_df``: rank, reg,
-    rounds (the round with the best validation RMSE: later rounds can fit worse), its train_rmse
-    and val_rmse, val_rmse_by_round, seconds."""
+    shares ``biases``, which do not depend on rank or reg), scored on ``val_df`` only: rank, reg,
+    rounds (the round with the best validation RMSE: later rounds can fit worse), its val_rmse,
+    val_rmse_by_round, seconds."""
     t0 = time.perf_counter()
-    fitted = fit_als_biased(fit_df, rank=rank, reg=reg, biases=biases, eval_df=val_df, **fit_args)
+    fitted = fit_als_biased(fit_df, rank=rank, reg=reg, biases=biases, eval_df=val_df,
+                            score_train=False, **fit_args)
     by_round = [r["eval_rmse"] for r in fitted.rounds]
     best = fitted.rounds[by_round.index(min(by_round))]
-    row = {"rank": rank, "reg": reg, "rounds": best["round"], "train_rmse": best["train_rmse"],
-           "val_rmse": best["eval_rmse"], "val_rmse_by_round": by_round,
-           "seconds": round(time.perf_counter() - t0, 3)}
-    LOG.info("search ALS+bias: %s", row)
+    row = {"rank": rank, "reg": reg, "rounds": best["round"], "val_rmse": best["eval_rmse"],
+           "val_rmse_by_round": by_round, "seconds": round(time.perf_counter() - t0, 3)}
     for m in fitted.round_models:
         m.unpersist()
     return row
@@ -185,12 +193,16 @@ def search_biased(fit_df: DataFrame, val_df: DataFrame, *, ranks, regs, biases: 
                     checkpoint_interval=checkpoint_interval, blocks=blocks, col_user=col_user,
                     col_item=col_item, col_rating=col_rating)
     path: list[dict] = []
+    progress = Progress("search ALS+bias candidate", len(set(ranks)) * len(set(regs)), LOG)
+
+    def candidate(rank: int, reg: float) -> dict:
+        row = biased_candidate(fit_df, val_df, rank=rank, reg=reg, biases=biases, fit_args=fit_args)
+        progress.step(f"rank={rank} reg={reg:g} val_rmse={row['val_rmse']:.4f}")
+        return row
 
     def best_at_rank(rank: float) -> dict:
         grid = regs if rank in ranks or not path else centred_grid(regs, best_of(path)["reg"])
-        rows = line_search(lambda reg: biased_candidate(fit_df, val_df, rank=int(rank), reg=reg,
-                                                        biases=biases, fit_args=fit_args),
-                           grid, param="reg", extend=extend)
+        rows = line_search(lambda reg: candidate(int(rank), reg), grid, param="reg", extend=extend)
         path.extend(rows)
         return best_of(rows)
 
@@ -204,9 +216,10 @@ def search_plain(fit_df: DataFrame, val_df: DataFrame, *, rank: int, regs, exten
                  blocks: int = 0, col_user: str = USER_COL, col_item: str = ITEM_COL,
                  col_rating: str = RATING_COL) -> list[dict]:
     """Plain ALS at ``rank`` over reg (a :func:`line_search`); one row per candidate (rank, reg,
-    train_rmse, val_rmse, seconds, step)."""
+    val_rmse, seconds, step)."""
     keys = dict(col_user=col_user, col_item=col_item)
     fallback = float(fit_df.agg(F.avg(F.col(col_rating).cast("double"))).first()[0])
+    progress = Progress("search plain ALS candidate", len(set(regs)), LOG)
 
     def score_at(reg: float) -> dict:
         t0 = time.perf_counter()
@@ -214,10 +227,9 @@ def search_plain(fit_df: DataFrame, val_df: DataFrame, *, rank: int, regs, exten
                           rating_max=rating_max, checkpoint_interval=checkpoint_interval,
                           blocks=blocks, fallback=fallback, col_rating=col_rating, **keys)
         row = {"rank": rank, "reg": reg,
-               "train_rmse": evaluate(m, fit_df, col_rating=col_rating, **keys)["rmse"],
                "val_rmse": evaluate(m, val_df, col_rating=col_rating, **keys)["rmse"],
                "seconds": round(time.perf_counter() - t0, 3)}
-        LOG.info("search plain ALS: %s", row)
+        progress.step(f"rank={rank} reg={reg:g} val_rmse={row['val_rmse']:.4f}")
         m.unpersist()
         return row
 

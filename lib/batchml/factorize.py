@@ -26,7 +26,7 @@ from batchml.io.atomic import atomic_dir, exists, read_json, write_json
 from batchml.logs import stage
 from batchml.metrics import regression_metrics
 from batchml.model_dir import ModelMeta, write_model
-from batchml.ratings import holdout_coverage, read_test_split, split_random
+from batchml.ratings import holdout_coverage, read_test_split, sample_users, split_random
 from batchml.schema import (BIAS_COL, FEATURES_COL, ITEM_COL, ITEM_ID_COL, ITEMS, METRICS_FILE,
                             PREDICTION_COL, RATING_COL, RATINGS, STATS_FILE, TS_COL, USER_COL,
                             USER_ID_COL, USERS)
@@ -127,7 +127,7 @@ class HeldOut:
 @dataclass
 class Chosen:
     """What validation chose: λ_u and λ_i of the biases, the rank, the regs and the ALS+bias rounds,
-    the search paths they came from, overfit flags."""
+    their validation RMSEs, the search paths they came from and the share of the users searched on."""
 
     bias_reg_user: float
     bias_reg_item: float
@@ -138,15 +138,18 @@ class Chosen:
     bias_grid: list[dict]
     grid: list[dict]
     plain_grid: list[dict]
-    overfit: dict[str, bool]
+    val_rmse: dict[str, float]
+    search_users_fraction: float
 
 
 @dataclass
 class Fitted:
-    """The models re-fit on the whole training set, by table row, and the ALS+bias rounds."""
+    """The models re-fit on the whole training set, by table row, the ALS+bias rounds, and the
+    overfit flags (training RMSE of the re-fit against the chosen setting's validation RMSE)."""
 
     models: dict[str, FactorModel]
     biased: BiasedFit
+    overfit: dict[str, bool]
 
 
 @dataclass
@@ -227,22 +230,30 @@ def hold_out_test(spark: SparkSession, ratings: DataFrame, s, *, dataset: str,
     return HeldOut(train=train, test=test, n_train=n_train, n_test=n_test, coverage=coverage)
 
 
-def _validation_split(spark: SparkSession, train: DataFrame, s,
-                      timings: dict) -> tuple[DataFrame, DataFrame]:
-    """(fit, validation) carved from ``train``, cached."""
+def _validation_split(spark: SparkSession, train: DataFrame, n_train: int, s,
+                      timings: dict) -> tuple[DataFrame, DataFrame, float]:
+    """(fit, validation, fraction of the users kept) carved from ``train`` (``n_train`` rows),
+    cached: both sides keep the ratings of a user sample when the fit side would hold more than
+    ``s.search_sample_ratings`` ratings."""
     with stage("split_validation", spark, timings) as st:
-        fit_df, val_df = split_random(train, fraction=s.validation_fraction, seed=s.seed + 1)
+        n_fit = n_train * (1.0 - s.validation_fraction)
+        limit = s.search_sample_ratings
+        fraction = min(1.0, limit / n_fit) if limit and n_fit > 0 else 1.0
+        sampled = sample_users(train, fraction=fraction, seed=s.seed + 2)
+        fit_df, val_df = split_random(sampled, fraction=s.validation_fraction, seed=s.seed + 1)
         fit_df, val_df = fit_df.cache(), val_df.cache()
         st.set_rows(fit_df.count())
-        st.info["validation"] = val_df.count()
-    return fit_df, val_df
+        st.info.update(validation=val_df.count(), users_fraction=round(fraction, 4))
+    return fit_df, val_df, fraction
 
 
-def choose_hyperparameters(spark: SparkSession, train: DataFrame, s, timings: dict) -> Chosen:
-    """On a validation split of ``train``: λ_u and λ_i of the biases, then rank, reg and rounds of
-    ALS+bias (line searches that extend past a grid edge), then plain ALS's reg at that rank."""
+def choose_hyperparameters(spark: SparkSession, train: DataFrame, n_train: int, s,
+                           timings: dict) -> Chosen:
+    """On a validation split of ``train`` (of a user sample when it is large): λ_u and λ_i of the
+    biases, then rank, reg and rounds of ALS+bias (line searches that extend past a grid edge),
+    then plain ALS's reg at that rank."""
     common = _als_args(s)
-    fit_df, val_df = _validation_split(spark, train, s, timings)
+    fit_df, val_df, users_fraction = _validation_split(spark, train, n_train, s, timings)
     with stage("search_bias_regs", spark, timings) as st:
         bias_grid, biases = search_bias_regs(
             fit_df, val_df, regs_user=s.bias_reg_user, regs_item=s.bias_reg_item,
@@ -264,13 +275,12 @@ def choose_hyperparameters(spark: SparkSession, train: DataFrame, s, timings: di
         st.info.update(rank=chosen["rank"], reg=chosen_plain["reg"])
     fit_df.unpersist()
     val_df.unpersist()
-    overfit = {name: overfit_check(row["train_rmse"], row["val_rmse"], s.overfit_ratio, label)
-               for name, row, label in (("als_bias", chosen, "ALS+bias"),
-                                        ("plain_als", chosen_plain, "plain ALS"))}
     return Chosen(bias_reg_user=biases.reg_user, bias_reg_item=biases.reg_item,
                   rank=chosen["rank"], als_bias_reg=chosen["reg"], rounds=chosen["rounds"],
                   plain_als_reg=chosen_plain["reg"], bias_grid=bias_grid, grid=grid,
-                  plain_grid=plain_grid, overfit=overfit)
+                  plain_grid=plain_grid,
+                  val_rmse={"als_bias": chosen["val_rmse"], "plain_als": chosen_plain["val_rmse"]},
+                  search_users_fraction=users_fraction)
 
 
 def fit_models(spark: SparkSession, train: DataFrame, s, chosen: Chosen, timings: dict) -> Fitted:
@@ -287,9 +297,11 @@ def fit_models(spark: SparkSession, train: DataFrame, s, chosen: Chosen, timings
         biases = fit_biases(train, **bias_args)
         models["bias_only"] = bias_model(biases, rating_min=lo, rating_max=hi)
         st.set_rows(biases.user_bias_df.count())
-    with stage("fit_plain_als", spark, timings):
+    with stage("fit_plain_als", spark, timings) as st:
         models["plain_als"] = fit_plain_als(train, rank=chosen.rank, reg=chosen.plain_als_reg,
                                             **common)
+        plain_train_rmse = evaluate(models["plain_als"], train)["rmse"]
+        st.info["train_rmse"] = round(plain_train_rmse, 4)
     with stage("fit_als_bias", spark, timings) as st:
         fitted = fit_als_biased(train, rank=chosen.rank, reg=chosen.als_bias_reg, rounds=s.rounds,
                                 biases=biases, **bias_args, **common)
@@ -297,7 +309,11 @@ def fit_models(spark: SparkSession, train: DataFrame, s, chosen: Chosen, timings
         st.info["train_rmse"] = round(fitted.rounds[chosen.rounds - 1]["train_rmse"], 4)
     with stage("fit_aligned", spark, timings):
         models["aligned"] = aligned_model(models["als_bias"], train)
-    return Fitted(models=models, biased=fitted)
+    train_rmse = {"als_bias": fitted.rounds[chosen.rounds - 1]["train_rmse"],
+                  "plain_als": plain_train_rmse}
+    overfit = {name: overfit_check(train_rmse[name], chosen.val_rmse[name], s.overfit_ratio, label)
+               for name, label in (("als_bias", "ALS+bias"), ("plain_als", "plain ALS"))}
+    return Fitted(models=models, biased=fitted, overfit=overfit)
 
 
 def _ground_truth_floor(spark: SparkSession, test: DataFrame, s, *, dataset: str,
@@ -348,7 +364,9 @@ def metrics_dict(s, *, dataset: str, held: HeldOut, chosen: Chosen, fitted: Fitt
                    "rating_scale": [s.rating_min, s.rating_max],
                    "aligned_gamma": fitted.models["aligned"].gamma, "saved_model": s.model},
         "validation": {"bias_reg_grid": chosen.bias_grid, "als_bias_grid": chosen.grid,
-                       "plain_als_grid": chosen.plain_grid, "overfit_warning": chosen.overfit},
+                       "plain_als_grid": chosen.plain_grid, "val_rmse": chosen.val_rmse,
+                       "search_users_fraction": chosen.search_users_fraction,
+                       "overfit_warning": fitted.overfit},
         "rounds": rounds,
         "fit_seconds": {
             "plain_als": timings["fit_plain_als"],
@@ -383,7 +401,7 @@ def run_factorize(spark: SparkSession, cfg, *, dataset: str, output: str,
     ratings, users_df, items_df = read_dataset(spark, dataset, timings)
     held = hold_out_test(spark, ratings, s, dataset=dataset, timings=timings)
     s = with_rating_scale(s, held.train)
-    chosen = choose_hyperparameters(spark, held.train, s, timings)
+    chosen = choose_hyperparameters(spark, held.train, held.n_train, s, timings)
     fitted = fit_models(spark, held.train, s, chosen, timings)
     scores = score_test(spark, held, fitted, s, dataset=dataset, ground_truth=ground_truth,
                         users_df=users_df, items_df=items_df, timings=timings)

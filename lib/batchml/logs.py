@@ -62,3 +62,29 @@ def stage(name: str, spark=None, timings: dict | None = None) -> Iterator[Stage]
     extra = "".join(f", {k}={v}" for k, v in st.info.items())
     rows = f", rows={st.rows:,}" if st.rows is not None else ""
     LOG.info("stage %s: done in %.1fs%s%s", name, st.seconds, rows, extra)
+
+
+class Progress:
+    """Progress of a loop of ``planned`` similar steps (grid candidates, rounds): each
+    :meth:`step` logs ``what k/planned``, the step's seconds, the elapsed time and an ETA for the
+    rest of the plan (the mean step so far times the steps left).  Steps past the plan (a search
+    extending past its grid) are logged as ``k (beyond the planned N)``, without an ETA."""
+
+    def __init__(self, what: str, planned: int, logger: logging.Logger | None = None):
+        self.what, self.planned, self.done = what, max(0, int(planned)), 0
+        self.log = logger or LOG
+        self.t0 = self.last = time.perf_counter()
+
+    def step(self, detail: str = "") -> None:
+        now = time.perf_counter()
+        self.done += 1
+        elapsed, took = now - self.t0, now - self.last
+        self.last = now
+        if self.done <= self.planned:
+            left = (elapsed / self.done) * (self.planned - self.done)
+            where = f"{self.done}/{self.planned}"
+            eta = f", ETA {left:.0f}s" if self.done < self.planned else ""
+        else:
+            where, eta = f"{self.done} (beyond the planned {self.planned})", ""
+        self.log.info("%s %s done in %.1fs (elapsed %.0fs%s)%s", self.what, where, took, elapsed,
+                      eta, f": {detail}" if detail else "")

@@ -68,6 +68,19 @@ def split_random(ratings_df: DataFrame, *, fraction: float, seed: int, col_user:
     return hashed.where(~is_test).select(*cols), hashed.where(is_test).select(*cols)
 
 
+def sample_users(ratings_df: DataFrame, *, fraction: float, seed: int,
+                 col_user: str = USER_COL) -> DataFrame:
+    """The ratings of a deterministic ~``fraction`` of the users (chosen by a hash of (seed,
+    user)): every kept user keeps all their ratings.  ``fraction`` >= 1 keeps everything.
+
+    Returns ``ratings_df``'s rows of the kept users, with its columns.
+    """
+    if fraction >= 1.0:
+        return ratings_df
+    h = F.pmod(F.xxhash64(F.lit(int(seed)), F.col(col_user)), F.lit(_HASH_BUCKETS))
+    return ratings_df.where(h / F.lit(float(_HASH_BUCKETS)) < F.lit(float(fraction)))
+
+
 def split_temporal(ratings_df: DataFrame, *, fraction: float, seed: int, col_user: str = USER_COL,
                    col_item: str = ITEM_COL, col_ts: str = TS_COL) -> tuple[DataFrame, DataFrame]:
     """Per user, put the latest ``floor(fraction * n_u)`` ratings in the test side.
