@@ -297,6 +297,23 @@ def test_overfit_warning_is_logged():
 
 
 # ------------------------------------------------------------------------------------- splits
+def test_progress_logs_an_eta_for_the_planned_steps_only(caplog):
+    from batchml.logs import Progress
+    log = logging.getLogger("batchml.test_progress")
+    p = Progress("candidate", 2, log)
+    with caplog.at_level(logging.INFO, logger="batchml.test_progress"):
+        p.step("a")
+        p.plan_more(1)
+        p.step("b")
+        p.step("c")
+        p.step("d")
+    lines = [r.getMessage() for r in caplog.records]
+    assert lines[0].startswith("candidate 1/2 done") and "ETA" in lines[0] and lines[0].endswith(": a")
+    assert lines[1].startswith("candidate 2/3 done") and "ETA" in lines[1]
+    assert lines[2].startswith("candidate 3/3 done") and "ETA" not in lines[2]
+    assert lines[3].startswith("candidate 4 (beyond the planned 3)")
+
+
 def test_parse_test_spec():
     assert parse_test_spec("probe").kind == "probe"
     assert parse_test_spec("random:0.1").fraction == 0.1

@@ -202,7 +202,13 @@ def search_biased(fit_df: DataFrame, val_df: DataFrame, *, ranks, regs, biases: 
 
     def best_at_rank(rank: float) -> dict:
         grid = regs if rank in ranks or not path else centred_grid(regs, best_of(path)["reg"])
-        rows = line_search(lambda reg: candidate(int(rank), reg), grid, param="reg", extend=extend)
+        progress.plan_more(0 if rank in ranks else len(set(grid)))
+
+        def at_reg(reg: float) -> dict:
+            progress.plan_more(0 if reg in grid else 1)
+            return candidate(int(rank), reg)
+
+        rows = line_search(at_reg, grid, param="reg", extend=extend)
         path.extend(rows)
         return best_of(rows)
 
@@ -222,6 +228,7 @@ def search_plain(fit_df: DataFrame, val_df: DataFrame, *, rank: int, regs, exten
     progress = Progress("search plain ALS candidate", len(set(regs)), LOG)
 
     def score_at(reg: float) -> dict:
+        progress.plan_more(0 if reg in regs else 1)
         t0 = time.perf_counter()
         m = fit_plain_als(fit_df, rank=rank, reg=reg, iters=iters, seed=seed, rating_min=rating_min,
                           rating_max=rating_max, checkpoint_interval=checkpoint_interval,

@@ -67,13 +67,18 @@ def stage(name: str, spark=None, timings: dict | None = None) -> Iterator[Stage]
 class Progress:
     """Progress of a loop of ``planned`` similar steps (grid candidates, rounds): each
     :meth:`step` logs ``what k/planned``, the step's seconds, the elapsed time and an ETA for the
-    rest of the plan (the mean step so far times the steps left).  Steps past the plan (a search
-    extending past its grid) are logged as ``k (beyond the planned N)``, without an ETA."""
+    rest of the plan (the mean step so far times the steps left).  :meth:`plan_more` adds steps
+    (a search extending past its grid); steps past the plan are logged as ``k (beyond the planned
+    N)``, without an ETA."""
 
     def __init__(self, what: str, planned: int, logger: logging.Logger | None = None):
         self.what, self.planned, self.done = what, max(0, int(planned)), 0
         self.log = logger or LOG
         self.t0 = self.last = time.perf_counter()
+
+    def plan_more(self, n: int = 1) -> None:
+        """Add ``n`` steps to the plan (a search extending past its grid)."""
+        self.planned += max(0, int(n))
 
     def step(self, detail: str = "") -> None:
         now = time.perf_counter()
