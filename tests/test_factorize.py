@@ -631,6 +631,28 @@ def test_line_search_extends_past_the_edge_until_the_score_turns():
     assert [r["reg"] for r in at_zero] == [0.0, 0.1]  # no step below 0
 
 
+def test_a_rank_past_the_grid_is_probed_before_its_reg_line():
+    from batchml.factor_search import best_of, rank_reg_search
+
+    def searched(gain_per_doubling):
+        tried = []
+
+        def score_at(rank, reg):  # best reg 0.1 at every rank; larger ranks gain a little
+            tried.append((rank, reg))
+            return {"rank": rank, "reg": reg,
+                    "val_rmse": 1.0 + np.log10(reg / 0.1) ** 2 - gain_per_doubling * np.log2(rank)}
+        return rank_reg_search(score_at, [10, 20], [0.05, 0.1, 0.2], extend=2), tried
+
+    rows, tried = searched(1e-4)  # rank 40 gains 0.01 % on rank 20: one probe, no reg line
+    assert tried[-1] == (40, 0.1) and len(tried) == 7 and rows[-1]["step"] == "probe"
+    assert best_of(rows)["rank"] == 20  # too small a gain to pay for the larger rank
+    rows, tried = searched(0.01)  # 1 % per doubling: rank 40 and 80 get their reg lines
+    ranks = [r for r, _ in tried]
+    assert ranks.count(40) == 3 and ranks.count(80) == 3
+    assert tried.count((40, 0.1)) == 1  # the probe is a point of the reg line, not fitted twice
+    assert best_of(rows)["rank"] == 80
+
+
 def test_rank_search_extends_with_integer_ranks():
     from batchml.factor_search import line_search
 

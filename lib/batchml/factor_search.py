@@ -175,38 +175,43 @@ def biased_candidate(fit_df: DataFrame, val_df: DataFrame, *, rank: int, reg: fl
     return row
 
 
-def search_biased(fit_df: DataFrame, val_df: DataFrame, *, ranks, regs, biases: Biases, extend: int,
-                  iters: int, rounds: int, sweeps: int, seed: int, rating_min: float,
-                  rating_max: float, tol: float | None = None, checkpoint_interval: int = 10,
-                  blocks: int = 0, col_user: str = USER_COL, col_item: str = ITEM_COL,
-                  col_rating: str = RATING_COL) -> list[dict]:
-    """ALS+bias over reg at every rank of ``ranks`` (a :func:`line_search` each), then over rank
-    (a rank past the edge gets a reg line centred on the best reg so far); λ_u and λ_i are those
-    of ``biases`` (fitted on ``fit_df``).  The rounds matter to
-    the choice: round-1 biases absorb each user's mean affinity to what they rated, which a small
-    rank can only fit once later rounds re-fit the biases on r − p·q.
+def rank_reg_search(score_at: Callable[[int, float], dict], ranks: Sequence[int],
+                    regs: Sequence[float], *, extend: int,
+                    progress: Progress | None = None) -> list[dict]:
+    """Reg at every rank of ``ranks`` (a :func:`line_search` each), then rank: a rank past the
+    edge is first probed at the best reg so far, and only when that beats the best by
+    :data:`MIN_GAIN` does it get a reg line centred there (a larger rank costs more per fit, and
+    on real data its gain is often below validation noise).  ``score_at(rank, reg)`` returns a
+    row holding rank, reg and ``val_rmse``; ``progress`` hears of the steps added to the plan.
 
-    Returns every candidate tried, in order (see :func:`biased_candidate`), each with ``step``.
+    Returns every row tried, in order, each with ``step`` (grid, extend_*, or probe for a rank
+    that was only probed: ``eligible`` False, as its gain does not pay for the larger rank, so
+    :func:`best_of` passes over it).
     """
-    fit_args = dict(iters=iters, rounds=rounds, reg_user=biases.reg_user, reg_item=biases.reg_item,
-                    sweeps=sweeps, tol=tol, seed=seed, rating_min=rating_min, rating_max=rating_max,
-                    checkpoint_interval=checkpoint_interval, blocks=blocks, col_user=col_user,
-                    col_item=col_item, col_rating=col_rating)
     path: list[dict] = []
-    progress = Progress("search ALS+bias candidate", len(set(ranks)) * len(set(regs)), LOG)
-
-    def candidate(rank: int, reg: float) -> dict:
-        row = biased_candidate(fit_df, val_df, rank=rank, reg=reg, biases=biases, fit_args=fit_args)
-        progress.step(f"rank={rank} reg={reg:g} val_rmse={row['val_rmse']:.4f}")
-        return row
+    more = progress.plan_more if progress is not None else (lambda n=1: None)
 
     def best_at_rank(rank: float) -> dict:
-        grid = regs if rank in ranks or not path else centred_grid(regs, best_of(path)["reg"])
-        progress.plan_more(0 if rank in ranks else len(set(grid)))
+        rank, known = int(rank), {}
+        grid = regs
+        if rank not in ranks and path:  # past the rank grid: probe at the best reg first
+            best = best_of(path)
+            more(1)
+            probe = score_at(rank, best["reg"])
+            if probe[KEY] > best[KEY] * (1.0 - MIN_GAIN):
+                LOG.info("rank %d at reg %g gains < %.1f%% on %.4f: its reg line is skipped", rank,
+                         best["reg"], 100 * MIN_GAIN, best[KEY])
+                rejected = {**probe, "step": "probe", "eligible": False}
+                path.append(rejected)
+                return rejected
+            grid, known = centred_grid(regs, best["reg"]), {best["reg"]: probe}
+            more(len(set(grid)) - 1)
 
         def at_reg(reg: float) -> dict:
-            progress.plan_more(0 if reg in grid else 1)
-            return candidate(int(rank), reg)
+            if reg in known:
+                return known.pop(reg)
+            more(0 if reg in grid else 1)
+            return score_at(rank, reg)
 
         rows = line_search(at_reg, grid, param="reg", extend=extend)
         path.extend(rows)
@@ -215,6 +220,32 @@ def search_biased(fit_df: DataFrame, val_df: DataFrame, *, ranks, regs, biases: 
     line_search(best_at_rank, ranks, param="rank", extend=extend, integer=True, minimum=1,
                 max_ratio=RANK_STEP)
     return path
+
+
+def search_biased(fit_df: DataFrame, val_df: DataFrame, *, ranks, regs, biases: Biases, extend: int,
+                  iters: int, rounds: int, sweeps: int, seed: int, rating_min: float,
+                  rating_max: float, tol: float | None = None, checkpoint_interval: int = 10,
+                  blocks: int = 0, col_user: str = USER_COL, col_item: str = ITEM_COL,
+                  col_rating: str = RATING_COL) -> list[dict]:
+    """ALS+bias over rank and reg (:func:`rank_reg_search`); λ_u and λ_i are those of ``biases``
+    (fitted on ``fit_df``).  The rounds matter to the choice: round-1 biases absorb each user's
+    mean affinity to what they rated, which a small rank can only fit once later rounds re-fit
+    the biases on r − p·q.
+
+    Returns every candidate tried, in order (see :func:`biased_candidate`), each with ``step``.
+    """
+    fit_args = dict(iters=iters, rounds=rounds, reg_user=biases.reg_user, reg_item=biases.reg_item,
+                    sweeps=sweeps, tol=tol, seed=seed, rating_min=rating_min, rating_max=rating_max,
+                    checkpoint_interval=checkpoint_interval, blocks=blocks, col_user=col_user,
+                    col_item=col_item, col_rating=col_rating)
+    progress = Progress("search ALS+bias candidate", len(set(ranks)) * len(set(regs)), LOG)
+
+    def candidate(rank: int, reg: float) -> dict:
+        row = biased_candidate(fit_df, val_df, rank=rank, reg=reg, biases=biases, fit_args=fit_args)
+        progress.step(f"rank={rank} reg={reg:g} val_rmse={row['val_rmse']:.4f}")
+        return row
+
+    return rank_reg_search(candidate, ranks, regs, extend=extend, progress=progress)
 
 
 def search_plain(fit_df: DataFrame, val_df: DataFrame, *, rank: int, regs, extend: int, iters: int,
@@ -244,8 +275,10 @@ def search_plain(fit_df: DataFrame, val_df: DataFrame, *, rank: int, regs, exten
 
 
 def best_of(rows: list[dict], key: str = KEY) -> dict:
-    """The row with the lowest ``key`` (ties: the first tried)."""
-    return min(rows, key=lambda r: (r[key], rows.index(r)))
+    """The row with the lowest ``key`` (ties: the first tried) of those not marked
+    ``eligible: False`` (a rank probe whose gain was too small to pay for it)."""
+    pool = [r for r in rows if r.get("eligible", True)] or rows
+    return min(pool, key=lambda r: (r[key], rows.index(r)))
 
 
 def overfit_check(train_rmse: float, val_rmse: float, ratio: float, what: str) -> bool:
