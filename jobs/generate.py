@@ -11,8 +11,8 @@ import sys
 
 from batchml.cli import Flag, job_parser, run_job
 from batchml.errors import ConfigError
+from batchml.io.readers import FORMATS
 
-FORMATS = ("netflix", "netflix-csv", "amazon-tsv", "amazon-json", "movielens")
 
 
 FLAGS = (

@@ -27,8 +27,8 @@ from batchml.logs import stage
 from batchml.metrics import regression_metrics
 from batchml.model_dir import ModelMeta, write_model
 from batchml.ratings import holdout_coverage, read_test_split, sample_users, split_random
-from batchml.schema import (BIAS_COL, FEATURES_COL, ITEM_COL, ITEM_ID_COL, ITEMS, METRICS_FILE,
-                            PREDICTION_COL, RATING_COL, RATINGS, STATS_FILE, TS_COL, USER_COL,
+from batchml.schema import (BIAS_COL, FEATURES_COL, GROUND_TRUTH, ITEM_COL, ITEM_ID_COL, ITEMS, METRICS_FILE,
+                            PREDICTION_COL, RATING_COL, RATINGS, STATS_FILE, TRUTH_FILE, TS_COL, USER_COL,
                             USER_ID_COL, USERS)
 from batchml.similarity.neighbours import predict_item_cf
 from batchml.similarity.pipeline import similar_items
@@ -51,9 +51,9 @@ def read_ground_truth(spark: SparkSession, gt_dir: str, users_df: DataFrame, ite
     """The generating model saved by :mod:`batchml.synth` (``truth.json``, ``users.parquet``,
     ``items.parquet``; ids ``user_id``/``customer_id`` and ``item_id``/``movie_id``), mapped to
     the dataset's indices through its id maps.  None when ``gt_dir`` holds no ground truth."""
-    if not exists(f"{gt_dir}/truth.json"):
+    if not exists(f"{gt_dir}/{TRUTH_FILE}"):
         return None
-    truth = read_json(f"{gt_dir}/truth.json")
+    truth = read_json(f"{gt_dir}/{TRUTH_FILE}")
 
     def side(name, id_cols, map_df, col_id, col_idx):
         raw = spark.read.parquet(f"{gt_dir}/{name}.parquet")
@@ -320,7 +320,7 @@ def _ground_truth_floor(spark: SparkSession, test: DataFrame, s, *, dataset: str
                         ground_truth: str | None, users_df: DataFrame, items_df: DataFrame,
                         notes: list[str]) -> dict | None:
     """Test metrics of the generating model, when there is one (a note when asked for and absent)."""
-    gt_dir = ground_truth or f"{dataset}/ground_truth"
+    gt_dir = ground_truth or f"{dataset}/{GROUND_TRUTH}"
     truth = read_ground_truth(spark, gt_dir, users_df, items_df, rating_min=s.rating_min,
                               rating_max=s.rating_max)
     if truth is None and ground_truth:

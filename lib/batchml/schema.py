@@ -90,6 +90,10 @@ REJECTS = "rejects"
 PROBE = "probe"
 QUALIFYING = "qualifying"
 STATS_FILE = "_stats.json"
+# beside a generated dump: the generating model (truth.json, users.parquet, items.parquet) and the
+# counts of what was planted; the factorize job reads it as the RMSE floor
+GROUND_TRUTH = "ground_truth"
+TRUTH_FILE = "truth.json"
 
 # Output tables and files of the similarity and recommendation jobs.
 SIMILAR_ITEMS = "similar_items"

@@ -13,6 +13,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from batchml.schema import GROUND_TRUTH, TRUTH_FILE
+
 ALNUM = np.frombuffer(b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ", dtype=np.uint8)
 
 
@@ -124,9 +126,9 @@ def write_file(path: Path, chunks: Sequence[pa.Array], gz: bool, encoding: str =
 
 def save_truth(out: Path, truth: dict) -> None:
     """``ground_truth/truth.json`` beside the dump."""
-    gt = out / "ground_truth"
+    gt = out / GROUND_TRUTH
     gt.mkdir(parents=True, exist_ok=True)
-    (gt / "truth.json").write_text(json.dumps(truth, indent=2, default=str))
+    (gt / TRUTH_FILE).write_text(json.dumps(truth, indent=2, default=str))
 
 
 def spread(rng: np.random.Generator, n_lines: int, k: int) -> np.ndarray:

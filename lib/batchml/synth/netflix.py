@@ -22,6 +22,7 @@ import pyarrow.compute as pc
 
 from batchml.errors import ConfigError
 from batchml.io import reasons as R
+from batchml.schema import GROUND_TRUTH, TRUTH_FILE
 from batchml.synth.lines import as_strings, date_strings, join_cols, write_lines
 from batchml.synth.model import (RatingModel, default_sizes, draw_dates, draw_ratings, make_model,
                                  sample_pairs, sparse_ids)
@@ -229,7 +230,7 @@ def write_netflix_dump(out: str | os.PathLike, n_ratings: int, seed: int = 42, n
         "named_items": {t: int(s.movie_ids[i]) for t, i in s.named.items()},
         "files": files,
     }
-    _write_ground_truth(out / "ground_truth", s, truth)
+    _write_ground_truth(out / GROUND_TRUTH, s, truth)
     LOG.info("wrote Netflix dump to %s in %.1fs", out, time.perf_counter() - t0)
     return NetflixDump(out, n_ratings, n_users, n_items, files, truth["planted_rejects"], truth)
 
@@ -341,7 +342,7 @@ def _write_ground_truth(gt: Path, s: _Sample, truth: dict) -> None:
                   "factors": list(s.model.user_factors)}).to_parquet(gt / "users.parquet")
     pd.DataFrame({"movie_id": s.movie_ids, "bias": s.model.item_bias,
                   "factors": list(s.model.item_factors)}).to_parquet(gt / "items.parquet")
-    (gt / "truth.json").write_text(json.dumps(truth, indent=2))
+    (gt / TRUTH_FILE).write_text(json.dumps(truth, indent=2))
 
 
 def _rmse(pred: np.ndarray, actual: np.ndarray) -> float:

@@ -26,11 +26,10 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from batchml.schema import (ITEM_COL, ITEM_ID_COL, ITEMS, PROBE, RATING_COL, RATINGS, STATS_FILE,
-                            TITLE_COL, TS_COL, USER_COL, USER_ID_COL, USERS, YEAR_COL)
+from batchml.schema import (GROUND_TRUTH, ITEM_COL, ITEM_ID_COL, ITEMS, PROBE, RATING_COL, RATINGS,
+                            STATS_FILE, TITLE_COL, TRUTH_FILE, TS_COL, USER_COL, USER_ID_COL, USERS, YEAR_COL)
 from batchml.synth.model import RatingModel
 
-GROUND_TRUTH = "ground_truth"
 
 
 def user_ids(idx: np.ndarray) -> list[str]:
@@ -149,5 +148,5 @@ def write_ground_truth(gt: str | os.PathLike, model: RatingModel) -> Path:
     truth = {"mu": model.mu, "noise_sigma": model.noise, "rank": int(model.user_factors.shape[1]),
              "rating_min": model.rating_min, "rating_max": model.rating_max,
              "n_users": model.n_users, "n_items": model.n_items}
-    (gt / "truth.json").write_text(json.dumps(truth, indent=2))
+    (gt / TRUTH_FILE).write_text(json.dumps(truth, indent=2))
     return gt
