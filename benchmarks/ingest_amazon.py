@@ -25,6 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 ROOT = Path(__file__).resolve().parents[1]
 
 from common import timed, tree_rss  # noqa: E402
+from batchml.schema import GROUND_TRUTH, TRUTH_FILE  # noqa: E402
 
 
 class PeakRss:
@@ -74,7 +75,7 @@ def main() -> int:
     setup_logging("WARNING")
     work = Path(args.workdir)
     raw = work / f"amazon-tsv-{args.reviews}"
-    if not (raw / "ground_truth" / "truth.json").exists():
+    if not (raw / GROUND_TRUTH / TRUTH_FILE).exists():
         print(f"generating {args.reviews:,} reviews into {raw} ...", flush=True)
         t, _ = timed(write_amazon_tsv_dump, raw, n_reviews=args.reviews, seed=1, gz=True, plant=max(1, min(20, args.reviews // 250_000)),
                      duplicates=1000)

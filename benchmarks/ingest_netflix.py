@@ -21,6 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 ROOT = Path(__file__).resolve().parents[1]
 
 from common import run_measured, timed  # noqa: E402
+from batchml.schema import GROUND_TRUTH, TRUTH_FILE  # noqa: E402
 
 
 def main() -> int:
@@ -43,7 +44,7 @@ def main() -> int:
 
     work = Path(args.workdir)
     raw = work / f"netflix-{args.ratings}"
-    if not (raw / "ground_truth" / "truth.json").exists():
+    if not (raw / GROUND_TRUTH / TRUTH_FILE).exists():
         print(f"generating {args.ratings:,} ratings into {raw} ...", flush=True)
         t, _ = timed(write_netflix_dump, raw, n_ratings=args.ratings, seed=1)
         print(f"  generated in {t:.1f}s", flush=True)
