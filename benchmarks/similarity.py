@@ -26,6 +26,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from common import measure  # noqa: E402
+
 TOP_K = 20
 
 
@@ -100,45 +102,18 @@ def part_one(dataset: Path, shuffle_partitions: int) -> dict:
             "max_abs_similarity_diff": max_diff}
 
 
-def run_logged(cmd: list[str], log: Path, env=None) -> tuple[float, int, int]:
-    """Run a command with its output streamed to ``log``; sample the RSS of it and all its
-    children (driver Python, the JVM, Python workers) every 0.2 s.  Returns (wall s, peak bytes,
-    return code); the peak so far is also written to ``log``.peak while it runs."""
-    import subprocess
-    import threading
-
-    from common import tree_rss
-    t0 = time.perf_counter()
-    with open(log, "w") as out:
-        proc = subprocess.Popen(cmd, cwd=str(ROOT), env=env, stdout=out, stderr=subprocess.STDOUT)
-        peak = 0
-        stop = threading.Event()
-
-        def poll():
-            nonlocal peak
-            while not stop.is_set():
-                peak = max(peak, tree_rss(proc.pid))
-                Path(f"{log}.peak").write_text(f"{peak} {time.perf_counter() - t0:.0f}")
-                stop.wait(0.2)
-
-        t = threading.Thread(target=poll, daemon=True)
-        t.start()
-        code = proc.wait()
-        stop.set()
-        t.join()
-    return time.perf_counter() - t0, peak, code
-
-
 def part_two(dataset: Path, output: Path, holdout: float) -> dict:
     cmd = [sys.executable, str(ROOT / "jobs" / "similarity.py"), "--dataset", str(dataset),
            "--output", str(output), "--set", f"similarity.holdout_fraction={holdout}",
            "--set", "spark.log_level=ERROR"]
     env = dict(os.environ, SPARK_LOCAL_IP="127.0.0.1")
     log = output.parent / f"{output.name}.log"
-    wall, peak, code = run_logged(cmd, log, env=env)
-    res = type("R", (), {"returncode": code, "stdout": log.read_text(errors="replace")})
-    if res.returncode != 0:
-        return {"returncode": res.returncode, "wall_s": round(wall, 1), "tail": res.stdout[-3000:]}
+    output.parent.mkdir(parents=True, exist_ok=True)
+    run = measure(cmd, cwd=str(ROOT), env=env, log=log)
+    wall, peak = run.wall, run.peak_rss
+    if run.returncode != 0:
+        return {"returncode": run.returncode, "wall_s": round(wall, 1),
+                "tail": log.read_text(errors="replace")[-3000:]}
     m = json.loads((output / "metrics.json").read_text())
     s = m["similarity"]
     out = {"wall_s": round(wall, 1), "peak_rss_gib": round(peak / 2**30, 2),
