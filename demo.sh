@@ -37,6 +37,12 @@ $PY jobs/generate.py --format movielens --variant dat --output "$D/raw/movielens
 ./spark-submit.sh jobs/ingest.py --format movielens --input "$D/raw/movielens" --output "$D/movielens" \
   --log-level WARNING | $PY -c "import json,sys; s=json.load(sys.stdin); print('movielens:', {k: s[k] for k in ('ratings','users','items','mean_rating','reconcile')})"
 
+banner "3b. review models on the Amazon dump: verified purchase (BER) and the rating from the words (RMSE)"
+./spark-submit.sh jobs/reviews.py --dataset "$D/amazon" --output "$D/reviews_verified" --task verified \
+  --log-level WARNING
+./spark-submit.sh jobs/reviews.py --dataset "$D/amazon" --output "$D/reviews_rating" --task rating \
+  --log-level WARNING
+
 banner "4. item-item similarity (Jaccard top-20) and 'because you liked'"
 ./spark-submit.sh jobs/similarity.py --dataset "$D/netflix" --output "$D/similarity" \
   --show "$LOTR" --show-user 0 --log-level WARNING
@@ -68,7 +74,8 @@ mkdir -p "$D/figures"
 for nb in notebooks/[0-9]*.py; do
   log="$D/figures/$(basename "$nb" .py).log"
   DATASET="$D/netflix" SIMILARITY="$D/similarity" MODEL="$D/model" RECS="$D/recommend" \
-    TUMOR="$D/tumor_model" FIGURES="$D/figures" $PY "$nb" > "$log"
+    TUMOR="$D/tumor_model" REVIEWS_VERIFIED="$D/reviews_verified" REVIEWS_RATING="$D/reviews_rating" \
+    FIGURES="$D/figures" $PY "$nb" > "$log"
   grep -E '^(wrote|note:)' "$log" || true
 done
 

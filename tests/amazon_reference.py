@@ -124,3 +124,57 @@ def parse_json(path: Path, schema: str):
         data.append((n, str(user), str(item), r, ms, verified, helpful))
         kinds["data"] += 1
     return data, rejects, kinds
+
+
+# ------------------------------------------------------------------------------------- review text
+_NAMED = (("&quot;", '"'), ("&apos;", "'"), ("&lt;", "<"), ("&gt;", ">"), ("&nbsp;", "\u00a0"), ("&amp;", "&"))
+
+
+def _code_point(m: re.Match) -> str:
+    cp = int(m.group(1)) if m.group(1) else int(m.group(2), 16)
+    return chr(cp) if 1 <= cp <= 0x10FFFF and not 0xD800 <= cp <= 0xDFFF else m.group(0)
+
+
+def decode(text: str | None) -> str | None:
+    """Review text as the reviews table holds it: ``<br />`` a newline, numeric entities of valid
+    code points, then ``&quot; &apos; &lt; &gt; &nbsp;`` and last ``&amp;`` decoded."""
+    if text is None:
+        return None
+    text = re.sub(r"&#(?:([0-9]{1,7})|[xX]([0-9a-fA-F]{1,6}));", _code_point, re.sub(r"(?i)<br\s*/?>", "\n", text))
+    for entity, char in _NAMED:
+        text = text.replace(entity, char)
+    return text
+
+
+def tsv_text(path: Path) -> dict[int, tuple]:
+    """Line -> (review_id, total_votes, category, summary, body) of every accepted TSV line."""
+    data, _, _ = parse_tsv(path)
+    lines = read_lines(path)
+    out = {}
+    for n, *_ in data:
+        f = lines[n - 1].split("\t")
+        out[n] = (f[2].strip(" ") or None, int(f[9].strip(" ")), f[6].strip(" ") or None, decode(f[12]),
+                  decode(f[13]))
+    return out
+
+
+_JSON_TEXT = {"2023": ("title", "text"), "2018": ("summary", "reviewText"), "2014": ("summary", "reviewText")}
+
+
+def json_category(name: str) -> str:
+    """The category of a McAuley file name: reviews_<Cat>_5.json.gz, <Cat>_5.json, <Cat>.jsonl.gz."""
+    m = re.fullmatch(r"(?:reviews_)?(.+?)(?:_5)?\.(?:json|jsonl)(?:\.gz)?", name)
+    return (m.group(1) if m else name).replace("_", " ")
+
+
+def json_text(path: Path, schema: str) -> dict[int, tuple]:
+    """Line -> (review_id None, total_votes, category, summary, body) of every accepted JSON line."""
+    data, _, _ = parse_json(path, schema)
+    lines = read_lines(path)
+    sk, bk = _JSON_TEXT[schema]
+    out = {}
+    for n, *_ in data:
+        obj = json.loads(lines[n - 1])
+        total = obj["helpful"][1] if schema == "2014" and "helpful" in obj else None
+        out[n] = (None, total, json_category(path.name), decode(obj.get(sk)), decode(obj.get(bk)))
+    return out

@@ -14,7 +14,7 @@ from batchml.io import reasons as R
 from batchml.io.text import with_lines
 from batchml.io.files import source_name
 from batchml.synth.amazon import write_amazon_json_dump, write_amazon_tsv_dump
-from amazon_reference import parse_json, parse_tsv
+from amazon_reference import decode, json_text, parse_json, parse_tsv, tsv_text
 from movielens_reference import latest
 from spark_helpers import tiny_splits
 
@@ -28,7 +28,7 @@ JSON_DATA = ("source string, line long, user_id string, item_id string, rating f
 @pytest.fixture(scope="module")
 def tsv(tmp_path_factory):
     return write_amazon_tsv_dump(tmp_path_factory.mktemp("amz") / "raw", n_reviews=2400, seed=11, gz=False,
-                                 plant=1, duplicates=8)
+                                 plant=1, duplicates=8, fr_reviews=25)
 
 
 @pytest.fixture(scope="module")
@@ -45,6 +45,47 @@ def tsv_reference(root, files):
         rejects += [(f, *row) for row in r]
         kinds[f] = k
     return data, rejects, kinds
+
+
+def reviews_by_pair(spark, out) -> dict:
+    """The reviews table of dataset ``out`` by (user_id, item_id)."""
+    reviews = (spark.read.parquet(str(out / "reviews")).join(spark.read.parquet(str(out / "users")), "user_idx")
+               .join(spark.read.parquet(str(out / "items")).drop("title"), "item_idx"))
+    return {(r["user_id"], r["item_id"]): r.asDict() for r in reviews.collect()}
+
+
+def check_reviews(spark, out, stats, expected: dict) -> None:
+    """The reviews table has one row per rating, each the text of the line its rating was kept from
+    (``expected``: (user, item) -> (rating, verified, helpful, review_id, total, category, summary,
+    body)), and the counts reconcile."""
+    got = reviews_by_pair(spark, out)
+    assert set(got) == set(expected)
+    for key, (rating, verified, helpful, rid, total, cat, summary, body) in expected.items():
+        r = got[key]
+        assert (r["rating"], r["verified"], r["helpful_votes"], r["review_id"], r["total_votes"], r["category"],
+                r["summary"], r["body"]) == (rating, verified, helpful, rid, total, cat, summary, body), key
+        assert r["body_length"] == len(body)
+    ratings = spark.read.parquet(str(out / "ratings"))
+    assert "body" not in ratings.columns and "summary" not in ratings.columns
+    assert stats["reviews"] == stats["ratings"] == ratings.count() == len(got)
+    assert stats["reconcile"]["reviews_written"] == stats["ratings"] and stats["reconcile"]["reviews_reconcile"]
+    assert len({r["review_id"] for r in got.values()}) == len(got)
+
+
+DECODED = [  # (as in a dump, as in the reviews table), written by hand
+    ('a&#34;b&#x27;c &amp;quot; &lt;br /&gt;', 'a"b\'c &quot; <br />'),
+    ("Great<br />value<BR/>ok<br>", "Great\nvalue\nok\n"),
+    ("x&#128512;y &#0; &#55357; &#1114112; &#12a; &eacute; &# &#&#34;",
+     "x\U0001F600y &#0; &#55357; &#1114112; &#12a; &eacute; &# &#\""),
+    ("Très &#233;t&#xE9; &amp; co", "Très été & co"),
+    ("", ""), (None, None),
+]
+
+
+def test_review_text_is_decoded_with_builtins(spark):
+    df = spark.createDataFrame([(raw,) for raw, _ in DECODED], "t string")
+    assert [r[0] for r in df.select(AZ.review_text(F.col("t"))).collect()] == [want for _, want in DECODED]
+    assert [decode(raw) for raw, _ in DECODED] == [want for _, want in DECODED]
 
 
 def test_tsv_parse_matches_reference_across_splits(spark, tsv):
@@ -71,8 +112,8 @@ def test_tsv_parse_matches_reference_across_splits(spark, tsv):
 
 def test_tsv_ingest_end_to_end(spark, tsv, tmp_path):
     out = tmp_path / "ds"
-    # a glob input: every category file in one run
-    res = ingest(spark, CFG, "amazon-tsv", str(tsv.path / "amazon_reviews_us_*.tsv"), str(out))
+    # a glob input: every category file and the FR marketplace sample in one run
+    res = ingest(spark, CFG, "amazon-tsv", str(tsv.path / "*.tsv"), str(out))
     data, rejects, kinds = tsv_reference(tsv.path, tsv.files)
     exp = latest([(f, n, u, i, r, d, v, h, t) for f, n, u, i, r, d, v, h, t in data])
     ratings = (spark.read.parquet(str(out / "ratings")).join(spark.read.parquet(str(out / "users")), "user_idx")
@@ -100,6 +141,19 @@ def test_tsv_ingest_end_to_end(spark, tsv, tmp_path):
     items = spark.read.parquet(str(out / "items"))
     assert items.where("title is null").count() == 0
     assert spark.read.parquet(str(out / "rejects")).count() == len(rejects)
+    # the reviews table: text decoded (<br />, &#34;, &amp;), literal quotes and French kept as they are
+    text = {f: tsv_text(tsv.path / f) for f in tsv.files}
+    check_reviews(spark, out, s, {k: (v[4], v[6], v[7], *text[v[0]][v[1]]) for k, v in exp.items()})
+    bodies = [r["body"] for r in reviews_by_pair(spark, out).values()]
+    assert not any("&#34;" in b or "<br" in b or "&amp;" in b for b in bodies)
+    assert all(any(c in b for b in bodies) for c in ('"', "&", "\n", "é"))
+    by_cat = s["by_category"]
+    assert set(by_cat) == {"Books", "Musical Instruments", "Electronics", "Video Games"}
+    for cat, figures in by_cat.items():
+        rows = [v for k, v in exp.items() if text[v[0]][v[1]][2] == cat]
+        assert figures["reviews"] == len(rows) and figures["users"] == len({v[2] for v in rows})
+        assert abs(figures["verified_fraction"] - sum(v[6] for v in rows) / len(rows)) < 1e-9
+        assert abs(figures["mean_rating"] - sum(v[4] for v in rows) / len(rows)) < 1e-9
 
 
 def test_json_parse_matches_reference_per_schema(spark, jsonl):
@@ -129,10 +183,11 @@ def test_json_parse_matches_reference_per_schema(spark, jsonl):
 def test_json_ingest_keeps_latest_duplicate(spark, jsonl, tmp_path):
     out = tmp_path / "ds"
     res = ingest(spark, CFG, "amazon-json", str(jsonl.path), str(out))
-    rows = []
+    rows, text = [], {}
     for f in jsonl.files:
         schema = AZ.detect_json_schema(str(jsonl.path / f))
-        rows += [(f, n, u, i, r, ms) for n, u, i, r, ms, _, _ in parse_json(jsonl.path / f, schema)[0]]
+        rows += [(f, n, u, i, r, ms, v, h) for n, u, i, r, ms, v, h in parse_json(jsonl.path / f, schema)[0]]
+        text[f] = json_text(jsonl.path / f, schema)
     exp = latest(rows)
     ratings = (spark.read.parquet(str(out / "ratings")).join(spark.read.parquet(str(out / "users")), "user_idx")
                .join(spark.read.parquet(str(out / "items")), "item_idx"))
@@ -144,6 +199,10 @@ def test_json_ingest_keeps_latest_duplicate(spark, jsonl, tmp_path):
     assert s["json_schemas"] == {"2014": 1, "2018": 1, "2023": 1}
     assert s["reconcile"]["ratings_reconcile"] and s["reconcile"]["all_files_reconcile"]
     assert s["reconcile"]["lines_rejected"] == sum(jsonl.planted.values())
+    # reviews: JSON has no review id (file:line instead); one category, so no per-category figures
+    check_reviews(spark, out, s, {k: (v[4], v[6], v[7], f"{v[0]}:{v[1]}", *text[v[0]][v[1]][1:])
+                                  for k, v in exp.items()})
+    assert "by_category" not in s
 
 
 def test_wrong_format_fails_fast(spark, tsv, tmp_path):

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from pipeline_outputs import build_rating_outputs, build_tumor_outputs
+from review_outputs import build_review_outputs
 
 jupytext = pytest.importorskip("jupytext")
 nbclient = pytest.importorskip("nbclient")
@@ -21,6 +22,7 @@ NOTEBOOKS = {
     "04_recommendations.py": ["recommendations_metrics.png", "recommendations_popular.png",
                               "recommendations_fold_in.png"],
     "05_tumor.py": ["tumor_training.png", "tumor_roc_confusion.png", "tumor_misclassified.png"],
+    "06_reviews.py": ["reviews_verified.png", "reviews_rating.png", "reviews_words.png"],
 }
 
 
@@ -29,6 +31,7 @@ def pipeline_env(spark, test_config, tmp_path_factory) -> dict[str, str]:
     base = tmp_path_factory.mktemp("pipeline")
     env = build_rating_outputs(spark, test_config, base)
     env["TUMOR"] = build_tumor_outputs(base)
+    env.update(build_review_outputs(spark, test_config, base))
     return env
 
 
@@ -50,12 +53,13 @@ def test_notebook_runs_and_saves_its_figures(name, pipeline_env, tmp_path, monke
 
 
 def test_notebooks_note_missing_optional_outputs(pipeline_env, tmp_path, monkeypatch):
-    """Without a similarity, recommendation or tumor output the notebooks print a note, not a
-    traceback (the model and dataset are the only inputs every rating notebook needs)."""
+    """Without a similarity, recommendation, tumor or review output the notebooks print a note, not
+    a traceback (the model and dataset are the only inputs every rating notebook needs)."""
     for key, value in {**pipeline_env, "FIGURES": str(tmp_path / "f"), "SIMILARITY": str(tmp_path / "none"),
-                       "RECS": str(tmp_path / "none"), "TUMOR": str(tmp_path / "none")}.items():
+                       "RECS": str(tmp_path / "none"), "TUMOR": str(tmp_path / "none"),
+                       "REVIEWS_VERIFIED": str(tmp_path / "none"), "REVIEWS_RATING": str(tmp_path / "none")}.items():
         monkeypatch.setenv(key, value)
-    for name in ("02_similarity.py", "04_recommendations.py", "05_tumor.py"):
+    for name in ("02_similarity.py", "04_recommendations.py", "05_tumor.py", "06_reviews.py"):
         nb = jupytext.read(ROOT / "notebooks" / name)
         nbclient.NotebookClient(nb, timeout=300, kernel_name="python3",
                                 resources={"metadata": {"path": str(ROOT)}}).execute()

@@ -263,6 +263,48 @@ class RecommendSettings:
 
 
 @dataclass(frozen=True)
+class ReviewsSettings:
+    """Review models (``jobs/reviews.py``): the hashed split, the text features, the validation grids."""
+
+    # verified: is the review a verified purchase (BER); rating: the stars from the words (RMSE)
+    task: str = field(default="verified", metadata=_check(lambda v: v in {"verified", "rating"},
+                                                          "one of verified rating"))
+    seed: int = 42
+    # of all reviews, by a hash of (seed, review_id); the rest is the training split
+    validation_fraction: float = field(
+        default=0.1, metadata=_check(lambda v: 0.0 < v < 0.5, "a number in (0, 0.5)"))
+    test_fraction: float = field(default=0.1, metadata=_check(lambda v: 0.0 < v < 0.5, "a number in (0, 0.5)"))
+    # the longest n-gram of the text features (1: words only), a grid searched on validation
+    ngrams: tuple[int, ...] = field(
+        default=(1, 2), metadata=_check(lambda v: len(v) > 0 and all(1 <= n <= 3 for n in v),
+                                        "a non-empty list of integers in [1, 3]"))
+    # the models' L2 (elastic net) strength, a grid searched on validation (ours and the top-words
+    # baseline); the loss is a mean over reviews, so the best strength falls as the data grows
+    regs: tuple[float, ...] = field(
+        default=(0.0, 1e-5, 1e-4, 1e-3), metadata=_check(lambda v: len(v) > 0 and all(r >= 0 for r in v),
+                                                         "a non-empty list of numbers >= 0"))
+    # 0: L2, 1: L1
+    elastic_net: float = field(default=0.0, metadata=_check(lambda v: 0.0 <= v <= 1.0, "a number in [0, 1]"))
+    # the largest vocabulary kept (most frequent terms first), and a term's least document count
+    vocab_size: int = field(default=1 << 18, metadata=_check(lambda v: v >= 1, "an integer >= 1"))
+    min_df: float = field(default=2.0, metadata=_check(lambda v: v >= 0, "a number >= 0"))
+    # the rating baseline's vocabulary: the most frequent words only
+    top_words: int = field(default=100, metadata=_check(lambda v: v >= 1, "an integer >= 1"))
+    max_iter: int = field(default=100, metadata=_check(lambda v: v >= 1, "an integer >= 1"))
+    # each review's TF-IDF vector scaled to unit L2 norm
+    normalize: bool = True
+    # MLlib standardizes features before the penalty (its default; it lifts rare terms)
+    standardize: bool = False
+    # verified: weight each class by n / (2 n_class) in training
+    class_weights: bool = True
+    # keep no / not / nor ... out of the stop words, so "not good" stays a bigram
+    keep_negations: bool = True
+    # rating: also score ours + the item bias (fitted on the training split, leave-one-out there)
+    item_bias: bool = True
+    item_bias_reg: float = field(default=5.0, metadata=_check(lambda v: v >= 0, "a number >= 0"))
+
+
+@dataclass(frozen=True)
 class Config:
     """All settings of a run."""
 
@@ -273,6 +315,7 @@ class Config:
     tumor: TumorSettings = field(default_factory=TumorSettings)
     similarity: SimilaritySettings = field(default_factory=SimilaritySettings)
     recommend: RecommendSettings = field(default_factory=RecommendSettings)
+    reviews: ReviewsSettings = field(default_factory=ReviewsSettings)
 
     def replace(self, **overrides: Any) -> "Config":
         """Return a copy with dotted overrides applied (``cfg.replace(**{"spark.master": "local[2]"})``);

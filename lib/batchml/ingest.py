@@ -5,9 +5,10 @@ Each format's reader (:mod:`batchml.io.readers`) turns its files into a
 :class:`~batchml.io.parsed.ParsedDump` with common columns; everything after that is shared and runs
 as a short sequence of stages: parse (staging, the reject limit, item metadata), de-duplicate and
 index (keeping the latest of duplicate (user, item) pairs, dense ids), pair tables (Netflix probe and
-qualifying), write tables (in the schemas of :mod:`batchml.schema`), statistics and the reconcile
-check.  The dataset is written atomically: a temporary sibling is filled (parsed lines are staged
-there as Parquet first, so the text is parsed once) and moved into place only when complete.
+qualifying), write tables (in the schemas of :mod:`batchml.schema`; the Amazon formats' review text
+goes to its own ``reviews`` table, one row per rating), statistics and the reconcile check.  The
+dataset is written atomically: a temporary sibling is filled (parsed lines are staged there as
+Parquet first, so the text is parsed once) and moved into place only when complete.
 """
 from __future__ import annotations
 
@@ -33,7 +34,7 @@ from batchml.io.tables import conform
 from batchml.io.text import with_lines
 from batchml.logs import Stage, stage
 from batchml.spark import fault_point, maybe_broadcast
-from batchml.stats import dataset_stats, line_counts, reconcile
+from batchml.stats import category_stats, dataset_stats, line_counts, reconcile
 
 #: the order that picks the latest of duplicate lines: timestamp, then file, then line
 LATEST_ORDER = [S.TS_COL, "source", "line"]
@@ -118,11 +119,13 @@ def ingest(spark: SparkSession, cfg: Config, fmt: str, input_dir: str, output: s
         pairs = write_pair_tables(ws, dump, name, indexed, parsed.counts, settings.raw_max_chars)
         remove_probe = settings.remove_probe and S.PROBE in dump.pairs
         ratings, removed = without_probe(ws, indexed.ratings) if remove_probe else (indexed.ratings, 0)
+        reviews = write_reviews(ws, parsed.ratings, ratings)
         ratings = write_ratings_and_rejects(ws, ratings, [*parse_rejects(parsed), *pairs.rejects])
-        stats = ingest_stats(ws, dump, input_dir, parsed.counts, indexed, ratings)
+        stats = ingest_stats(ws, dump, input_dir, parsed.counts, indexed, ratings, reviews)
         stats.update({"probe_removed_from_ratings": bool(remove_probe), **pairs.stats})
         stats["reconcile"] = check_reconciled(parsed.counts, duplicates=stats["duplicates_dropped"],
-                                              removed=removed, ratings_written=stats["ratings"])
+                                              removed=removed, ratings_written=stats["ratings"],
+                                              reviews_written=stats.get("reviews"))
         remove_tree(ws.staging)
         timings["total"] = round(time.perf_counter() - t0, 3)
         stats["timings_s"] = timings
@@ -219,20 +222,48 @@ def write_ratings_and_rejects(ws: Workspace, ratings: DataFrame, rejects: list[D
     return ratings
 
 
+def write_reviews(ws: Workspace, parsed: DataFrame, ratings: DataFrame) -> DataFrame | None:
+    """The ``reviews`` table when the dump has review text (Amazon formats), else None: the text of
+    the line each rating was kept from (joined on ``source, line``), so it has the ratings' rows."""
+    if S.BODY_COL not in parsed.columns:
+        return None
+    with ws.stage("write reviews") as st:
+        text = parsed.where(F.col("kind") == KIND_DATA).select("source", "line", *S.REVIEW_TEXT_COLS)
+        reviews = ws.table(review_rows(ratings, text), S.REVIEWS, S.REVIEWS_SCHEMA)
+        st.set_rows(reviews.count())
+    return reviews
+
+
+def review_rows(ratings: DataFrame, text: DataFrame) -> DataFrame:
+    """``ratings`` (with ``source, line``) joined to the review ``text`` of their line; a review
+    without an id in the dump gets ``file:line``; ``body_length`` counts the decoded body's
+    characters."""
+    return (ratings.join(text, on=["source", "line"], how="inner")
+            .withColumn(S.REVIEW_ID_COL, F.coalesce(F.col(S.REVIEW_ID_COL),
+                                                    F.concat_ws(":", F.col("source"), F.col("line"))))
+            .withColumn(S.BODY_LENGTH_COL, F.length(S.BODY_COL)))
+
+
 def ingest_stats(ws: Workspace, dump: ParsedDump, input_dir: str, counts: dict, indexed: Indexed,
-                 ratings: DataFrame) -> dict:
-    """The dataset figures of ``_stats.json``, with the per-file line accounting."""
+                 ratings: DataFrame, reviews: DataFrame | None = None) -> dict:
+    """The dataset figures of ``_stats.json``, with the per-file line accounting (and, with review
+    text, the reviews count and per-category figures)."""
     with ws.stage("statistics"):
         stats = dataset_stats(ratings, indexed.users, indexed.items)
         stats.update({"format": dump.format, **dump.info, "input": input_dir, "files": counts,
                       "duplicates_dropped": duplicates_dropped(indexed.latest)})
+        if reviews is not None:
+            stats.update(category_stats(reviews))
     return stats
 
 
-def check_reconciled(counts: dict, *, duplicates: int, removed: int, ratings_written: int) -> dict:
+def check_reconciled(counts: dict, *, duplicates: int, removed: int, ratings_written: int,
+                     reviews_written: int | None = None) -> dict:
     """The reconcile figures; :class:`JobError` when the counts do not add up (a bug, not bad data)."""
-    figures = reconcile(counts, duplicates=duplicates, removed=removed, ratings_written=ratings_written)
-    if not (figures["all_files_reconcile"] and figures["ratings_reconcile"]):
+    figures = reconcile(counts, duplicates=duplicates, removed=removed, ratings_written=ratings_written,
+                        reviews_written=reviews_written)
+    if not (figures["all_files_reconcile"] and figures["ratings_reconcile"]
+            and figures.get("reviews_reconcile", True)):
         raise JobError(f"internal error: counts do not reconcile: {figures}")
     return figures
 

@@ -18,6 +18,13 @@ TITLE_COL = "title"
 YEAR_COL = "year"
 VERIFIED_COL = "verified"
 HELPFUL_COL = "helpful_votes"
+# Review text (Amazon formats): the reviews table
+REVIEW_ID_COL = "review_id"
+TOTAL_VOTES_COL = "total_votes"
+CATEGORY_COL = "category"
+SUMMARY_COL = "summary"
+BODY_COL = "body"
+BODY_LENGTH_COL = "body_length"
 
 # Model and output columns shared by factorize, recommend, similarity, query and the model dir.
 BIAS_COL = "bias"                 # b_u / b_i
@@ -45,6 +52,27 @@ RATINGS_SCHEMA = T.StructType([
 RATINGS_OPTIONAL = T.StructType([
     T.StructField(VERIFIED_COL, T.BooleanType(), True),
     T.StructField(HELPFUL_COL, T.IntegerType(), True),
+])
+
+#: per-review columns a format may provide (Amazon) beside the ratings columns: staged with the
+#: parse and written to the reviews table only, so the ratings table stays lean
+REVIEW_TEXT_COLS = (REVIEW_ID_COL, TOTAL_VOTES_COL, CATEGORY_COL, SUMMARY_COL, BODY_COL)
+
+#: one row per rating (the same (user, item) rows as ratings), with the review's text; HTML
+#: entities and ``<br />`` decoded; ``review_id`` is the dump's id or ``file:line`` when it has none
+REVIEWS_SCHEMA = T.StructType([
+    T.StructField(REVIEW_ID_COL, T.StringType(), False),
+    T.StructField(USER_COL, T.IntegerType(), False),
+    T.StructField(ITEM_COL, T.IntegerType(), False),
+    T.StructField(RATING_COL, T.FloatType(), False),
+    T.StructField(TS_COL, T.TimestampType(), True),
+    T.StructField(VERIFIED_COL, T.BooleanType(), True),
+    T.StructField(HELPFUL_COL, T.IntegerType(), True),
+    T.StructField(TOTAL_VOTES_COL, T.IntegerType(), True),
+    T.StructField(CATEGORY_COL, T.StringType(), True),
+    T.StructField(SUMMARY_COL, T.StringType(), True),
+    T.StructField(BODY_COL, T.StringType(), True),
+    T.StructField(BODY_LENGTH_COL, T.IntegerType(), True),
 ])
 
 USERS_SCHEMA = T.StructType([
@@ -89,6 +117,7 @@ ITEMS = "items"
 REJECTS = "rejects"
 PROBE = "probe"
 QUALIFYING = "qualifying"
+REVIEWS = "reviews"
 STATS_FILE = "_stats.json"
 # beside a generated dump: the generating model (truth.json, users.parquet, items.parquet) and the
 # counts of what was planted; the factorize job reads it as the RMSE floor
@@ -102,3 +131,8 @@ RECOMMENDATIONS = "recommendations"
 RECOMMENDATIONS_READABLE = "recommendations_readable"
 POPULAR = "popular"
 METRICS_FILE = "metrics.json"
+
+# Output of the review models job (jobs/reviews.py), beside metrics.json.
+REVIEW_PIPELINE = "pipeline"        # the fitted MLlib PipelineModel (ours), MLlib's own save format
+TERM_WEIGHTS = "term_weights"       # term, weight, idf of ours (rating model: the words' weights)
+REVIEW_PREDICTIONS = "predictions"  # the test split scored by every model of the table

@@ -99,6 +99,23 @@ def review_stats(ratings: DataFrame) -> dict:
     return out
 
 
+def category_stats(reviews: DataFrame) -> dict:
+    """Figures of the reviews table: its row count and mean body length, and, when the reviews
+    span several categories, per category: reviews, users, items, mean rating, verified fraction
+    (among reviews with a known flag)."""
+    total = reviews.agg(F.count(F.lit(1)).alias("n"), F.avg(S.BODY_LENGTH_COL).alias("len")).first()
+    out: dict = {"reviews": int(total["n"]), "mean_body_length": total["len"]}
+    figures = ("reviews", "users", "items", "mean_rating", "verified_fraction")
+    rows = (reviews.groupBy(S.CATEGORY_COL)
+            .agg(F.count(F.lit(1)).alias("reviews"), F.countDistinct(S.USER_COL).alias("users"),
+                 F.countDistinct(S.ITEM_COL).alias("items"), F.avg(S.RATING_COL).alias("mean_rating"),
+                 F.avg(F.col(S.VERIFIED_COL).cast("double")).alias("verified_fraction"))
+            .orderBy(S.CATEGORY_COL).collect())
+    if len(rows) > 1:
+        out["by_category"] = {str(r[S.CATEGORY_COL]): {k: r[k] for k in figures} for r in rows}
+    return out
+
+
 def rejects_by_reason(counts: dict) -> dict:
     """Rejected lines by reason over all input files (from :func:`line_counts` results)."""
     out: dict[str, int] = {}
@@ -108,9 +125,13 @@ def rejects_by_reason(counts: dict) -> dict:
     return dict(sorted(out.items(), key=lambda x: (-x[1], x[0])))
 
 
-def reconcile(counts: dict, *, duplicates: int, removed: int, ratings_written: int) -> dict:
-    """Line accounting of every file, and ratings written = accepted - duplicates - removed."""
+def reconcile(counts: dict, *, duplicates: int, removed: int, ratings_written: int,
+              reviews_written: int | None = None) -> dict:
+    """Line accounting of every file, ratings written = accepted - duplicates - removed, and (with
+    review text) reviews written = ratings written."""
     accepted = sum(c["accepted"] for c in counts.values() if c["role"] == S.RATINGS)
+    reviews = {} if reviews_written is None else {"reviews_written": reviews_written,
+                                                  "reviews_reconcile": reviews_written == ratings_written}
     return {
         "all_files_reconcile": all(c["reconciles"] for c in counts.values()),
         "lines_read": sum(c["lines"] for c in counts.values()),
@@ -121,4 +142,5 @@ def reconcile(counts: dict, *, duplicates: int, removed: int, ratings_written: i
         "probe_pairs_removed": removed,
         "ratings_written": ratings_written,
         "ratings_reconcile": ratings_written == accepted - duplicates - removed,
+        **reviews,
     }

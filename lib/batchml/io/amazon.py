@@ -20,6 +20,15 @@ schema   user             item               rating      time                  h
 Lines are parsed with ``try_parse_json`` + ``try_variant_get`` (Spark built-ins).  A line that is not
 a JSON object is ``not JSON``; one lacking (or with null / empty) user, item, rating or time is
 ``missing key field``.
+
+Both readers also give each review's text for the ``reviews`` table (:data:`batchml.schema.REVIEW_TEXT_COLS`):
+``review_id`` (TSV ``review_id``; JSON has none: the ingest names it ``file:line``), ``total_votes``
+(TSV ``total_votes``, 2014 ``helpful[1]``), ``category`` (TSV ``product_category``; JSON: from the
+file name, ``reviews_Musical_Instruments_5.json.gz`` -> ``Musical Instruments``), ``summary`` (TSV
+``review_headline``, 2014/2018 ``summary``, 2023 ``title``) and ``body`` (TSV ``review_body``,
+2014/2018 ``reviewText``, 2023 ``text``).  Text is decoded by :func:`review_text` (``<br />`` to a
+newline, HTML entities such as ``&#34;`` and ``&amp;`` to characters) and otherwise kept as is, in
+any language.
 """
 from __future__ import annotations
 
@@ -53,6 +62,45 @@ _COUNT = r"^[0-9]{1,9}$"
 _DATE = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$"
 
 
+_BR = r"(?i)<br\s*/?>"
+_NUMERIC_ENTITY = r"^(?:([0-9]{1,7})|[xX]([0-9a-fA-F]{1,6}));"
+#: the named entities decoded (those HTML escaping writes, and the non-breaking space); ``&amp;`` last
+NAMED_ENTITIES = (("&quot;", '"'), ("&apos;", "'"), ("&lt;", "<"), ("&gt;", ">"), ("&nbsp;", "\u00a0"),
+                  ("&amp;", "&"))
+
+
+# ------------------------------------------------------------------------------------- review text
+def _numeric_entities(text: Column) -> Column:
+    """``&#NNN;`` and ``&#xHH;`` of a valid code point (not 0, not a surrogate) decoded, with Spark
+    built-ins only: split on ``&#``, decode the code point that starts each piece (as UTF-32), join."""
+    parts = F.split(text, "&#", -1)
+
+    def piece(p: Column) -> Column:
+        dec, hexa = F.regexp_extract(p, _NUMERIC_ENTITY, 1), F.regexp_extract(p, _NUMERIC_ENTITY, 2)
+        cp = F.when(dec != "", dec.cast(T.LongType())).when(hexa != "", F.conv(hexa, 16, 10).cast(T.LongType()))
+        valid = cp.between(1, 0x10FFFF) & ~cp.between(0xD800, 0xDFFF)
+        char = F.decode(F.unhex(F.lpad(F.hex(cp), 8, "0")), "UTF-32")
+        return F.when(valid, F.concat(char, F.regexp_replace(p, _NUMERIC_ENTITY, ""))).otherwise(
+            F.concat(F.lit("&#"), p))
+
+    return F.concat(F.get(parts, 0), F.array_join(F.transform(F.slice(parts, 2, F.size(parts)), piece), ""))
+
+
+def review_text(text: Column) -> Column:
+    """A review's text decoded with Spark built-ins: ``<br />`` (any case, with or without the
+    slash) becomes a newline, numeric entities (``&#34;``, ``&#x27;``) their characters, then the
+    :data:`NAMED_ENTITIES` (``&amp;`` last, so ``&amp;quot;`` stays ``&quot;``); other named
+    entities and everything else, non-ASCII letters included, are kept as they are."""
+    out = _numeric_entities(F.regexp_replace(text, _BR, "\n"))
+    for entity, char in NAMED_ENTITIES:
+        out = F.replace(out, F.lit(entity), F.lit(char))
+    return out
+
+
+def _blank_to_null(token: Column) -> Column:
+    return F.when(F.trim(token) != "", F.trim(token))
+
+
 # ---------------------------------------------------------------------------------------------- TSV
 def check_amazon_tsv_format(paths: Sequence[str]) -> None:
     """Fail fast unless each file has the 15-column tab-separated review layout."""
@@ -71,8 +119,9 @@ def parse_amazon_tsv(lines_df: DataFrame, raw_max: int = 300) -> DataFrame:
     -------
     DataFrame
         ``source, block, seq, kind, user_id, item_id, rating, ts, verified, helpful_votes, title,
-        reason, raw``.  Reasons in checking order: wrong field count, bad user id (``customer_id`` not
-        digits), bad item id (``product_id`` not alphanumeric), bad rating, rating out of range (1..5),
+        review_id, total_votes, category, summary, body, reason, raw``.  Reasons in checking order:
+        wrong field count, bad user id (``customer_id`` not digits), bad item id (``product_id`` not
+        alphanumeric), bad rating, rating out of range (1..5),
         bad vote count (``helpful_votes`` / ``total_votes``), bad verified flag (not Y/N), bad date
         (``review_date`` not a valid yyyy-MM-dd).
     """
@@ -89,10 +138,13 @@ def parse_amazon_tsv(lines_df: DataFrame, raw_max: int = 300) -> DataFrame:
         F.trim(field("product_id")).alias("_item"), F.trim(field("star_rating")).alias("_rtok"),
         F.trim(field("helpful_votes")).alias("_helpful"), F.trim(field("total_votes")).alias("_total"),
         F.trim(field("verified_purchase")).alias("_vflag"), F.trim(field("review_date")).alias("_dtok"),
-        field("product_title").alias("_title"))
+        field("product_title").alias("_title"), field("review_id").alias("_rid"),
+        field("product_category").alias("_cat"), field("review_headline").alias("_summary"),
+        field("review_body").alias("_body"))
     rtok, dtok = F.col("_rtok"), F.col("_dtok")
     values = tokens.select(
-        *base, "_n", "_user", "_item", "_helpful", "_total", "_vflag", "_title",
+        *base, "_n", "_user", "_item", "_helpful", "_total", "_vflag", "_title", "_rid", "_cat", "_summary",
+        "_body",
         F.when(rtok.rlike(r"^[0-9]{1,3}$"), rtok.try_cast(T.IntegerType())).alias("_rating"),
         F.when(dtok.rlike(_DATE), F.try_to_date(dtok, "yyyy-MM-dd")).alias("_date"),
         (F.trim(F.col("value")) == "").alias("_blank"),
@@ -115,7 +167,14 @@ def parse_amazon_tsv(lines_df: DataFrame, raw_max: int = 300) -> DataFrame:
     return D.ratings_columns(
         staged, user=user, item=item, rating=rating, ts=date.cast(T.TimestampType()), raw_max=raw_max,
         extra={S.VERIFIED_COL: vflag == "Y", S.HELPFUL_COL: helpful.cast(T.IntegerType()),
-               "title": F.col("_title")})
+               "title": F.col("_title"), **_tsv_review_columns()})
+
+
+def _tsv_review_columns() -> dict[str, Column]:
+    """The review-text columns (:data:`batchml.schema.REVIEW_TEXT_COLS`) of a parsed TSV line."""
+    return {S.REVIEW_ID_COL: _blank_to_null(F.col("_rid")), S.TOTAL_VOTES_COL: F.col("_total").cast(T.IntegerType()),
+            S.CATEGORY_COL: _blank_to_null(F.col("_cat")), S.SUMMARY_COL: review_text(F.col("_summary")),
+            S.BODY_COL: review_text(F.col("_body"))}
 
 
 def read_amazon_tsv(spark: SparkSession, paths: Sequence[str], raw_max: int = 300) -> DataFrame:
@@ -143,6 +202,10 @@ SCHEMA_KEYS = {
     "2014": ("reviewerID", "asin", "overall", "unixReviewTime"),
 }
 _2018_ONLY = ("verified", "vote", "style", "image")
+#: (summary, body) keys of each schema
+TEXT_KEYS = {"2023": ("title", "text"), "2018": ("summary", "reviewText"), "2014": ("summary", "reviewText")}
+#: the category in a McAuley file name: reviews_<Cat>_5.json.gz (2014), <Cat>_5.json (2018), <Cat>.jsonl.gz
+_JSON_CATEGORY = r"^(?:reviews_)?(.+?)(?:_5)?\.(?:json|jsonl)(?:\.gz)?$"
 
 
 def detect_json_schema(path: str) -> str:
@@ -179,16 +242,37 @@ def parse_amazon_json(lines_df: DataFrame, schema: str, raw_max: int = 300) -> D
     Returns
     -------
     DataFrame
-        ``source, block, seq, kind, user_id, item_id, rating, ts, verified, helpful_votes, reason,
-        raw``.  Reasons: not JSON, missing key field, bad rating (not a number), rating out of range
-        (1..5), bad date (time not a non-negative integer, or past the year 9999).
+        ``source, block, seq, kind, user_id, item_id, rating, ts, verified, helpful_votes, review_id
+        (null), total_votes, category, summary, body, reason, raw``.  Reasons: not JSON, missing key
+        field, bad rating (not a number), rating out of range (1..5), bad date (time not a
+        non-negative integer, or past the year 9999).
     """
     values = _json_values(lines_df, schema)
     staged = (values.withColumn("reason", _json_reason())
               .withColumn("kind", D.kind_of(F.col("reason"), F.col("_blank"), F.lit(False))))
     return D.ratings_columns(staged, user=F.col("_user"), item=F.col("_item"), rating=F.col("_rating"),
                              ts=F.col("_ts"), raw_max=raw_max,
-                             extra={S.VERIFIED_COL: F.col("_verified"), S.HELPFUL_COL: F.col("_helpful")})
+                             extra={S.VERIFIED_COL: F.col("_verified"), S.HELPFUL_COL: F.col("_helpful"),
+                                    **_json_review_columns(schema)})
+
+
+def json_category(source: Column) -> Column:
+    """The category named by a McAuley file's name (``_`` as spaces), else the name itself."""
+    name = F.regexp_extract(source, r"([^/]+)$", 1)
+    cat = F.when(name.rlike(_JSON_CATEGORY), F.regexp_extract(name, _JSON_CATEGORY, 1)).otherwise(name)
+    return F.regexp_replace(cat, "_", " ")
+
+
+def _json_review_columns(schema: str) -> dict[str, Column]:
+    """The review-text columns (:data:`batchml.schema.REVIEW_TEXT_COLS`) of :func:`_json_values`."""
+    return {S.REVIEW_ID_COL: F.lit(None).cast(T.StringType()), S.TOTAL_VOTES_COL: F.col("_total"),
+            S.CATEGORY_COL: json_category(F.col("source")),
+            S.SUMMARY_COL: review_text(F.col("_summary")), S.BODY_COL: review_text(F.col("_body"))}
+
+
+def _json_total_votes(v: Column, schema: str) -> Column:
+    """Total votes (helpful or not): ``helpful[1]`` in the 2014 schema; the others do not record it."""
+    return F.try_variant_get(v, "$.helpful[1]", "int") if schema == "2014" else F.lit(None).cast(T.IntegerType())
 
 
 def _json_text(v: Column, key: str) -> Column:
@@ -210,8 +294,10 @@ def _json_votes(v: Column, schema: str) -> tuple[Column, Column]:
 
 def _json_values(lines_df: DataFrame, schema: str) -> DataFrame:
     """``lines_df`` plus the fields of a review in ``schema``: ``_bad_json``, ``_user``, ``_item``,
-    ``_rtext``, ``_rating`` (double or null), ``_ttok``, ``_helpful``, ``_verified``, ``_ts``, ``_blank``."""
+    ``_rtext``, ``_rating`` (double or null), ``_ttok``, ``_helpful``, ``_verified``, ``_total``,
+    ``_summary``, ``_body``, ``_ts``, ``_blank``."""
     user_k, item_k, rating_k, time_k = SCHEMA_KEYS[schema]
+    summary_k, body_k = TEXT_KEYS[schema]
     # one projection per step: the JSON is parsed once per line, each field extracted once
     base = list(lines_df.columns)
     parsed = lines_df.select(*base, F.try_parse_json(F.col("value")).alias("_v"))
@@ -221,9 +307,12 @@ def _json_values(lines_df: DataFrame, schema: str) -> DataFrame:
         *base, v.isNull().alias("_bad_json"), _json_text(v, user_k).alias("_user"),
         _json_text(v, item_k).alias("_item"), _json_text(v, rating_k).alias("_rtext"),
         F.try_variant_get(v, f"$.{rating_k}", "double").alias("_rating"),
-        F.trim(_json_text(v, time_k)).alias("_ttok"), helpful.alias("_helpful"), verified.alias("_verified"))
+        F.trim(_json_text(v, time_k)).alias("_ttok"), helpful.alias("_helpful"), verified.alias("_verified"),
+        _json_total_votes(v, schema).alias("_total"), _json_text(v, summary_k).alias("_summary"),
+        _json_text(v, body_k).alias("_body"))
     return tokens.select(
-        *base, "_bad_json", "_user", "_item", "_rtext", "_rating", "_ttok", "_helpful", "_verified",
+        *base, "_bad_json", "_user", "_item", "_rtext", "_rating", "_ttok", "_helpful", "_verified", "_total",
+        "_summary", "_body",
         D.unix_time(F.col("_ttok"), millis=schema == "2023").alias("_ts"),
         (F.trim(F.col("value")) == "").alias("_blank"))
 

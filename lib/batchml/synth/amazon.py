@@ -2,8 +2,14 @@
 
 TSV: one ``amazon_reviews_us_<Category>_v1_00.tsv[.gz]`` per category, a header line, 15 tab
 separated fields, no quoting: titles, headlines and bodies hold stray ``"`` (an unbalanced quote
-would swallow lines in a CSV reader), ``<br />`` and ``&#34;``.  String ids (``customer_id`` digits,
-``product_id`` ASIN-like); the same customer reviews in several categories.
+would swallow lines in a CSV reader), ``<br />``, ``&#34;`` and ``&amp;``.  String ids
+(``customer_id`` digits, ``product_id`` ASIN-like); the same customer reviews in several
+categories.  On request (``fr_reviews``) a ``sample_fr.tsv`` of the ``FR`` marketplace, in French,
+by other customers of the same products.
+
+Review text (headline and body; JSON: summary / title and text) comes from
+:mod:`batchml.synth.review_text`: its words depend on the rating and on the verified flag, which
+itself depends on the rating.
 
 JSON lines: one file per schema (2014 ``reviews_<Cat>_5.json.gz``, 2018 ``<Cat>_5.json``, 2023
 ``<Cat>.jsonl.gz``), 2018 with optional ``vote`` ("1,234"), ``style`` and ``image``.
@@ -29,16 +35,13 @@ from batchml.io.amazon import TSV_COLUMNS
 from batchml.synth.lines import (LineDump, as_strings, concat, date_strings, fixed_codes, insert_lines,
                                  join_cols, pick, save_truth, spread, write_file)
 from batchml.synth.model import draw_ratings, make_model, sample_pairs
+from batchml.synth.review_text import draw_texts, draw_verified
 
 LOG = logging.getLogger("batchml.synth")
 
 CATEGORIES = ("Books", "Musical_Instruments", "Electronics", "Video_Games")
 _TITLES = ['Guitar "Pro" Strings', "USB-C Cable, 2 m", 'The 12" Vinyl Edition', "Kids&#34; Tablet",
            "Café Grinder", "Noise Cancelling Headphones", 'Set of 3 "Glow" Dice', "Über Charger"]
-_HEADLINES = ["Five Stars", 'Not "great"', "Works as advertised", "Four Stars", "meh", 'He said "wow']
-_BODIES = ['Great<br />value for the price. My son loves it!', 'I bought this for my "dad" and he &#34;loved&#34; it',
-           'Arrived broken. 1 star.<br /><br />Update: replaced, fine now', 'Stray quote " here and more text',
-           "Exactly what I needed", "Très bien, livraison rapide", "Terrible.", 'A 5" screen is small<br />OK']
 _FIRST, _LAST = np.datetime64("1999-06-01"), np.datetime64("2015-08-31")
 
 
@@ -99,7 +102,7 @@ def _draw_tsv_reviews(n_reviews: int, seed: int, n_categories: int) -> tuple[np.
     dates = _dates(rng, n_reviews)
     helpful = np.minimum(rng.geometric(0.5, n_reviews) - 1, 5000)
     total = helpful + rng.integers(0, 3, n_reviews)
-    verified = rng.random(n_reviews) < 0.8
+    verified = draw_verified(rng, ratings)
     return rng, _TsvReviews(users=users, items=items, ratings=ratings, cust=cust, asin=asin, parent=parent,
                             item_cat=item_cat, title_of=title_of, dates=dates, helpful=helpful, total=total,
                             verified=verified)
@@ -107,8 +110,9 @@ def _draw_tsv_reviews(n_reviews: int, seed: int, n_categories: int) -> tuple[np.
 
 def write_amazon_tsv_dump(out: str | os.PathLike, n_reviews: int, seed: int = 42,
                           categories=CATEGORIES, gz: bool = True, plant: int = 0, duplicates: int = 0,
-                          chunk: int = 400_000) -> LineDump:
-    """Write ``n_reviews`` distinct (customer, product) reviews as per-category TSV files."""
+                          chunk: int = 400_000, fr_reviews: int = 0) -> LineDump:
+    """Write ``n_reviews`` distinct (customer, product) reviews as per-category TSV files, and
+    ``fr_reviews`` more in ``sample_fr.tsv`` (marketplace ``FR``, French text, customers of their own)."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     n_users, n_items = _sizes(n_reviews)
@@ -130,26 +134,22 @@ def write_amazon_tsv_dump(out: str | os.PathLike, n_reviews: int, seed: int = 42
         name = f"amazon_reviews_us_{cat}_v1_00.tsv" + (".gz" if gz else "")
         write_file(out / name, chunks, gz)
         files.append(name)
-    truth = {"seed": seed, "n_reviews": n_reviews, "n_users": n_users, "n_items": n_items,
+    if fr_reviews:
+        write_file(out / "sample_fr.tsv", [header, _fr_sample(rv, rng, fr_reviews, categories)], False)
+        files.append("sample_fr.tsv")
+    truth = {"seed": seed, "n_reviews": n_reviews + fr_reviews, "n_users": n_users, "n_items": n_items,
              "categories": list(categories), "planted_rejects": {k: v for k, v in tally.planted.items() if v},
              "duplicates": tally.n_dup, "blank": tally.blank, "files": files, "gzip": gz}
     save_truth(out, truth)
     LOG.info("wrote Amazon TSV dump to %s", out)
-    return LineDump(out, files, n_reviews, truth["planted_rejects"], tally.n_dup, tally.blank, truth)
+    return LineDump(out, files, n_reviews + fr_reviews, truth["planted_rejects"], tally.n_dup, tally.blank, truth)
 
 
 def _tsv_chunk(rv: _TsvReviews, r: np.ndarray, cat: str, rng: np.random.Generator, tally: _Tally,
                plant: int, duplicates: bool, last_category: bool) -> pa.Array:
     """The lines of reviews ``r`` of category ``cat``, with ``plant`` broken lines of each kind and
     (``duplicates``) this category's share of the duplicate reviews."""
-    it = rv.items[r]
-    body = join_cols([
-        "US", as_strings(rv.cust[rv.users[r]]), fixed_codes(r.astype(np.int64) + 36 ** 11, 13, prefix="R"),
-        rv.asin.take(pa.array(it)), as_strings(rv.parent[it]), pick(_TITLES, rv.title_of[it]).cast(pa.string()),
-        cat.replace("_", " "), as_strings(rv.ratings[r]), as_strings(rv.helpful[r]), as_strings(rv.total[r]), "N",
-        pick(["N", "Y"], rv.verified[r].astype(int)), pick(_HEADLINES, rng.integers(0, len(_HEADLINES), len(r))),
-        pick(_BODIES, rng.integers(0, len(_BODIES), len(r))),
-        date_strings(rv.dates[r])], "\t")
+    body = _tsv_lines(rv, r, rng, "US", as_strings(rv.cust[rv.users[r]]), cat.replace("_", " "))
     extra, after = [], []
     if plant:
         extra = _tsv_broken_lines(rng, rv, cat, plant, tally)
@@ -165,6 +165,27 @@ def _tsv_chunk(rv: _TsvReviews, r: np.ndarray, cat: str, rng: np.random.Generato
         tally.dup_budget -= k
         tally.n_dup += k
     return insert_lines(body, extra, np.array(after, dtype=np.int64))
+
+
+def _tsv_lines(rv: _TsvReviews, r: np.ndarray, rng: np.random.Generator, marketplace: str, cust: pa.Array,
+               category: str | pa.Array, lang: str = "en", rid_base: int = 36 ** 11) -> pa.Array:
+    """The TSV lines of reviews ``r`` (by customers ``cust``): their text drawn in ``lang``."""
+    it = rv.items[r]
+    summary, text = draw_texts(rng, rv.ratings[r], rv.verified[r], html=True, lang=lang)
+    return join_cols([
+        marketplace, cust, fixed_codes(r.astype(np.int64) + rid_base, 13, prefix="R"),
+        rv.asin.take(pa.array(it)), as_strings(rv.parent[it]), pick(_TITLES, rv.title_of[it]).cast(pa.string()),
+        category, as_strings(rv.ratings[r]), as_strings(rv.helpful[r]), as_strings(rv.total[r]), "N",
+        pick(["N", "Y"], rv.verified[r].astype(int)), summary, text, date_strings(rv.dates[r])], "\t")
+
+
+def _fr_sample(rv: _TsvReviews, rng: np.random.Generator, n: int, categories) -> pa.Array:
+    """``n`` reviews of the ``FR`` marketplace: ratings, products and dates of ``n`` drawn US reviews,
+    French text, customers (ids 60,000,000 and up) that review nowhere else."""
+    r = np.sort(rng.choice(len(rv.users), size=min(n, len(rv.users)), replace=False))
+    cust = as_strings(60_000_000 + np.arange(len(r)))
+    cats = pick([c.replace("_", " ") for c in categories], rv.item_cat[rv.items[r]])
+    return _tsv_lines(rv, r, rng, "FR", cust, cats, lang="fr", rid_base=36 ** 12)
 
 
 def _tsv_broken_lines(rng: np.random.Generator, rv: _TsvReviews, cat: str, plant: int, tally: _Tally) -> list[str]:
@@ -199,12 +220,13 @@ def _tsv_broken_lines(rng: np.random.Generator, rv: _TsvReviews, cat: str, plant
 def _json_lines(schema: str, uid: pa.Array, iid: pa.Array, rating: np.ndarray, secs: np.ndarray,
                 helpful: np.ndarray, verified: np.ndarray, rng: np.random.Generator) -> pa.Array:
     n = len(uid)
-    text = pick([json.dumps(b)[1:-1] for b in _BODIES], rng.integers(0, len(_BODIES), n))
+    summary, text = (pc.replace_substring(t, '"', '\\"')    # JSON-escaped: the words hold no \\ or control
+                     for t in draw_texts(rng, rating, verified, html=False))
     rtext = as_strings(rating).cast(pa.string())
     rtext = concat(rtext, ".0")
     vtext = pick(["false", "true"], verified.astype(int))
     if schema == "2023":
-        obj = concat('{"rating": ', rtext, ', "title": "Review", "text": "', text, '", "images": [], "asin": "',
+        obj = concat('{"rating": ', rtext, ', "title": "', summary, '", "text": "', text, '", "images": [], "asin": "',
                      iid, '", "parent_asin": "', iid, '", "user_id": "', uid, '", "timestamp": ',
                      as_strings(secs * 1000 + rng.integers(0, 1000, n)), ', "helpful_vote": ', as_strings(helpful),
                      ', "verified_purchase": ', vtext, "}")
@@ -215,11 +237,12 @@ def _json_lines(schema: str, uid: pa.Array, iid: pa.Array, rating: np.ndarray, s
         image = pick(["", ', "image": ["https://images.example.com/x.jpg"]'], (rng.random(n) < 0.1).astype(int))
         obj = concat('{"overall": ', rtext, ', "verified": ', vtext, ', "reviewTime": "09 1, 2016", "reviewerID": "',
                      uid, '", "asin": "', iid, '"', style, ', "reviewerName": "J. Doe", "reviewText": "', text,
-                     '", "summary": "ok", "unixReviewTime": ', as_strings(secs), votes, image, "}")
+                     '", "summary": "', summary, '", "unixReviewTime": ', as_strings(secs), votes, image, "}")
     else:
         obj = concat('{"reviewerID": "', uid, '", "asin": "', iid, '", "reviewerName": "J. Doe", "helpful": [',
-                     as_strings(helpful), ", ", as_strings(helpful + 1), '], "reviewText": "', text, '", "overall": ', rtext,
-                     ', "summary": "ok", "unixReviewTime": ', as_strings(secs), ', "reviewTime": "02 28, 2014"}')
+                     as_strings(helpful), ", ", as_strings(helpful + 1), '], "reviewText": "', text,
+                     '", "overall": ', rtext, ', "summary": "', summary, '", "unixReviewTime": ', as_strings(secs),
+                     ', "reviewTime": "02 28, 2014"}')
     return pc.binary_join_element_wise(obj, pa.scalar(""), "\n")
 
 
@@ -261,7 +284,7 @@ def _json_file(schema: str, k: int, n_reviews: int, seed: int, plant: int, dupli
     secs = ((_dates(rng, n_reviews) - np.datetime64("1970-01-01")).astype(np.int64) * 86400)
     helpful = np.where(rng.random(n_reviews) < 0.05, rng.integers(1000, 3000, n_reviews),
                        rng.geometric(0.6, n_reviews) - 1)
-    verified = rng.random(n_reviews) < 0.8
+    verified = draw_verified(rng, ratings)
     body = _json_lines(schema, uid, iid, ratings, secs, helpful, verified, rng)
     extra, after = [], []
     if plant:
