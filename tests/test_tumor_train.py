@@ -16,8 +16,10 @@ from batchml.synth.images import write_phantoms
 from batchml.tumor import schema as S
 from batchml.tumor.checkpoints import claim_checkpoints
 from batchml.tumor.evaluate import best_threshold, confusion, evaluate, rates, roc_auc
+from batchml.tumor.model import Augmentation, affine_transforms, augment, make_optimizer, transform_images
 from batchml.tumor.prepare import prepare_images
 from batchml.tumor.train import train_and_evaluate, train_distributed
+from batchml.tumor.worker import balanced_error, step_confusion
 
 
 def test_roc_auc_matches_pairwise_count():
@@ -53,6 +55,84 @@ def test_threshold_comes_from_validation_not_from_test():
     assert best_threshold(test_y, test_p)[0] == pytest.approx(0.775)
     assert m["ber"] == pytest.approx(rates(confusion(test_y, test_p, 0.3))["ber"]) == pytest.approx(0.5)
     assert m["validation_ber_at_threshold"] == 0.0 and m["validation_images"] == 6
+
+
+def _bilinear_reference(img, x_in, y_in):
+    """Sample ``img`` at fractional points, the four neighbours outside the image reading 0."""
+    h, w = img.shape
+
+    def at(r, c):
+        inside = (r >= 0) & (r < h) & (c >= 0) & (c < w)
+        return np.where(inside, img[np.clip(r, 0, h - 1), np.clip(c, 0, w - 1)], 0.0)
+    r0, c0 = np.floor(y_in).astype(int), np.floor(x_in).astype(int)
+    fr, fc = y_in - r0, x_in - c0
+    return ((1 - fr) * (1 - fc) * at(r0, c0) + (1 - fr) * fc * at(r0, c0 + 1)
+            + fr * (1 - fc) * at(r0 + 1, c0) + fr * fc * at(r0 + 1, c0 + 1))
+
+
+def test_augmentation_geometry_matches_a_plain_reference():
+    """Rotation + zoom about the centre + shift, one fused transform per image, against numpy: an
+    exact integer shift, an exact quarter turn, and arbitrary parameters through a plain bilinear
+    sampler (output pixel (x, y) reads the input at c + R(-a) (x - c - t) / s)."""
+    import tensorflow as tf
+    rng = np.random.default_rng(5)
+    h = w = 11
+    imgs = rng.random((3, h, w)).astype(np.float32)
+    angles, scales = np.array([0.0, np.pi / 2, 0.4]), np.array([1.0, 1.0, 1.3])
+    sx, sy = np.array([2.0, 0.0, -1.7]), np.array([-3.0, 0.0, 0.6])
+    t = affine_transforms(*(tf.constant(v, tf.float32) for v in (angles, scales, sx, sy)), float(h), float(w))
+    out = transform_images(tf.constant(imgs[..., None]), t).numpy()[..., 0]
+    shifted = np.zeros_like(imgs[0])
+    shifted[:h - 3, 2:] = imgs[0][3:, :w - 2]  # content moves 2 px right, 3 px up
+    np.testing.assert_allclose(out[0], shifted, atol=1e-6)
+    np.testing.assert_allclose(out[1], np.rot90(imgs[1]), atol=1e-5)
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float64)
+    c = (w - 1) / 2.0
+    dx, dy = (xx - c - sx[2]) / scales[2], (yy - c - sy[2]) / scales[2]
+    x_in = c + np.cos(angles[2]) * dx - np.sin(angles[2]) * dy
+    y_in = c + np.sin(angles[2]) * dx + np.cos(angles[2]) * dy
+    np.testing.assert_allclose(out[2], _bilinear_reference(imgs[2].astype(np.float64), x_in, y_in), atol=1e-5)
+
+
+def test_augment_brightness_is_one_clipped_offset_per_image():
+    import tensorflow as tf
+    imgs = np.random.default_rng(2).random((4, 9, 9, 1)).astype(np.float32)
+    gen = tf.random.Generator.from_seed(1)
+    out = augment(tf.constant(imgs), gen, Augmentation(flips=False, brightness=0.3)).numpy()
+    assert out.min() >= 0 and out.max() <= 1
+    for a, b in zip(imgs, out):
+        inside = (b > 0) & (b < 1)
+        delta = (b - a)[inside]
+        assert np.ptp(delta) < 1e-6 and abs(delta[0]) <= 0.3 and abs(delta[0]) > 0
+        np.testing.assert_allclose(b, np.clip(a + delta[0], 0, 1), atol=1e-6)
+    same = augment(tf.constant(imgs), gen, Augmentation(flips=False)).numpy()
+    np.testing.assert_array_equal(same, imgs)  # nothing asked, nothing changed
+
+
+def test_step_confusion_and_training_ber_against_counts():
+    import tensorflow as tf
+    rng = np.random.default_rng(4)
+    y = rng.integers(0, 2, 50)
+    p1 = np.round(rng.random(50), 2)
+    p1[:3] = 0.5  # the boundary counts as class 1
+    counts = step_confusion(tf.constant(y), tf.constant(np.stack([1 - p1, p1], 1), tf.float32)).numpy()
+    c = confusion(y, p1, 0.5)
+    assert counts.tolist() == [c["tp"], c["fn"], c["tn"], c["fp"]]
+    assert balanced_error(*counts) == pytest.approx(rates(c)["ber"])
+    assert np.isnan(balanced_error(3, 1, 0, 0))
+
+
+def test_cosine_schedule_runs_from_the_rate_to_its_floor():
+    from batchml.tumor.model import COSINE_FLOOR
+    opt = make_optimizer(0.01, "cosine", 100)
+    lr = opt.learning_rate  # the schedule at the optimizer's step counter
+    assert float(lr) == pytest.approx(0.01)
+    sched = opt._learning_rate
+    assert float(sched(50)) == pytest.approx(0.01 * (COSINE_FLOOR + (1 - COSINE_FLOOR) * 0.5))
+    assert float(sched(100)) == pytest.approx(0.01 * COSINE_FLOOR)
+    assert float(make_optimizer(0.01, "constant", 100).learning_rate) == pytest.approx(0.01)
+    with pytest.raises(ValueError, match="schedule"):
+        make_optimizer(0.01, "step", 100)
 
 
 def test_checkpoints_of_another_run_are_not_resumed(tmp_path):
@@ -111,7 +191,8 @@ def _settings(**kw):
 def test_two_workers_identical_weights_and_low_ber(spark, shards, tmp_path):
     data, stats = shards
     out = tmp_path / "model"
-    m = train_and_evaluate(spark, _settings(workers=2), data, str(out))
+    m = train_and_evaluate(spark, _settings(workers=2, max_shift=0.05, max_zoom=0.1, max_brightness=0.05),
+                           data, str(out))
     history = json.loads((out / "train_history.json").read_text())["workers"]
     assert [w["rank"] for w in history] == [0, 1]
     assert history[0]["shard"] + history[1]["shard"] == stats["by_split"]["train"]
@@ -120,6 +201,8 @@ def test_two_workers_identical_weights_and_low_ber(spark, shards, tmp_path):
         assert e0["checksum"] == e1["checksum"], f"workers diverged at epoch {e0['epoch']}"
     checks = [e["checksum"] for e in history[0]["history"]]
     assert len(set(checks)) == len(checks)  # weights did change every epoch
+    train_ber = [e["train_ber"] for e in m["history"]]
+    assert all(0 <= b <= 1 for b in train_ber) and train_ber[-1] < train_ber[0]  # it learns
     assert m["workers"] == 2 and m["start_epoch"] == 1 and len(m["history"]) == 8
     assert m["ber"] < 0.1, m
     assert m["roc_auc"] > 0.95
@@ -135,11 +218,14 @@ def test_two_workers_identical_weights_and_low_ber(spark, shards, tmp_path):
 
 @pytest.mark.slow
 def test_resume_starts_after_the_last_checkpoint(spark, shards, tmp_path):
+    """With batch normalization (synchronized: the moving statistics too stay equal on both workers)."""
     data, _ = shards
     out = str(tmp_path / "model")
-    first = train_distributed(spark, _settings(epochs=1, augment=False, workers=2), data, out).workers
+    run = {"augment": False, "workers": 2, "architecture": "compact", "width": 4, "batch_norm": True}
+    first = train_distributed(spark, _settings(epochs=1, **run), data, out).workers
     assert first[0]["start_epoch"] == 1 and [h["epoch"] for h in first[0]["history"]] == [1]
-    second = train_distributed(spark, _settings(epochs=2, augment=False, workers=2), data, out).workers
+    assert first[0]["history"][0]["checksum"] == first[1]["history"][0]["checksum"]
+    second = train_distributed(spark, _settings(epochs=2, **run), data, out).workers
     for w in second:
         assert w["start_epoch"] == 2 and [h["epoch"] for h in w["history"]] == [2]
         assert w["resumed_from"].endswith("ckpt-1")

@@ -34,7 +34,7 @@ from batchml.tumor import schema as S
 from batchml.tumor.checkpoints import checkpoint_dir, restore_latest_good, scratch_dir
 from batchml.tumor.evaluate import best_threshold, roc_auc
 from batchml.tumor.images import pixels_array
-from batchml.tumor.model import augment, build_model, class_weights
+from batchml.tumor.model import Augmentation, augment, build_model, class_weights, make_optimizer
 
 LOG = logging.getLogger("batchml.tumor")
 
@@ -52,8 +52,14 @@ class TrainParams:
     learning_rate: float
     l2: float
     architecture: str
+    width: int
+    batch_norm: bool
+    lr_schedule: str
     augment: bool
     max_rotation_deg: float
+    max_shift: float
+    max_zoom: float
+    max_brightness: float
     use_class_weights: bool
     seed: int
     patience: int
@@ -62,10 +68,18 @@ class TrainParams:
     @classmethod
     def from_settings(cls, s: TumorSettings, output: str, size: int) -> "TrainParams":
         return cls(output=output, size=size, epochs=s.epochs, batch_size=s.batch_size,
-                   learning_rate=s.learning_rate, l2=s.l2, architecture=s.architecture,
-                   augment=s.augment, max_rotation_deg=s.max_rotation_deg,
-                   use_class_weights=s.class_weights, seed=s.seed, patience=s.patience,
-                   fault_kill=s.fault_kill)
+                   learning_rate=s.learning_rate, l2=s.l2, architecture=s.architecture, width=s.width,
+                   batch_norm=s.batch_norm, lr_schedule=s.lr_schedule, augment=s.augment,
+                   max_rotation_deg=s.max_rotation_deg, max_shift=s.max_shift, max_zoom=s.max_zoom,
+                   max_brightness=s.max_brightness, use_class_weights=s.class_weights, seed=s.seed,
+                   patience=s.patience, fault_kill=s.fault_kill)
+
+    def augmentation(self) -> Augmentation | None:
+        """The train step's random changes (None without ``augment``)."""
+        if not self.augment:
+            return None
+        return Augmentation(flips=True, rotation_deg=self.max_rotation_deg, shift=self.max_shift,
+                            zoom=self.max_zoom, brightness=self.max_brightness)
 
 
 def weights_checksum(model) -> str:
@@ -129,15 +143,16 @@ class Replica:
     start: int              # epochs already completed
 
 
-def build_replica(strategy, p: TrainParams, w: WorkerContext) -> Replica:
-    """Build the model and optimizer under ``strategy`` and restore the chief's newest readable
-    checkpoint (every worker must pick the same one)."""
+def build_replica(strategy, p: TrainParams, w: WorkerContext, steps: int) -> Replica:
+    """Build the model and optimizer (``steps`` per epoch, for the learning-rate schedule) under
+    ``strategy`` and restore the chief's newest readable checkpoint (every worker must pick the same
+    one)."""
     import keras
     import tensorflow as tf
     keras.utils.set_random_seed(p.seed)
     with strategy.scope():
-        model = build_model(p.architecture, p.size, p.l2)
-        optimizer = keras.optimizers.Adam(p.learning_rate)
+        model = build_model(p.architecture, p.size, p.l2, width=p.width, batch_norm=p.batch_norm)
+        optimizer = make_optimizer(p.learning_rate, p.lr_schedule, p.epochs * steps)
         optimizer.build(model.trainable_variables)
         epoch_var = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
     ckpt = tf.train.Checkpoint(model=model, optimizer=optimizer, epoch=epoch_var)
@@ -153,15 +168,18 @@ def build_replica(strategy, p: TrainParams, w: WorkerContext) -> Replica:
 
 def make_train_step(strategy, model, optimizer, global_batch: int, p: TrainParams, rank: int):
     """A ``tf.function`` running one synchronous step on every replica (the worker's seeded
-    augmentation fused in); returns the summed loss as a tensor (no host sync per step)."""
+    augmentation fused in); returns ``[loss, tp, fn, tn, fp]`` summed over the replicas as one tensor
+    (no host sync per step): the loss and the confusion counts of the step's own predictions (class
+    1 where its probability is >= 0.5) on its augmented batch."""
     import keras
     import tensorflow as tf
     loss_fn = keras.losses.SparseCategoricalCrossentropy(reduction="none")
     aug_gen = tf.random.Generator.from_seed(p.seed * 1000 + rank)
+    aug = p.augmentation()
 
     def replica_step(xb, yb, wb):
-        if p.augment:
-            xb = augment(xb, aug_gen, p.max_rotation_deg)
+        if aug is not None:
+            xb = augment(xb, aug_gen, aug)
         with tf.GradientTape() as tape:
             probs = model(xb, training=True)
             per_example = loss_fn(yb, probs) * wb
@@ -170,7 +188,7 @@ def make_train_step(strategy, model, optimizer, global_batch: int, p: TrainParam
                 loss += tf.nn.scale_regularization_loss(tf.add_n(model.losses))
         grads = tape.gradient(loss, model.trainable_variables)
         optimizer.apply_gradients(zip(grads, model.trainable_variables))
-        return loss
+        return tf.concat([tf.reshape(loss, [1]), step_confusion(yb, probs)], axis=0)
 
     @tf.function
     def train_step(xb, yb, wb):
@@ -180,6 +198,30 @@ def make_train_step(strategy, model, optimizer, global_batch: int, p: TrainParam
     return train_step
 
 
+def step_confusion(labels, probs):
+    """``[tp, fn, tn, fp]`` (float32) of a batch's predictions: class 1 where ``probs[:, 1] >= 0.5``."""
+    import tensorflow as tf
+    pred = probs[:, 1] >= 0.5
+    pos = tf.equal(tf.cast(labels, tf.int32), 1)
+
+    def count(mask):
+        return tf.reduce_sum(tf.cast(mask, tf.float32))
+    return tf.stack([count(pos & pred), count(pos & ~pred), count(~pos & ~pred), count(~pos & pred)])
+
+
+def balanced_error(tp: float, fn: float, tn: float, fp: float) -> float:
+    """Mean of the two classes' error rates (NaN where a class has no examples)."""
+    fnr = fn / (tp + fn) if tp + fn else float("nan")
+    fpr = fp / (tn + fp) if tn + fp else float("nan")
+    return 0.5 * (fnr + fpr)
+
+
+def current_learning_rate(optimizer) -> float:
+    """The rate the optimizer's next step uses (its schedule at its step counter)."""
+    import tensorflow as tf
+    return float(tf.convert_to_tensor(optimizer.learning_rate))
+
+
 def _maybe_die(p: TrainParams, rank: int, epoch: int, step: int) -> None:
     """Test-only fault injection (``tumor.fault_kill = "RANK:EPOCH:STEP"``): SIGKILL this worker."""
     if p.fault_kill and p.fault_kill == f"{rank}:{epoch + 1}:{step}":
@@ -187,19 +229,22 @@ def _maybe_die(p: TrainParams, rank: int, epoch: int, step: int) -> None:
 
 
 def train_epoch(train_step, shard: Shard, p: TrainParams, epoch: int, rank: int,
-                steps: int) -> tuple[float, float]:
-    """One epoch of ``steps`` batches from this worker's shard: ``(mean loss, seconds)``."""
+                steps: int) -> tuple[float, float, float]:
+    """One epoch of ``steps`` batches from this worker's shard: ``(mean loss, training BER,
+    seconds)``; the BER is that of the train steps' own predictions (all workers', augmented
+    images, weights changing during the epoch): a cheap sign of under- or over-fitting."""
     import tensorflow as tf
     rng = np.random.default_rng([p.seed, epoch, rank])
     idx = _epoch_indices(len(shard.y), steps * p.batch_size, rng)
     t0 = time.perf_counter()
-    total_loss = tf.constant(0.0)
+    total = tf.zeros([5])
     for s in range(steps):
         _maybe_die(p, rank, epoch, s)
         b = idx[s * p.batch_size:(s + 1) * p.batch_size]
-        total_loss += train_step(tf.constant(shard.x[b]), tf.constant(shard.y[b]),
-                                 tf.constant(shard.sample_weights[b]))
-    return float(total_loss) / steps, time.perf_counter() - t0
+        total += train_step(tf.constant(shard.x[b]), tf.constant(shard.y[b]),
+                            tf.constant(shard.sample_weights[b]))
+    loss, tp, fn, tn, fp = (float(v) for v in total.numpy())
+    return loss / steps, balanced_error(tp, fn, tn, fp), time.perf_counter() - t0
 
 
 def validate(w: WorkerContext, model, shard: Shard, batch: int = 256) -> dict:
@@ -264,7 +309,7 @@ class WorkerTrainer:
         global_batch = p.batch_size * w.num_workers
         steps = max(1, math.ceil(shard.total / global_batch))
         strategy = make_strategy()
-        replica = build_replica(strategy, p, w)
+        replica = build_replica(strategy, p, w, steps)
         start_checksum = weights_checksum(replica.model)
         _log_start(w, p, shard, replica, steps)
         train_step = make_train_step(strategy, replica.model, replica.optimizer, global_batch, p, w.rank)
@@ -295,9 +340,10 @@ class WorkerTrainer:
                     LOG.info("early stop after epoch %d: no better validation BER since epoch %d",
                              epoch, best["epoch"])
                 break
-            loss, seconds = train_epoch(train_step, shard, p, epoch, w.rank, steps)
+            loss, train_ber, seconds = train_epoch(train_step, shard, p, epoch, w.rank, steps)
             t0 = time.perf_counter()
-            record = {"epoch": epoch + 1, "loss": loss, "seconds": round(seconds, 3),
+            record = {"epoch": epoch + 1, "loss": loss, "train_ber": train_ber, "seconds": round(seconds, 3),
+                      "learning_rate": current_learning_rate(replica.optimizer),
                       "images_per_s": round(steps * global_batch / seconds, 1),
                       **validate(w, replica.model, shard), "val_seconds": 0.0,
                       "checksum": weights_checksum(replica.model)}
@@ -312,8 +358,8 @@ class WorkerTrainer:
             if w.is_chief:
                 elapsed = time.perf_counter() - started
                 eta = elapsed / (epoch + 1 - replica.start) * (p.epochs - epoch - 1)
-                LOG.info("epoch %d/%d: loss %.4f, %.1fs, %.0f images/s; validation BER %.4f, AUC %.4f%s; "
-                         "elapsed %.0fs, ETA %.0fs", epoch + 1, p.epochs, loss, seconds,
+                LOG.info("epoch %d/%d: loss %.4f, training BER %.4f, %.1fs, %.0f images/s; validation BER %.4f, "
+                         "AUC %.4f%s; elapsed %.0fs, ETA %.0fs", epoch + 1, p.epochs, loss, train_ber, seconds,
                          record["images_per_s"], record["val_ber"], record["val_auc"],
                          " (best)" if best["epoch"] == epoch + 1 else "", elapsed, eta)
         return history, best
