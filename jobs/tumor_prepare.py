@@ -1,6 +1,6 @@
 """Prepare brain MRI scans: class folders -> de-duplicated, split, decoded Parquet image shards.
 
-    ./spark-submit.sh jobs/tumor_prepare.py --input DIR --output DIR [--size 175] [--test-fraction 0.33]
+    ./spark-submit.sh jobs/tumor_prepare.py --input DIR --output DIR [--size 128] [--test-fraction 0.33]
 
 Every file under INPUT is read (names Spark hides, ``_x``/``.x``, included) or counted with a reason.
 Scans are cropped to the head and normalized; near-duplicates (perceptual hash) share a group that
