@@ -2,11 +2,13 @@
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from contextlib import contextmanager
 from typing import Iterator
 
 LOG = logging.getLogger("batchml")
+HEARTBEAT_SECONDS = 30.0  # a stage running longer logs its Spark tasks' progress this often
 
 
 def setup_logging(level: str = "INFO") -> None:
@@ -35,16 +37,61 @@ class Stage:
         return self.rows
 
 
+class Heartbeat:
+    """While a stage runs, every ``every`` seconds log what its Spark stages have done (tasks
+    completed of all, and an ETA for each from its rate since first seen), read from Spark's
+    status tracker by a daemon thread.  Silent for stages shorter than ``every``."""
+
+    def __init__(self, name: str, spark, every: float = HEARTBEAT_SECONDS):
+        self.name, self.every, self.t0 = name, every, time.perf_counter()
+        self.tracker = spark.sparkContext.statusTracker()
+        self.first_seen: dict[int, tuple[float, int]] = {}
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, name=f"heartbeat {name}", daemon=True)
+
+    def __enter__(self) -> "Heartbeat":
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop.set()
+        self.thread.join(timeout=5)
+
+    def _stage_line(self, sid: int, now: float) -> str | None:
+        info = self.tracker.getStageInfo(sid)
+        if info is None or not info.numTasks:
+            return None
+        seen_at, done_then = self.first_seen.setdefault(sid, (now, info.numCompletedTasks))
+        done, total = info.numCompletedTasks, info.numTasks
+        rate = (done - done_then) / (now - seen_at) if now > seen_at else 0.0
+        eta = f", ETA {(total - done) / rate:.0f}s" if rate > 0 else ""
+        return f"spark stage {sid} {done}/{total} tasks{eta}"
+
+    def _run(self) -> None:
+        while not self.stop.wait(self.every):
+            now = time.perf_counter()
+            try:
+                lines = [x for sid in sorted(self.tracker.getActiveStageIds())
+                         if (x := self._stage_line(sid, now))]
+            except Exception:  # the context is going away: nothing to report
+                return
+            LOG.info("stage %s: running %.0fs%s", self.name, now - self.t0,
+                     "; " + "; ".join(lines) if lines else "")
+
+
 @contextmanager
 def stage(name: str, spark=None, timings: dict | None = None) -> Iterator[Stage]:
-    """Log start, end, elapsed seconds and row count of a stage.
+    """Log start, end, elapsed seconds and row count of a stage (and, with ``spark``, a
+    :class:`Heartbeat` every :data:`HEARTBEAT_SECONDS` while it runs).
 
     Sets the Spark job description so the UI names the Spark jobs of the stage, and records the
     elapsed seconds in ``timings[name]`` when a dict is given.
     """
     st = Stage(name)
+    beat = None
     if spark is not None:
         spark.sparkContext.setJobDescription(name)
+        beat = Heartbeat(name, spark).__enter__()
     LOG.info("stage %s: start", name)
     t0 = time.perf_counter()
     try:
@@ -55,6 +102,7 @@ def stage(name: str, spark=None, timings: dict | None = None) -> Iterator[Stage]
         raise
     finally:
         if spark is not None:
+            beat.__exit__(None, None, None)
             spark.sparkContext.setJobDescription(None)
     st.seconds = time.perf_counter() - t0
     if timings is not None:
