@@ -5,25 +5,24 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
+from batchml.spark import with_global_row_number
+
 
 def index_ids(ids_df: DataFrame, *, col_id: str, col_idx: str, numeric: bool = False) -> DataFrame:
     """Map the distinct values of ``col_id`` to a dense index 0..n-1, in sorted id order.
 
-    Sorting is numeric when ``numeric`` (Netflix customer ids), else lexicographic, so the index is
-    deterministic.  Runs distributed (range sort, then ``zipWithIndex``): no single-partition step.
+    Sorting is numeric when ``numeric`` (Netflix customer ids; ids equal as numbers fall back to
+    their text), else lexicographic, so the index is deterministic.  Runs distributed and in the JVM
+    (a range sort numbered by :func:`batchml.spark.with_global_row_number`): no single-partition
+    step, no Python worker.
 
     Returns columns ``col_idx`` int, ``col_id`` string.
     """
-    distinct = ids_df.select(F.col(col_id)).where(F.col(col_id).isNotNull()).distinct()
-    key = F.col(col_id).cast(T.LongType()) if numeric else F.col(col_id).cast(T.StringType())
-    ordered = distinct.orderBy(key).select(F.col(col_id).cast(T.StringType()).alias(col_id))
-    spark = ids_df.sparkSession
-    # persisted so the count pass of zipWithIndex and the index pass see the same partitions
-    ids = ordered.rdd.map(lambda row: row[0]).persist()
-    indexed = ids.zipWithIndex().map(lambda id_i: (int(id_i[1]), id_i[0]))
-    schema = T.StructType([T.StructField(col_idx, T.IntegerType(), False),
-                           T.StructField(col_id, T.StringType(), False)])
-    return spark.createDataFrame(indexed, schema)
+    distinct = (ids_df.select(F.col(col_id).cast(T.StringType()).alias(col_id))
+                .where(F.col(col_id).isNotNull()).distinct())
+    order = ([F.col(col_id).cast(T.LongType())] if numeric else []) + [F.col(col_id)]
+    numbered = with_global_row_number(distinct, order, "_row")
+    return numbered.select((F.col("_row") - 1).cast(T.IntegerType()).alias(col_idx), F.col(col_id))
 
 
 def keep_latest(df: DataFrame, *, keys: list[str], order: list[str], value_cols: list[str]) -> DataFrame:

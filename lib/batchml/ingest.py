@@ -15,8 +15,9 @@ from __future__ import annotations
 import time
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
+from typing import Callable
 
-from pyspark.sql import Column, DataFrame, SparkSession
+from pyspark.sql import Column, DataFrame, Observation, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
@@ -31,10 +32,10 @@ from batchml.io.parsed import KIND_DATA, KIND_REJECT, OPTIONAL_RATING_COLS, Pars
 from batchml.io.read_failures import input_read_errors
 from batchml.io.readers import reader_for
 from batchml.io.tables import conform
-from batchml.io.text import with_lines
+from batchml.io.text import with_lines_and_groups
 from batchml.logs import Stage, stage
 from batchml.spark import fault_point, maybe_broadcast
-from batchml.stats import category_stats, dataset_stats, line_counts, reconcile
+from batchml.stats import category_stats, counts_by_kind, dataset_stats, line_counts, reconcile
 
 #: the order that picks the latest of duplicate lines: timestamp, then file, then line
 LATEST_ORDER = [S.TS_COL, "source", "line"]
@@ -49,11 +50,13 @@ class IngestResult:
 
 @dataclass
 class Workspace:
-    """The temporary dataset dir one ingest fills, its staging area, and the stage timings."""
+    """The temporary dataset dir one ingest fills, its staging area, the stage timings and the row
+    count of every table written (observed during its write: no extra pass)."""
 
     spark: SparkSession
     tmp: str
     timings: dict
+    rows: dict = field(default_factory=dict)   # table name (staged: "_staging/name") -> rows written
 
     @property
     def staging(self) -> str:
@@ -64,12 +67,14 @@ class Workspace:
 
     def staged(self, df: DataFrame, name: str) -> DataFrame:
         """``df`` written to the staging area and read back (computed once from here on)."""
-        return _write_parquet(fault_point(df, "ingest"), f"{self.staging}/{name}")
+        out, self.rows[f"_staging/{name}"] = _write_parquet(fault_point(df, "ingest"), f"{self.staging}/{name}")
+        return out
 
     def table(self, df: DataFrame, name: str, schema: T.StructType,
               optional: T.StructType | None = None) -> DataFrame:
         """``df`` conformed to ``schema``, written as the dataset table ``name`` and read back."""
-        return _write_parquet(conform(df, schema, optional), f"{self.tmp}/{name}")
+        out, self.rows[name] = _write_parquet(conform(df, schema, optional), f"{self.tmp}/{name}")
+        return out
 
 
 @dataclass
@@ -90,6 +95,7 @@ class Indexed:
     users: DataFrame
     items: DataFrame
     ratings: DataFrame  # user_idx, item_idx, rating, ts[, verified, helpful_votes]: not written yet
+    duplicates_dropped: int = 0  # accepted lines dropped for a later line of the same (user, item)
 
 
 @dataclass
@@ -143,23 +149,29 @@ def parse_lines(ws: Workspace, dump: ParsedDump, name: Column, max_reject_fracti
     """Stage the parsed ratings lines, enforce the reject limit, then stage the item metadata."""
     with ws.stage("parse ratings files") as st:
         parsed = ws.staged(dump.ratings.withColumn("source", name), S.RATINGS)
-        if "line" not in parsed.columns:
-            parsed = with_lines(parsed)
-        counts = line_counts(parsed, S.RATINGS)
+        if "line" in parsed.columns:
+            counts = line_counts(parsed, S.RATINGS)
+        else:   # line numbers and the line accounting from one small job
+            parsed, groups = with_lines_and_groups(parsed, by=("kind", "reason"))
+            counts = counts_by_kind(groups, S.RATINGS)
         st.set_rows(sum(c["lines"] for c in counts.values()))
-    examples = [r.asDict() for r in rejects_of(parsed).orderBy("source", "line").limit(3).collect()]
-    check_reject_fraction(counts, max_reject_fraction, examples)
+    check_reject_fraction(counts, max_reject_fraction, examples=lambda: reject_examples(parsed))
     items_parsed, item_rows = None, None
     with ws.stage("item metadata") as st:
         if dump.items is not None:
             items_parsed = ws.staged(dump.items.withColumn("source", name), S.ITEMS)
-            counts.update(line_counts(items_parsed, S.ITEMS))
+            item_counts = line_counts(items_parsed, S.ITEMS)
+            counts.update(item_counts)
             item_rows = latest_item_metadata(items_parsed)
-            st.set_rows(item_rows.count())
+            st.set_rows(sum(c["accepted"] for c in item_counts.values()))
         elif S.TITLE_COL in parsed.columns:
             item_rows = latest_review_titles(parsed)
-            st.set_rows(item_rows.count())
     return ParsedLines(parsed, items_parsed, item_rows, counts)
+
+
+def reject_examples(parsed: DataFrame, n: int = 3) -> list[dict]:
+    """The first ``n`` reject lines of a parse (by file and line), for an error message."""
+    return [r.asDict() for r in rejects_of(parsed).orderBy("source", "line").limit(n).collect()]
 
 
 def dedupe_and_index(ws: Workspace, parsed: ParsedLines, *, numeric: bool) -> Indexed:
@@ -175,8 +187,10 @@ def dedupe_and_index(ws: Workspace, parsed: ParsedLines, *, numeric: bool) -> In
         users = ws.table(users, S.USERS, S.USERS_SCHEMA)
         items = ws.table(items_with_metadata(latest, parsed.item_rows, numeric=numeric), S.ITEMS,
                          S.ITEMS_SCHEMA)
-        st.set_rows(latest.count())
-    return Indexed(latest, users, items, with_indices(latest, users, items))
+        figures = latest.agg(F.count(F.lit(1)).alias("n"), F.sum(F.col("n_copies") - 1).alias("d")).first()
+        st.set_rows(figures["n"])
+    return Indexed(latest, users, items, with_indices(latest, users, items),
+                   duplicates_dropped=int(figures["d"] or 0))
 
 
 def write_pair_tables(ws: Workspace, dump: ParsedDump, name: Column, indexed: Indexed, counts: dict,
@@ -197,7 +211,7 @@ def write_pair_tables(ws: Workspace, dump: ParsedDump, name: Column, indexed: In
                 schema = S.PROBE_SCHEMA
             pairs = ws.table(pairs, table, schema)
             rejects += [rejects_of(pdf), unknown]
-            stats[table] = {"pairs": st.set_rows(pairs.count()), "unknown": unknown.count()}
+            stats[table] = {"pairs": st.set_rows(ws.rows[table]), "unknown": unknown.count()}
             counts.update(line_counts(pdf, table, extra_rejects=unknown))
     return PairTables(rejects, stats)
 
@@ -213,12 +227,13 @@ def write_ratings_and_rejects(ws: Workspace, ratings: DataFrame, rejects: list[D
     """Write the ratings and rejects tables; returns the ratings as written."""
     with ws.stage("write ratings") as st:
         ratings = ws.table(ratings, S.RATINGS, S.RATINGS_SCHEMA, S.RATINGS_OPTIONAL)
-        st.set_rows(ratings.count())
+        st.set_rows(ws.rows[S.RATINGS])
     with ws.stage("write rejects") as st:
         union = rejects[0]
         for r in rejects[1:]:
             union = union.unionByName(r)
-        st.set_rows(ws.table(union, S.REJECTS, S.REJECTS_SCHEMA).count())
+        ws.table(union, S.REJECTS, S.REJECTS_SCHEMA)
+        st.set_rows(ws.rows[S.REJECTS])
     return ratings
 
 
@@ -230,7 +245,7 @@ def write_reviews(ws: Workspace, parsed: DataFrame, ratings: DataFrame) -> DataF
     with ws.stage("write reviews") as st:
         text = parsed.where(F.col("kind") == KIND_DATA).select("source", "line", *S.REVIEW_TEXT_COLS)
         reviews = ws.table(review_rows(ratings, text), S.REVIEWS, S.REVIEWS_SCHEMA)
-        st.set_rows(reviews.count())
+        st.set_rows(ws.rows[S.REVIEWS])
     return reviews
 
 
@@ -249,9 +264,9 @@ def ingest_stats(ws: Workspace, dump: ParsedDump, input_dir: str, counts: dict, 
     """The dataset figures of ``_stats.json``, with the per-file line accounting (and, with review
     text, the reviews count and per-category figures)."""
     with ws.stage("statistics"):
-        stats = dataset_stats(ratings, indexed.users, indexed.items)
+        stats = dataset_stats(ratings, ws.rows[S.USERS], ws.rows[S.ITEMS])
         stats.update({"format": dump.format, **dump.info, "input": input_dir, "files": counts,
-                      "duplicates_dropped": duplicates_dropped(indexed.latest)})
+                      "duplicates_dropped": indexed.duplicates_dropped})
         if reviews is not None:
             stats.update(category_stats(reviews))
     return stats
@@ -269,8 +284,9 @@ def check_reconciled(counts: dict, *, duplicates: int, removed: int, ratings_wri
 
 
 # ------------------------------------------------------------------------------------------ checks
-def check_reject_fraction(counts: dict, limit: float, examples: list) -> None:
-    """Raise :class:`JobError` when rejected / (accepted + rejected) exceeds ``limit``."""
+def check_reject_fraction(counts: dict, limit: float, examples: Callable[[], list]) -> None:
+    """Raise :class:`JobError` when rejected / (accepted + rejected) exceeds ``limit``; ``examples``
+    gives a few reject lines for the message (called only then)."""
     accepted = sum(c["accepted"] for c in counts.values())
     rejected = sum(c["rejected"] for c in counts.values())
     total = accepted + rejected
@@ -283,15 +299,17 @@ def check_reject_fraction(counts: dict, limit: float, examples: list) -> None:
             for r, n in c["rejected_by_reason"].items():
                 by_reason[r] = by_reason.get(r, 0) + n
         top = ", ".join(f"{r}: {n:,}" for r, n in sorted(by_reason.items(), key=lambda x: -x[1]))
-        ex = "; ".join(f"{e['source']}:{e['line']}: {e['raw']!r} ({e['reason']})" for e in examples)
+        ex = "; ".join(f"{e['source']}:{e['line']}: {e['raw']!r} ({e['reason']})" for e in examples())
         raise JobError(f"{frac:.2%} of rating lines were rejected, above the limit of {limit:.2%} "
                        f"(ingest.max_reject_fraction). Reasons: {top}. Examples: {ex}")
 
 
 # -------------------------------------------------------------------------------------- transforms
-def _write_parquet(df: DataFrame, path: str) -> DataFrame:
-    df.write.mode("overwrite").parquet(path)
-    return df.sparkSession.read.parquet(path)
+def _write_parquet(df: DataFrame, path: str) -> tuple[DataFrame, int]:
+    """``df`` written as Parquet at ``path`` and read back, and its row count (a metric of the write)."""
+    seen = Observation()
+    df.observe(seen, F.count(F.lit(1)).alias("rows")).write.mode("overwrite").parquet(path)
+    return df.sparkSession.read.parquet(path), int(seen.get["rows"])
 
 
 def rejects_of(parsed: DataFrame) -> DataFrame:
@@ -303,11 +321,6 @@ def rejects_of(parsed: DataFrame) -> DataFrame:
 def parse_rejects(parsed: ParsedLines) -> list[DataFrame]:
     """The reject lines of the ratings and title files."""
     return [rejects_of(p) for p in (parsed.ratings, parsed.items) if p is not None]
-
-
-def duplicates_dropped(latest: DataFrame) -> int:
-    """Accepted lines dropped for a later line of the same (user, item)."""
-    return int(latest.agg(F.sum(F.col("n_copies") - 1).alias("d")).first()["d"] or 0)
 
 
 def latest_item_metadata(items_parsed: DataFrame) -> DataFrame:

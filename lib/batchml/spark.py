@@ -4,11 +4,15 @@ from __future__ import annotations
 import os
 import sys
 from functools import partial
-from typing import Iterator
+from typing import Iterator, Sequence
+
+import pyarrow as pa
 
 from pyspark import TaskContext
 from pyspark.sql import DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
+from pyspark.sql import types as T
+from pyspark.sql.pandas.types import to_arrow_schema
 
 from batchml.config import SparkSettings
 
@@ -66,6 +70,18 @@ def build_session(settings: SparkSettings, app_name: str | None = None) -> Spark
     return spark
 
 
+def local_frame(spark: SparkSession, rows: Sequence[tuple], schema: T.StructType | str) -> DataFrame:
+    """A small DataFrame of driver-side ``rows`` (tuples in the order of ``schema``'s fields), handed
+    to the JVM as one Arrow table: unlike a list of tuples, reading it starts no Python worker."""
+    if isinstance(schema, str):
+        schema = T.StructType.fromDDL(schema)
+    arrow_schema = to_arrow_schema(schema)
+    columns = list(zip(*rows)) if rows else [() for _ in schema.fields]
+    table = pa.Table.from_arrays([pa.array(list(c), type=f.type) for c, f in zip(columns, arrow_schema)],
+                                 schema=arrow_schema)
+    return spark.createDataFrame(table, schema)
+
+
 def maybe_broadcast(df: DataFrame, *, values_per_row: int = 3, n_rows: int | None = None) -> DataFrame:
     """``df`` with a broadcast hint when it is small (see :data:`BROADCAST_MAX_VALUES`); counts it
     unless ``n_rows`` is given (cache or checkpoint ``df`` first)."""
@@ -114,7 +130,7 @@ def with_global_row_number(df: DataFrame, order: list, col_out: str) -> DataFram
         offsets.append((p, total))
         total += n
     spark = df.sparkSession
-    offset_df = spark.createDataFrame(offsets, f"{pid} int, _gr_offset long")
+    offset_df = local_frame(spark, offsets, f"{pid} int, _gr_offset long")
     window = Window.partitionBy(pid).orderBy(*order)
     return (ranked.withColumn(local, F.row_number().over(window))
             .join(F.broadcast(offset_df), on=pid, how="left")

@@ -16,64 +16,76 @@ def line_counts(parsed: DataFrame, role: str, extra_rejects: DataFrame | None = 
     rejected.  ``role`` (ratings, items, probe, qualifying) is recorded with each file.
     """
     rows = parsed.groupBy("source", "kind", "reason").count().collect()
+    extra = extra_rejects.groupBy("source", "reason").count().collect() if extra_rejects is not None else []
+    return counts_by_kind([(r["source"], r["kind"], r["reason"], int(r["count"])) for r in rows], role,
+                          [(r["source"], r["reason"], int(r["count"])) for r in extra])
+
+
+def counts_by_kind(rows, role: str, extra_rejects=()) -> dict:
+    """:func:`line_counts` from collected ``(source, kind, reason, n)`` rows and ``(source, reason,
+    n)`` rows of later rejects (a pure function on the driver)."""
     out: dict[str, dict] = {}
-    for r in rows:
-        c = out.setdefault(r["source"], {"role": role, "lines": 0, "headers": 0, "accepted": 0, "blank": 0,
-                                         "rejected": 0, "rejected_by_reason": {}})
-        n = int(r["count"])
+    for source, kind, reason, n in rows:
+        c = out.setdefault(source, {"role": role, "lines": 0, "headers": 0, "accepted": 0, "blank": 0,
+                                    "rejected": 0, "rejected_by_reason": {}})
         c["lines"] += n
-        if r["kind"] == KIND_HEADER:
+        if kind == KIND_HEADER:
             c["headers"] += n
-        elif r["kind"] == KIND_DATA:
+        elif kind == KIND_DATA:
             c["accepted"] += n
-        elif r["kind"] == KIND_BLANK:
+        elif kind == KIND_BLANK:
             c["blank"] += n
         else:
             c["rejected"] += n
-            c["rejected_by_reason"][r["reason"]] = c["rejected_by_reason"].get(r["reason"], 0) + n
-    if extra_rejects is not None:
-        for r in extra_rejects.groupBy("source", "reason").count().collect():
-            c = out[r["source"]]
-            n = int(r["count"])
-            c["accepted"] -= n
-            c["rejected"] += n
-            c["rejected_by_reason"][r["reason"]] = c["rejected_by_reason"].get(r["reason"], 0) + n
+            c["rejected_by_reason"][reason] = c["rejected_by_reason"].get(reason, 0) + n
+    for source, reason, n in extra_rejects:
+        c = out[source]
+        c["accepted"] -= n
+        c["rejected"] += n
+        c["rejected_by_reason"][reason] = c["rejected_by_reason"].get(reason, 0) + n
     for c in out.values():
         c["reconciles"] = c["lines"] == c["headers"] + c["accepted"] + c["blank"] + c["rejected"]
     return out
 
 
-def dataset_stats(ratings: DataFrame, users: DataFrame, items: DataFrame) -> dict:
-    """Counts, mean, histogram, date range and per-user / per-item activity of a ratings table."""
-    agg = ratings.agg(
-        F.count(F.lit(1)).alias("n"), F.avg(S.RATING_COL).alias("mean"),
-        F.min(S.TS_COL).alias("first"), F.max(S.TS_COL).alias("last"),
-        F.countDistinct(S.USER_COL).alias("users"), F.countDistinct(S.ITEM_COL).alias("items"),
-    ).first()
-    hist = {str(r[S.RATING_COL]): int(r["count"]) for r in
-            ratings.groupBy(S.RATING_COL).count().orderBy(S.RATING_COL).collect()}
+def dataset_stats(ratings: DataFrame, n_users: int, n_items: int) -> dict:
+    """Counts, mean, histogram, date range and per-user / per-item activity of a ratings table
+    (``n_users``, ``n_items``: the rows of the users and items tables).
 
-    def activity(col: str) -> dict:
-        per = ratings.groupBy(col).count()
-        r = per.agg(F.min("count").alias("min"),
-                    F.percentile_approx("count", [0.5, 0.99], 10000).alias("q"),
-                    F.max("count").alias("max")).first()
-        if r["min"] is None:
-            return {"min": 0, "median": 0, "p99": 0, "max": 0}
-        return {"min": int(r["min"]), "median": int(r["q"][0]), "p99": int(r["q"][1]), "max": int(r["max"])}
-
+    Three aggregations: per rating value (count, first and last date: the histogram, the count, the
+    mean and the date range follow on the driver) and one per activity column."""
+    by_value = sorted(ratings.groupBy(S.RATING_COL).agg(
+        F.count(F.lit(1)).alias("n"), F.min(S.TS_COL).alias("first"), F.max(S.TS_COL).alias("last"),
+    ).collect(), key=lambda r: (r[S.RATING_COL] is None, r[S.RATING_COL]))
+    n = sum(int(r["n"]) for r in by_value)
+    rated = [(r[S.RATING_COL], int(r["n"])) for r in by_value if r[S.RATING_COL] is not None]
+    n_rated = sum(c for _, c in rated)
+    firsts = [r["first"] for r in by_value if r["first"] is not None]
+    lasts = [r["last"] for r in by_value if r["last"] is not None]
+    per_user, per_item = activity(ratings, S.USER_COL), activity(ratings, S.ITEM_COL)
     out = {
-        "ratings": int(agg["n"]),
-        "users": users.count(), "items": items.count(),
-        "users_with_ratings": int(agg["users"]), "items_with_ratings": int(agg["items"]),
-        "mean_rating": float(agg["mean"]) if agg["mean"] is not None else None,
-        "rating_histogram": hist,
-        "date_range": [str(agg["first"]), str(agg["last"])] if agg["first"] is not None else None,
-        "ratings_per_user": activity(S.USER_COL),
-        "ratings_per_item": activity(S.ITEM_COL),
+        "ratings": n,
+        "users": n_users, "items": n_items,
+        "users_with_ratings": per_user.pop("distinct"), "items_with_ratings": per_item.pop("distinct"),
+        "mean_rating": sum(v * c for v, c in rated) / n_rated if n_rated else None,
+        "rating_histogram": {str(r[S.RATING_COL]): int(r["n"]) for r in by_value},
+        "date_range": [str(min(firsts)), str(max(lasts))] if firsts else None,
+        "ratings_per_user": per_user,
+        "ratings_per_item": per_item,
     }
     out.update(review_stats(ratings))
     return out
+
+
+def activity(ratings: DataFrame, col: str) -> dict:
+    """Ratings per distinct ``col`` value: min, median, p99, max, and ``distinct`` (how many values)."""
+    per = ratings.groupBy(col).count()
+    r = per.agg(F.min("count").alias("min"), F.percentile_approx("count", [0.5, 0.99], 10000).alias("q"),
+                F.max("count").alias("max"), F.count(F.lit(1)).alias("distinct")).first()
+    if r["min"] is None:
+        return {"min": 0, "median": 0, "p99": 0, "max": 0, "distinct": 0}
+    return {"min": int(r["min"]), "median": int(r["q"][0]), "p99": int(r["q"][1]), "max": int(r["max"]),
+            "distinct": int(r["distinct"])}
 
 
 def review_stats(ratings: DataFrame) -> dict:

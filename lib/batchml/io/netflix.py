@@ -25,6 +25,7 @@ from pyspark.sql import types as T
 from batchml.io import reasons as R
 from batchml.io.parsed import KIND_BLANK, KIND_DATA, KIND_HEADER, KIND_REJECT
 from batchml.io.text import Block, block_summary, line_offsets, read_lines, read_small_text, truncate_raw
+from batchml.spark import local_frame
 
 # movie state of an interval
 STATE_OK, STATE_NO_HEADER, STATE_BAD_HEADER = 0, 1, 2
@@ -110,7 +111,7 @@ def interval_table(spark: SparkSession, intervals: list[Interval], width: int) -
     for iv in intervals:
         for bucket in range(iv.start // width, (iv.end - 1) // width + 1):
             rows.append((bucket, iv.start, iv.end, iv.movie, iv.state))
-    return spark.createDataFrame(rows, _INTERVAL_SCHEMA)
+    return local_frame(spark, rows, _INTERVAL_SCHEMA)
 
 
 def with_movie(lines_df: DataFrame, blocks: list[Block], intervals: list[Interval]) -> DataFrame:
@@ -120,9 +121,8 @@ def with_movie(lines_df: DataFrame, blocks: list[Block], intervals: list[Interva
     width = bucket_size(n_lines, len(intervals))
     table = interval_table(spark, intervals, width)
     offs = line_offsets(blocks)
-    deltas = spark.createDataFrame(
-        [(b.source, b.block, offs[(b.source, b.block)] - b.min_seq + 1) for b in blocks],
-        "source string, block long, line_delta long")
+    deltas = local_frame(spark, [(b.source, b.block, offs[(b.source, b.block)] - b.min_seq + 1) for b in blocks],
+                         "source string, block long, line_delta long")
     lines = lines_df.withColumn("bucket", F.floor(F.col("seq") / F.lit(width)).cast("long"))
     joined = (
         lines.alias("l")

@@ -12,9 +12,9 @@ from typing import Sequence
 
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
-from pyspark.sql import types as T
 
 from batchml.io.files import read_bytes
+from batchml.spark import local_frame
 
 
 def read_lines(spark: SparkSession, paths: Sequence[str]) -> DataFrame:
@@ -75,10 +75,8 @@ def with_line_numbers(lines_df: DataFrame, blocks: list[Block]) -> DataFrame:
     """Add ``line`` (1-based line number within its file) via a broadcast of the split table."""
     spark = lines_df.sparkSession
     offs = line_offsets(blocks)
-    table = spark.createDataFrame(
-        [(b.source, b.block, offs[(b.source, b.block)] - b.min_seq + 1) for b in blocks],
-        T.StructType([T.StructField("source", T.StringType()), T.StructField("block", T.LongType()),
-                      T.StructField("line_delta", T.LongType())]))
+    table = local_frame(spark, [(b.source, b.block, offs[(b.source, b.block)] - b.min_seq + 1) for b in blocks],
+                        "source string, block long, line_delta long")
     return (
         lines_df.join(F.broadcast(table), on=["source", "block"], how="left")
         .withColumn("line", F.col("seq") + F.col("line_delta"))
@@ -88,8 +86,25 @@ def with_line_numbers(lines_df: DataFrame, blocks: list[Block]) -> DataFrame:
 
 def with_lines(df: DataFrame) -> DataFrame:
     """Replace ``block, seq`` by ``line`` (1-based within the file); runs one small job."""
-    blocks = block_summary(df.select("source", "block", "seq"))
-    return with_line_numbers(df, blocks).drop("block", "seq")
+    return with_lines_and_groups(df, by=())[0]
+
+
+def with_lines_and_groups(df: DataFrame, by: Sequence[str]) -> tuple[DataFrame, list[tuple]]:
+    """:func:`with_lines`, and the row count per ``(source, *by)`` from the same small job (e.g. per
+    kind and reason of a parse: the line accounting), as ``(source, *by values, n)`` tuples."""
+    rows = (df.groupBy("source", "block", *by)
+            .agg(F.min("seq").alias("min_seq"), F.count(F.lit(1)).alias("n")).collect())
+    per_block: dict[tuple, list] = {}
+    groups: dict[tuple, int] = {}
+    for r in rows:
+        b = per_block.setdefault((r["source"], int(r["block"])), [r["min_seq"], 0])
+        b[0], b[1] = min(b[0], r["min_seq"]), b[1] + int(r["n"])
+        key = (r["source"], *(r[c] for c in by))
+        groups[key] = groups.get(key, 0) + int(r["n"])
+    blocks = sorted((Block(src, blk, int(m), n) for (src, blk), (m, n) in per_block.items()),
+                    key=lambda b: (b.source, b.block))
+    return (with_line_numbers(df, blocks).drop("block", "seq"),
+            [(*key, n) for key, n in sorted(groups.items(), key=lambda kv: str(kv[0]))])
 
 
 _SMALL_TEXT_SCHEMA = "source string, line long, value string"
@@ -110,7 +125,7 @@ def read_small_text(spark: SparkSession, paths: Sequence[str], encoding: str = "
         if lines[-1] == "":
             lines.pop()
         rows += [(path, n, v.removesuffix("\r")) for n, v in enumerate(lines, start=1)]
-    return spark.createDataFrame(rows, _SMALL_TEXT_SCHEMA)
+    return local_frame(spark, rows, _SMALL_TEXT_SCHEMA)
 
 
 def truncate_raw(col: Column, max_chars: int) -> Column:
