@@ -2,7 +2,7 @@
 
     nice -n 5 .venv/bin/python benchmarks/pipeline_scale.py [--sizes 100k,1M,10M,30M,100M]
         [--stages ingest,similarity,factorize,recommend] [--work data/bench/scale]
-        [--fresh-stage STAGE,...] [--log-level WARNING] [--table-only]
+        [--fresh-stage STAGE,...] [--log-level WARNING] [--table-only] [--peers [--peer-sizes 1M,10M]]
 
 Per size it generates a Netflix Prize-format dump once (``batchml.synth.netflix.write_netflix_dump``
 with taste 1.5, seed 42, in a child process) and then runs each job through ``./spark-submit.sh``
@@ -22,6 +22,12 @@ at 100M, hence the Prize-calibrated constants here:
 
     100k: 712 x 562    1M: 4,802 x 1,777    10M: 48,019 x 5,619    30M: 144,057 x 9,733
     100M: 480,189 x 17,770
+
+With ``--peers`` (at ``--peer-sizes``, default 1M and 10M) each size also runs single-machine
+peers beside our job on the same input (``benchmarks/peers.py``, each in its own process):
+``pandas_ingest`` (pandas parse of the dump, latest duplicate kept, dense ids, Parquet) against our
+ingest, and ``scipy_jaccard`` (exact Jaccard top-20 from XᵀX) against ``jaccard_exact`` (our
+similarity job with ``--exact`` and no held-out evaluation).  A second table gives ours / peer.
 
 Work dir layout (``--work``), one folder per size: ``dump/`` (the raw files), ``dataset/``,
 ``similarity/``, ``model/``, ``recommend/`` (the jobs' outputs), ``STAGE.log`` (the job's output),
@@ -53,11 +59,19 @@ from common import measure  # noqa: E402
 
 SIZES = (100_000, 1_000_000, 10_000_000, 30_000_000, 100_000_000)
 STAGES = ("ingest", "similarity", "factorize", "recommend")
+#: --peers: single-machine peers of a stage, each beside our run of the same task (PEER_OF)
+PEER_STAGES = ("pandas_ingest", "jaccard_exact", "scipy_jaccard")
+PEER_OF = {"pandas_ingest": "ingest", "scipy_jaccard": "jaccard_exact"}
+PEER_SIZES = (1_000_000, 10_000_000)
 NEEDS = {"ingest": (), "similarity": ("ingest",), "factorize": ("ingest",),
-         "recommend": ("ingest", "factorize")}
-OUTPUT = {"ingest": "dataset", "similarity": "similarity", "factorize": "model", "recommend": "recommend"}
+         "recommend": ("ingest", "factorize"), "pandas_ingest": (), "jaccard_exact": ("ingest",),
+         "scipy_jaccard": ("ingest",)}
+OUTPUT = {"ingest": "dataset", "similarity": "similarity", "factorize": "model", "recommend": "recommend",
+          "pandas_ingest": "pandas", "jaccard_exact": "jaccard_exact", "scipy_jaccard": "scipy_jaccard"}
 ROWS_WHAT = {"ingest": "ratings in the dataset (probe removed)", "similarity": "neighbour rows written",
-             "factorize": "training ratings (n_train)", "recommend": "users scored"}
+             "factorize": "training ratings (n_train)", "recommend": "users scored",
+             "pandas_ingest": "ratings kept (probe not removed)", "jaccard_exact": "neighbour rows written",
+             "scipy_jaccard": "neighbour rows"}
 PRIZE = {"ratings": 100_000_000, "users": 480_189, "items": 17_770, "probe": 0.014, "qualifying": 0.028}
 TASTE, SEED = 1.5, 42
 
@@ -144,7 +158,13 @@ def stage_command(stage: str, size_dir: Path, log_level: str) -> list[str]:
                       "--test", "probe"],
         "recommend": ["jobs/recommend.py", "--model", p["factorize"], "--dataset", p["ingest"],
                       "--output", p["recommend"]],
-    }[stage]
+        "jaccard_exact": ["jobs/similarity.py", "--dataset", p["ingest"], "--output", p["jaccard_exact"],
+                          "--exact", "--set", "similarity.holdout_fraction=0"],
+    }.get(stage)
+    if args is None:   # a single-machine peer (benchmarks/peers.py)
+        peer = {"pandas_ingest": ["ingest", "--format", "netflix", "--input", dump],
+                "scipy_jaccard": ["jaccard", "--dataset", p["ingest"]]}[stage]
+        return [sys.executable, "benchmarks/peers.py", *peer, "--output", p[stage]]
     return ["./spark-submit.sh", *args, "--log-level", log_level]
 
 
@@ -154,8 +174,10 @@ def stage_rows(stage: str, out: Path) -> tuple[int | None, dict]:
         s = json.loads((out / "_stats.json").read_text())
         return s["ratings"], {"users": s["users"], "items": s["items"],
                               "probe_pairs": (s.get("probe") or {}).get("pairs")}
+    if stage in PEER_OF:
+        return json.loads((out / "result.json").read_text())["rows"], {}
     m = json.loads((out / "metrics.json").read_text())
-    if stage == "similarity":
+    if stage in ("similarity", "jaccard_exact"):
         s = m["similarity"]
         return s["rows"], {k: s.get(k) for k in ("pairs_generated", "users_capped", "distinct_pairs")}
     if stage == "factorize":
@@ -188,7 +210,7 @@ def is_current(size_dir: Path, stage: str, shape: dict) -> bool:
 def run_stage(size_dir: Path, stage: str, shape: dict, log_level: str) -> dict:
     """Run one stage, write and return its ``STAGE.json``."""
     size_dir.mkdir(parents=True, exist_ok=True)
-    if stage == "ingest":
+    if stage in ("ingest", "pandas_ingest"):
         ensure_dump(size_dir, shape)
     cmd = stage_command(stage, size_dir, log_level)
     log = size_dir / f"{stage}.log"
@@ -219,9 +241,9 @@ def run_stage(size_dir: Path, stage: str, shape: dict, log_level: str) -> dict:
 
 
 def run_size(work: Path, n: int, stages: list[str], fresh: set[str], log_level: str) -> None:
-    """Run the selected stages of one size in pipeline order, skipping current ones."""
+    """Run the selected stages of one size in pipeline order (then its peers), skipping current ones."""
     size_dir, shape = work / label(n), prize_shape(n)
-    for stage in STAGES:
+    for stage in STAGES + PEER_STAGES:
         if stage not in stages:
             continue
         if stage not in fresh and is_current(size_dir, stage, shape):
@@ -277,6 +299,33 @@ def table(work: Path, sizes: list[int], stages: list[str]) -> str:
             prev["total"] = (n, total)
         lines.append("")
     return "\n".join(lines + _footer(stages))
+
+
+def peer_table(work: Path, sizes: list[int]) -> str:
+    """Ours vs the single-machine peer of the same task, per size: both walls, peaks and the ratio."""
+    head = (f"{'size':>5} {'task':<8} {'ours':<14} {'wall s':>8} {'GiB':>6}   {'peer':<14} {'wall s':>8} "
+            f"{'GiB':>6} {'ours/peer':>9}")
+    lines = [head, "-" * len(head)]
+    for n in sizes:
+        for peer, ours in PEER_OF.items():
+            a, b = _cell(n, ours, work), _cell(n, peer, work)
+            if a is None and b is None:
+                continue
+            ratio = (f"{a['wall_s'] / b['wall_s']:9.1f}" if a and b and a["returncode"] == 0 == b["returncode"]
+                     else f"{'':>9}")
+            lines.append(f"{label(n):>5} {ours.split('_')[0]:<8} {ours:<14} {_wall(a):>8} {_gib(a):>6}   "
+                         f"{peer:<14} {_wall(b):>8} {_gib(b):>6} {ratio}")
+    return "\n".join(lines)
+
+
+def _wall(r: dict | None) -> str:
+    if r is None:
+        return "not run"
+    return f"{r['wall_s']:.1f}" if r["returncode"] == 0 else f"exit {r['returncode']}"
+
+
+def _gib(r: dict | None) -> str:
+    return f"{r['peak_rss_bytes'] / 2**30:.2f}" if r else ""
 
 
 def _row(n: int, stage: str, r: dict | None, prev: tuple[int, float] | None) -> str:
@@ -340,20 +389,28 @@ def main(argv=None) -> int:
     p.add_argument("--stages", type=lambda t: _names(t, STAGES), default=list(STAGES),
                    help="stages to run (default all four; the table shows these)")
     p.add_argument("--work", default=str(ROOT / "data" / "bench" / "scale"), help="cache dir")
-    p.add_argument("--fresh-stage", type=lambda t: _names(t, STAGES), default=[],
+    p.add_argument("--fresh-stage", type=lambda t: _names(t, STAGES + PEER_STAGES), default=[],
                    help="redo these stages even when cached")
     p.add_argument("--log-level", default="WARNING", choices=("DEBUG", "INFO", "WARNING", "ERROR"),
                    help="the jobs' --log-level")
     p.add_argument("--table-only", action="store_true", help="run nothing, print the table of the cache")
+    p.add_argument("--peers", action="store_true",
+                   help="also run the single-machine peers (pandas ingest; our exact Jaccard and scipy's) "
+                        "at the --peer-sizes among --sizes")
+    p.add_argument("--peer-sizes", type=lambda t: sorted({parse_size(x) for x in t.split(",") if x.strip()}),
+                   default=list(PEER_SIZES), help="sizes the peers run at (default 1M,10M)")
     args = p.parse_args(argv)
     work = Path(args.work).resolve()
     if not args.table_only:
         print(f"machine: {os.cpu_count()} cores, {_mem_bytes() / 2**30:.0f} GiB; "
               f"load average {os.getloadavg()[0]:.1f}; work dir {_rel(work)}", flush=True)
         for n in args.sizes:
-            run_size(work, n, args.stages, set(args.fresh_stage), args.log_level)
+            peers = list(PEER_STAGES) if args.peers and n in args.peer_sizes else []
+            run_size(work, n, args.stages + peers, set(args.fresh_stage), args.log_level)
     print()
     print(table(work, args.sizes, args.stages))
+    print()
+    print(peer_table(work, args.sizes))
     return 0
 
 
