@@ -16,7 +16,7 @@ from pyspark.sql import functions as F
 
 from batchml.config import as_dict, build_config
 from batchml.errors import InputError
-from batchml.reviews import binary as B
+from batchml import binary_metrics as B
 from batchml.reviews.job import run_reviews
 from batchml.reviews.report import format_table
 from batchml.reviews.split import SPLIT_COL, TEST, split_frames, with_split

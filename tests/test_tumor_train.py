@@ -15,11 +15,28 @@ from batchml.schema import METRICS_FILE
 from batchml.synth.images import write_phantoms
 from batchml.tumor import schema as S
 from batchml.tumor.checkpoints import claim_checkpoints
-from batchml.tumor.evaluate import best_threshold, confusion, evaluate, rates, roc_auc
+from batchml import binary_metrics as B
+from batchml.tumor.evaluate import evaluate
 from batchml.tumor.model import Augmentation, affine_transforms, augment, make_optimizer, transform_images
 from batchml.tumor.prepare import prepare_images
 from batchml.tumor.train import train_and_evaluate, train_distributed
 from batchml.tumor.worker import balanced_error, step_confusion
+
+
+def roc_auc(labels, scores):
+    return B.roc_auc(B.ScoreCounts.of(labels, scores))
+
+
+def best_threshold(labels, scores):
+    return B.best_threshold(B.ScoreCounts.of(labels, scores))
+
+
+def confusion(labels, scores, threshold):
+    """The tumor rule: a tumor where ``score >= threshold``."""
+    return B.confusion(B.ScoreCounts.of(labels, scores), threshold, inclusive=True)
+
+
+rates = B.rates
 
 
 def test_roc_auc_matches_pairwise_count():

@@ -17,7 +17,7 @@ from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
 from batchml import schema as S
-from batchml.reviews import binary as B
+from batchml import binary_metrics as B
 from batchml.reviews.features import (FEATURES_COL, LABEL_COL, LOG_HELPFUL, LOG_LENGTH, LOG_TOTAL, RATING_IN,
                                       WEIGHT_COL, TextSpec, featurizer)
 from batchml.reviews.fitting import Candidate, Task, search

@@ -1,6 +1,6 @@
 """Evaluation of the tumor CNN: predictions (a ``mapInPandas`` over the shards), BER, accuracy,
-confusion matrix, ROC AUC (plain numpy), the BER-minimising threshold chosen on the validation split,
-and a PNG grid of test scans with their predictions.
+confusion matrix and ROC AUC at the BER-minimising threshold chosen on the validation split (all from
+:mod:`batchml.binary_metrics`), and a PNG grid of test scans with their predictions.
 """
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from PIL import Image, ImageDraw
 from pyspark.sql import DataFrame
 from pyspark.sql import types as T
 
+from batchml import binary_metrics as B
 from batchml.tumor import schema as S
 from batchml.tumor.images import pixels_array
 
@@ -61,77 +62,19 @@ def with_predictions(images_df: DataFrame, model_path: str, size: int) -> DataFr
     return base.mapInPandas(predict_batches(model_path, size), schema)
 
 
-def confusion(labels: np.ndarray, scores: np.ndarray, threshold: float) -> dict:
-    """Counts of ``tp, fp, tn, fn`` predicting tumor where ``score >= threshold``."""
-    pred = scores >= threshold
-    pos = labels == 1
-    return {"tp": int(np.sum(pred & pos)), "fp": int(np.sum(pred & ~pos)),
-            "tn": int(np.sum(~pred & ~pos)), "fn": int(np.sum(~pred & pos))}
-
-
-def rates(c: dict) -> dict:
-    """FPR, FNR, BER = (FPR + FNR) / 2 and accuracy of a confusion dict (nan where undefined)."""
-    neg, pos = c["fp"] + c["tn"], c["tp"] + c["fn"]
-    fpr = c["fp"] / neg if neg else float("nan")
-    fnr = c["fn"] / pos if pos else float("nan")
-    n = neg + pos
-    return {"fpr": fpr, "fnr": fnr, "ber": (fpr + fnr) / 2, "accuracy": (c["tp"] + c["tn"]) / n if n else float("nan")}
-
-
-def roc_auc(labels: np.ndarray, scores: np.ndarray) -> float:
-    """Area under the ROC curve: the probability that a random positive scores above a random
-    negative (ties count one half), from average ranks (Mann-Whitney U)."""
-    labels = np.asarray(labels)
-    scores = np.asarray(scores, dtype=np.float64)
-    n_pos, n_neg = int(np.sum(labels == 1)), int(np.sum(labels != 1))
-    if n_pos == 0 or n_neg == 0:
-        return float("nan")
-    order = np.argsort(scores, kind="mergesort")
-    sorted_scores = scores[order]
-    ranks = np.empty(len(scores), np.float64)
-    i = 0
-    while i < len(scores):
-        j = i
-        while j + 1 < len(scores) and sorted_scores[j + 1] == sorted_scores[i]:
-            j += 1
-        ranks[order[i:j + 1]] = (i + j) / 2.0 + 1.0
-        i = j + 1
-    u = np.sum(ranks[labels == 1]) - n_pos * (n_pos + 1) / 2.0
-    return float(u / (n_pos * n_neg))
-
-
-def best_threshold(labels: np.ndarray, scores: np.ndarray) -> tuple[float, float]:
-    """The threshold minimising BER (predict tumor where ``score >= t``) and that BER.
-
-    Candidates are midpoints between consecutive distinct scores (plus the ends); ties of BER go to
-    the threshold nearest 0.5.
-    """
-    labels, scores = np.asarray(labels), np.asarray(scores, dtype=np.float64)
-    u = np.unique(scores)
-    cands = np.concatenate([[0.0], (u[:-1] + u[1:]) / 2.0, [np.nextafter(u[-1], np.inf)]]) if len(u) else np.array([0.5])
-    pos, neg = labels == 1, labels != 1
-    n_pos, n_neg = max(int(pos.sum()), 1), max(int(neg.sum()), 1)
-    pred = scores[None, :] >= cands[:, None]
-    fnr = np.sum(~pred & pos[None, :], axis=1) / n_pos
-    fpr = np.sum(pred & neg[None, :], axis=1) / n_neg
-    ber = (fnr + fpr) / 2
-    best = np.flatnonzero(np.isclose(ber, ber.min()))
-    k = best[np.argmin(np.abs(cands[best] - 0.5))]
-    return float(cands[k]), float(ber[k])
-
-
 def evaluate(val_labels, val_scores, test_labels, test_scores) -> dict:
     """Test-split figures at the BER-minimising threshold of the validation scores (and at 0.5):
-    the test labels are used only to score."""
-    threshold, val_ber = best_threshold(val_labels, val_scores)
-    c = confusion(np.asarray(test_labels), np.asarray(test_scores), threshold)
-    c05 = confusion(np.asarray(test_labels), np.asarray(test_scores), 0.5)
-    r, r05 = rates(c), rates(c05)
+    the test labels are used only to score.  A scan is predicted tumor where ``score >= threshold``
+    (:mod:`batchml.binary_metrics`, ``inclusive``)."""
+    threshold, val_ber = B.best_threshold(B.ScoreCounts.of(val_labels, val_scores))
+    test = B.ScoreCounts.of(test_labels, test_scores)
+    c, c05 = B.confusion(test, threshold, inclusive=True), B.confusion(test, 0.5, inclusive=True)
+    r, r05 = B.rates(c), B.rates(c05)
     return {"threshold": threshold, "validation_ber_at_threshold": val_ber,
             "ber": r["ber"], "fpr": r["fpr"], "fnr": r["fnr"], "accuracy": r["accuracy"],
             "confusion": {"actual_tumor": {"predicted_tumor": c["tp"], "predicted_none": c["fn"]},
                           "actual_none": {"predicted_tumor": c["fp"], "predicted_none": c["tn"]}},
-            "roc_auc": roc_auc(np.asarray(test_labels), np.asarray(test_scores)),
+            "roc_auc": B.roc_auc(test),
             "at_0_5": {"ber": r05["ber"], "accuracy": r05["accuracy"], **c05},
             "test_images": int(len(test_labels)), "validation_images": int(len(val_labels))}
 

@@ -27,12 +27,12 @@ from typing import Any
 
 import numpy as np
 
+from batchml import binary_metrics as B
 from batchml.config import TumorSettings
 from batchml.distributed import WorkerContext, make_strategy
 from batchml.errors import JobError
 from batchml.tumor import schema as S
 from batchml.tumor.checkpoints import checkpoint_dir, restore_latest_good, scratch_dir
-from batchml.tumor.evaluate import best_threshold, roc_auc
 from batchml.tumor.images import pixels_array
 from batchml.tumor.model import Augmentation, augment, build_model, class_weights, make_optimizer
 
@@ -258,8 +258,9 @@ def validate(w: WorkerContext, model, shard: Shard, batch: int = 256) -> dict:
     prob = np.array([v for g in gathered for v in g["p"]], np.float64)
     if len(y) == 0:
         return {"val_ber": float("nan"), "val_threshold": 0.5, "val_auc": float("nan"), "val_images": 0}
-    threshold, ber = best_threshold(y, prob)
-    return {"val_ber": ber, "val_threshold": threshold, "val_auc": roc_auc(y, prob), "val_images": int(len(y))}
+    counts = B.ScoreCounts.of(y, prob)
+    threshold, ber = B.best_threshold(counts)
+    return {"val_ber": ber, "val_threshold": threshold, "val_auc": B.roc_auc(counts), "val_images": int(len(y))}
 
 
 def is_better(record: dict, best: dict | None) -> bool:

@@ -1,12 +1,16 @@
 """Binary-classifier figures from per-score counts: the BER-minimising threshold, BER, confusion,
-ROC AUC and the ROC curve.
+ROC AUC and the ROC curve -- the one home of these for every classifier (the verified-purchase
+model, the tumor CNN).
 
-Spark aggregates the scored rows into one row per distinct score (:func:`score_counts`: score,
-positives, negatives), so the driver holds the distinct scores, never the rows; everything else
-is numpy over those counts and exact (ties included).
+Scored rows become one row per distinct score (:class:`ScoreCounts`: score, positives, negatives):
+aggregated in Spark (:func:`score_counts`) so the driver holds the distinct scores, never the rows,
+or from numpy arrays (:meth:`ScoreCounts.of`); everything else is numpy over those counts and exact
+(ties included).
 
 Conventions: a row is predicted positive when ``score > threshold`` (MLlib's rule for
-``LogisticRegressionModel.threshold``); BER = (FPR + FNR) / 2; AUC is the probability that a random
+``LogisticRegressionModel.threshold``), or ``score >= threshold`` with ``inclusive=True`` (the tumor
+CNN, whose training step counts p = 0.5 as a tumor); the candidate thresholds never equal a score,
+so both rules choose alike; BER = (FPR + FNR) / 2; AUC is the probability that a random
 positive scores above a random negative, ties counting one half (Mann-Whitney U).
 """
 from __future__ import annotations
@@ -54,9 +58,9 @@ def score_counts(df: DataFrame, *, score_col: str, label_col: str) -> ScoreCount
                        table.column("neg").to_numpy().astype(np.int64))
 
 
-def confusion(c: ScoreCounts, threshold: float) -> dict:
-    """``tp, fp, tn, fn`` predicting positive where ``score > threshold``."""
-    above = c.scores > threshold
+def confusion(c: ScoreCounts, threshold: float, inclusive: bool = False) -> dict:
+    """``tp, fp, tn, fn`` predicting positive where ``score > threshold`` (``>=`` if ``inclusive``)."""
+    above = c.scores >= threshold if inclusive else c.scores > threshold
     tp, fp = int(c.pos[above].sum()), int(c.neg[above].sum())
     return {"tp": tp, "fp": fp, "tn": c.n_neg - fp, "fn": c.n_pos - tp}
 
@@ -82,11 +86,11 @@ def roc_auc(c: ScoreCounts) -> float:
 
 def thresholds(c: ScoreCounts) -> np.ndarray:
     """Every distinct decision: below the lowest score (all positive), the midpoints between
-    consecutive scores, the highest score (all negative)."""
+    consecutive scores, just above the highest score (all negative); none equals a score."""
     s = c.scores
     if len(s) == 0:
         return np.array([0.5])
-    return np.concatenate([[s[0] - 1.0], (s[:-1] + s[1:]) / 2.0, [s[-1]]])
+    return np.concatenate([[s[0] - 1.0], (s[:-1] + s[1:]) / 2.0, [np.nextafter(s[-1], np.inf)]])
 
 
 def ber_by_threshold(c: ScoreCounts) -> tuple[np.ndarray, np.ndarray]:
@@ -114,8 +118,8 @@ def roc_points(c: ScoreCounts, max_points: int = 201) -> dict:
     return {"fpr": fp[keep].tolist(), "tpr": tp[keep].tolist()}
 
 
-def evaluate_at(c: ScoreCounts, threshold: float) -> dict:
+def evaluate_at(c: ScoreCounts, threshold: float, inclusive: bool = False) -> dict:
     """BER, FPR, FNR, accuracy and the confusion at ``threshold``, the AUC and the row counts."""
-    cm = confusion(c, threshold)
+    cm = confusion(c, threshold, inclusive)
     return {**rates(cm), "auc": roc_auc(c), "threshold": threshold, "confusion": cm,
             "n": c.n_pos + c.n_neg, "positives": c.n_pos}
