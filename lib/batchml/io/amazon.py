@@ -59,7 +59,6 @@ JSON_FILE = r".*\.(json|jsonl)(\.gz)?"
 _USER_ID = r"^[0-9]{1,20}$"
 _ITEM_ID = r"^[0-9A-Za-z]{1,32}$"
 _COUNT = r"^[0-9]{1,9}$"
-_DATE = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$"
 
 
 _BR = r"(?i)<br\s*/?>"
@@ -146,7 +145,7 @@ def parse_amazon_tsv(lines_df: DataFrame, raw_max: int = 300) -> DataFrame:
         *base, "_n", "_user", "_item", "_helpful", "_total", "_vflag", "_title", "_rid", "_cat", "_summary",
         "_body",
         F.when(rtok.rlike(r"^[0-9]{1,3}$"), rtok.try_cast(T.IntegerType())).alias("_rating"),
-        F.when(dtok.rlike(_DATE), F.try_to_date(dtok, "yyyy-MM-dd")).alias("_date"),
+        D.iso_date(dtok).alias("_date"),
         (F.trim(F.col("value")) == "").alias("_blank"),
         F.col("value").startswith("marketplace\tcustomer_id\t").alias("_header"))
     user, item, rating, date = F.col("_user"), F.col("_item"), F.col("_rating"), F.col("_date")

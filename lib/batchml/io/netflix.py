@@ -23,6 +23,7 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from batchml.io import reasons as R
+from batchml.io.delimited import iso_date
 from batchml.io.parsed import KIND_BLANK, KIND_DATA, KIND_HEADER, KIND_REJECT
 from batchml.io.text import Block, block_summary, line_offsets, read_lines, read_small_text, truncate_raw
 from batchml.spark import local_frame
@@ -191,8 +192,7 @@ def _data_line_values(df: DataFrame, fields: Sequence[str]) -> DataFrame:
         typed.append(F.when(r.rlike(r"^[0-9]{1,3}$"), r.try_cast(T.IntegerType())).alias("_rating"))
     if "date" in pos:
         d = F.col("_date_tok")
-        typed.append(F.when(d.rlike(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$"), F.try_to_date(d, "yyyy-MM-dd"))
-                     .alias("_date"))
+        typed.append(iso_date(d).alias("_date"))
     return steps.select("*", *typed)
 
 
