@@ -6,8 +6,9 @@
 
 Writes OUTPUT/similar_items (item_idx, other_idx, similarity, co_count, rank), OUTPUT/similar_items_readable
 (with titles), or similar_users / similar_users_readable with --users, and OUTPUT/metrics.json (pairs
-generated, user buckets and partial rows of the partial XᵀX products, users capped, item-CF RMSE
-against the global mean on a held-out split, time per stage).
+generated, users capped, the path taken (broadcast: item blocks; shuffle: user buckets and partial
+rows of the partial XᵀX products), time per stage, and with --set similarity.holdout_fraction=F the
+item-CF RMSE against the global mean on a held-out split).
 """
 from __future__ import annotations
 

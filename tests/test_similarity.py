@@ -1,5 +1,6 @@
-"""Similarity: Jaccard / cosine / Pearson top-K against plain-Python references, the heavy-user cap,
-salting, user-user, "because you liked X", item-CF prediction, and the job end to end."""
+"""Similarity: Jaccard / cosine / Pearson top-K against plain-Python references (both the shuffle
+and the broadcast path), the heavy-user cap, salting, user-user, "because you liked X", item-CF
+prediction, and the job end to end."""
 from __future__ import annotations
 
 import json
@@ -15,6 +16,7 @@ from pyspark.sql import functions as F, types as T
 from batchml.cli import setting_overrides
 from batchml.schema import (CO_COUNT_COL, ITEM_COL, OTHER_COL, RANK_COL, RATING_COL,
                             SIMILARITY_COL, USER_COL)
+from batchml.similarity.item_blocks import PAIRS_COL, Ratings, block_top_k
 from batchml.similarity.neighbours import because_you_liked, predict_item_cf
 from batchml.similarity.pair_sums import bucket_partial_products
 from batchml.similarity.pipeline import (SimilarityParams, co_occurrences, compute_similar,
@@ -127,7 +129,8 @@ def expected_df(spark, rows):
 
 
 # ---------------------------------------------------------------------------------------- Jaccard
-def test_jaccard_top_k_equals_brute_force_on_edge_cases(spark):
+@pytest.mark.parametrize("broadcast", [False, True])
+def test_jaccard_top_k_equals_brute_force_on_edge_cases(spark, broadcast):
     rows = edge_case_rows()
     k = 4
     expected, scores = jaccard_reference(rows, k)
@@ -138,8 +141,17 @@ def test_jaccard_top_k_equals_brute_force_on_edge_cases(spark):
     assert len(sets_of(rows)[24]) == 1 and len(sets_of(rows, 0, 1)[31]) == 1
     assert len(sets_of(rows, 0, 1)[0]) == 24
 
-    got = similar_items(ratings_df(spark, rows), metric="jaccard", top_k=k)
+    got = similar_items(ratings_df(spark, rows), metric="jaccard", top_k=k, broadcast=broadcast)
     assert got.columns == [ITEM_COL, OTHER_COL, SIMILARITY_COL, CO_COUNT_COL, RANK_COL]
+    assert_df_equality(got, expected_df(spark, expected), ignore_row_order=True,
+                       ignore_nullable=True)
+
+
+def test_broadcast_path_applies_min_support_on_power_law_data(spark):
+    rows = power_law_rows()
+    expected, _ = jaccard_reference(rows, 5, min_support=3)
+    got = similar_items(ratings_df(spark, rows, 3), metric="jaccard", top_k=5, min_support=3,
+                        broadcast=True)
     assert_df_equality(got, expected_df(spark, expected), ignore_row_order=True,
                        ignore_nullable=True)
 
@@ -155,31 +167,41 @@ def test_salted_join_gives_the_exact_result_on_power_law_data(spark):
                        ignore_nullable=True)
 
 
-def test_user_user_similarity_is_the_same_code_with_roles_swapped(spark):
+@pytest.mark.parametrize("broadcast", [False, True])
+def test_user_user_similarity_is_the_same_code_with_roles_swapped(spark, broadcast):
     rows = edge_case_rows()
     expected, _ = jaccard_reference(rows, 3, key=0, member=1)      # users' item sets
-    got = similar_items(ratings_df(spark, rows), metric="jaccard", top_k=3,
+    got = similar_items(ratings_df(spark, rows), metric="jaccard", top_k=3, broadcast=broadcast,
                         col_user=ITEM_COL, col_item=USER_COL)
     assert got.columns[0] == USER_COL
     want = expected_df(spark, expected).withColumnRenamed(ITEM_COL, USER_COL)
     assert_df_equality(got, want, ignore_row_order=True, ignore_nullable=True)
 
 
-def test_empty_ratings_give_an_empty_table(spark):
+@pytest.mark.parametrize("broadcast", [False, True])
+def test_empty_ratings_give_an_empty_table(spark, broadcast):
     got = similar_items(spark.createDataFrame([], RATINGS3), metric="pearson", top_k=3,
-                        max_items_per_user=2, salt_buckets=2)
+                        max_items_per_user=2, salt_buckets=2, broadcast=broadcast)
     assert got.count() == 0
     assert got.columns == [ITEM_COL, OTHER_COL, SIMILARITY_COL, CO_COUNT_COL, RANK_COL]
+    if broadcast:                                    # the driver computes nothing, the same way
+        top, report = compute_similar(spark.createDataFrame([], RATINGS3), SimilarityParams(
+            metric="pearson", broadcast_max_ratings=10, driver_max_pairs=10))
+        assert (report["pairs_method"], report["ratings_in"], top.count()) == ("driver", 0, 0)
+        assert top.columns == got.columns
 
 
 # ---------------------------------------------------------------------------- cosine, Pearson
+@pytest.mark.parametrize("broadcast", [False, True])
 @pytest.mark.parametrize("metric", ["cosine_binary", "cosine", "pearson"])
-def test_cosine_and_pearson_match_plain_python(spark, metric):
+def test_cosine_and_pearson_match_plain_python(spark, metric, broadcast):
     rows = edge_case_rows(seed=5)
     want = metric_reference(rows, metric)
     assert len(want) > 100 and (metric != "pearson" or min(s for *_, s, _ in want) < 0)
+    # pearson: item 24 has one rater, so its centred value is 0 and its pairs are undefined
+    assert metric != "pearson" or len(want) < len(metric_reference(rows, "cosine"))
     got = (similar_items(ratings_df(spark, rows), metric=metric, top_k=1000, salt_buckets=3,
-                         salt_min_items=4)
+                         salt_min_items=4, broadcast=broadcast)
            .drop(RANK_COL))
     schema = T.StructType(SIMILAR.fields[:4])
     assert_approx_df_equality(got, spark.createDataFrame(want, schema), 1e-9,
@@ -242,6 +264,59 @@ def test_bucket_partial_products_streams_bounded_batches_that_sum_to_xtx():
             np.add.at(got, (d[ITEM_COL], d[OTHER_COL]), d[CO_COUNT_COL])
         assert np.array_equal(got, want)
     assert list(bucket_partial_products(iter([]), has_value=False, salts=1)) == []
+
+
+def test_block_top_k_in_tiny_chunks_over_three_blocks_matches_brute_force():
+    rows = power_law_rows(n=1500, seed=6)
+    u, i = (np.array(c) for c in list(zip(*rows))[:2])
+    ratings = Ratings.of(u * 7 + 1, i * 3 + 5, None)         # ids need not be dense
+    got, pairs = [], 0
+    for block in range(3):
+        # chunks of at most 40 products: nearly one item per chunk
+        for batch in block_top_k(ratings, block, 3, metric="jaccard", top_k=4, min_support=2,
+                                 chunk_products=40):
+            d = batch.to_pydict()
+            got += [(a, b, s, c, r) for a, b, s, c, r, p in zip(
+                d[ITEM_COL], d[OTHER_COL], d[SIMILARITY_COL], d[CO_COUNT_COL], d[RANK_COL],
+                d[PAIRS_COL]) if p is None]
+            pairs += sum(p for p in d[PAIRS_COL] if p is not None)
+    expected, scores = jaccard_reference([(a * 7 + 1, b * 3 + 5, v) for a, b, v in rows], 4,
+                                         min_support=2)
+    assert sorted(got) == sorted(expected)
+    all_pairs, _ = jaccard_reference(rows, 10**6)
+    assert pairs == len(all_pairs)                     # directed co-occurring pairs
+
+
+@pytest.mark.parametrize("metric", ["jaccard", "pearson"])
+def test_compute_similar_driver_broadcast_and_shuffle_paths_agree(spark, metric):
+    rows = power_law_rows(n=1500, seed=8)
+    base = ratings_df(spark, rows, 3)
+    common = dict(metric=metric, top_k=6, min_support=2, max_items_per_user=15, seed=3)
+    shuffle_top, shuffle = compute_similar(base, SimilarityParams(**common))
+    assert shuffle["pairs_method"] == "shuffle" and shuffle["users_capped"] > 0
+    for method, driver_max_pairs in (("broadcast", 0), ("driver", 10**9)):
+        timings: dict = {}
+        params = SimilarityParams(**common, broadcast_max_ratings=10**6,
+                                  driver_max_pairs=driver_max_pairs)
+        top, report = compute_similar(base, params, timings=timings)
+        assert report["pairs_method"] == method and set(timings) == {"cap", "top_k"}
+        assert report["item_blocks"] >= 1
+        for key in ("users", "users_capped", "ratings_in", "ratings_kept", "ratings_dropped_by_cap",
+                    "pairs_without_cap", "pairs_generated", "max_user_items", "max_user_items_kept",
+                    "distinct_pairs", "pairs_after_min_support", "rows"):
+            assert report[key] == shuffle[key] > 0, (method, key)
+        if metric == "jaccard":                         # the same double arithmetic: bit for bit
+            assert_df_equality(top, shuffle_top, ignore_row_order=True, ignore_nullable=True)
+        else:
+            assert_approx_df_equality(top, shuffle_top, 1e-9, ignore_row_order=True,
+                                      ignore_nullable=True)
+        top.unpersist()
+    # more input ratings than broadcast_max_ratings: the shuffle path
+    small = SimilarityParams(**common, broadcast_max_ratings=len(rows) - 1)
+    fallback, again = compute_similar(base, small)
+    assert again["pairs_method"] == "shuffle" and again["rows"] == shuffle["rows"]
+    fallback.unpersist()
+    shuffle_top.unpersist()
 
 
 # ------------------------------------------------------------------------------------------ cap
@@ -361,7 +436,8 @@ def test_job_writes_exact_tables_titles_and_metrics(spark, test_config, tmp_path
     ev = metrics["evaluation"]
     assert ev["train"] + ev["test"] == len(rows) and ev["item_cf"]["n"] == ev["test"]
     assert ev["item_cf"]["rmse"] > 0 and ev["global_mean"]["rmse"] > 0
-    assert {"cap", "pairs", "similarity", "top_k", "write", "eval_predict"} <= set(metrics["timings_s"])
+    assert sim["pairs_method"] == "driver"                     # the default for small ratings
+    assert {"cap", "top_k", "write", "eval_cap", "eval_top_k", "eval_predict"} <= set(metrics["timings_s"])
     printed = capsys.readouterr().out
     assert "most similar to 'Item 5'" in printed and "because user 0 liked" in printed
 

@@ -111,6 +111,20 @@ class FactorizeSettings:
         default=2_000_000, metadata=_check(lambda v: v >= 0, "an integer >= 0 (0: no sample)"))
     # values tried past an edge of a grid (of >= 2 values) when the best sits on it; 0: the grid only
     search_extend: int = field(default=2, metadata=_check(lambda v: v >= 0, "an integer >= 0"))
+    # a rank past the grid is tried only when its cost (rank^2: ALS work per rating) is at most this
+    # multiple of the summed cost of the candidates already scored (ranks 10, 50 x 3 regs: a rank-100
+    # probe costs 4x a rank-50 fit, more than the whole grid, and is not tried; 0: never)
+    search_rank_budget: float = field(default=1.0, metadata=_check(lambda v: v >= 0, "a number >= 0"))
+    # when the ratings fitted hold at most this many rows, the bias sweeps run on the driver (numpy,
+    # the same updates; one Spark job to collect instead of ~3 per sweep); 0: always in Spark
+    local_bias_max_ratings: int = field(
+        default=2_000_000, metadata=_check(lambda v: v >= 0, "an integer >= 0 (0: always Spark)"))
+    # independent ALS fits (a search's grid) run this many at once, each submitting its own Spark
+    # jobs, when the search's fit split holds at most parallel_max_ratings ratings (on small data a
+    # fit's wall time is mostly per-job latency); 1: one at a time
+    parallel_fits: int = field(default=2, metadata=_check(lambda v: v >= 1, "an integer >= 1"))
+    parallel_max_ratings: int = field(
+        default=1_000_000, metadata=_check(lambda v: v >= 0, "an integer >= 0 (0: never parallel)"))
     # λ_u and λ_i grids of the biases: every pair is fitted in the same sweeps, the best on validation
     bias_reg_user: tuple[float, ...] = field(
         default=(2.0, 5.0, 15.0), metadata=_check(lambda v: len(v) > 0 and all(r >= 0 for r in v),
@@ -237,9 +251,20 @@ class SimilaritySettings:
     exact: bool = False
     # true: user-user similarity (same code, roles swapped)
     users: bool = False
-    # item-CF RMSE on a held-out split; 0: no evaluation
+    # capped ratings up to this many are broadcast to every task, and each task scores its block of
+    # items against all (no shuffle of pairs); more take the shuffle of partial XᵀX sums; 0: always
+    # the shuffle. Both give the same table
+    broadcast_max_ratings: int = field(
+        default=2_000_000, metadata=_check(lambda v: v >= 0, "an integer >= 0 (0: always the shuffle)"))
+    # with the broadcast path, when the capped ratings generate at most this many pairs (sum of
+    # n(n-1)/2 over users; ~1 s of numpy per 25M), the driver scores all items itself: starting the
+    # tasks' Python workers costs seconds more than such work; 0: always in tasks
+    driver_max_pairs: int = field(
+        default=50_000_000, metadata=_check(lambda v: v >= 0, "an integer >= 0 (0: always in tasks)"))
+    # item-CF RMSE on a held-out split (e.g. 0.1): the whole pipeline runs again on the rest, so it
+    # is opt-in; the factorize job reports an item-CF RMSE row beside its models. 0: no evaluation
     holdout_fraction: float = field(
-        default=0.1, metadata=_check(lambda v: 0.0 <= v < 1.0, "a number in [0, 1) (0: no evaluation)"))
+        default=0.0, metadata=_check(lambda v: 0.0 <= v < 1.0, "a number in [0, 1) (0: no evaluation)"))
     # "because you liked X": ratings counted as liked
     liked_min_rating: float = 4.0
 

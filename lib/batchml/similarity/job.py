@@ -11,22 +11,24 @@ import time
 from dataclasses import dataclass
 
 from pyspark.sql import DataFrame, SparkSession
-from pyspark.sql import functions as F
+from pyspark.sql import functions as F, types as T
 
 from batchml.config import Config, as_dict
 from batchml.errors import InputError, JobError
 from batchml.io.atomic import atomic_dir, exists, write_json
 from batchml.logs import stage
-from batchml.schema import (CO_COUNT_COL, ITEM_COL, ITEMS, METRICS_FILE, RANK_COL, RATING_COL,
-                            RATINGS, SCORE_COL, SIMILAR_ITEMS, SIMILAR_USERS, SIMILARITY_COL,
-                            TITLE_COL, USER_COL, USER_ID_COL, USERS)
+from batchml.schema import (CO_COUNT_COL, ITEM_COL, ITEMS, ITEMS_SCHEMA, METRICS_FILE, RANK_COL,
+                            RATING_COL, RATINGS, RATINGS_SCHEMA, SCORE_COL, SIMILAR_ITEMS,
+                            SIMILAR_USERS, SIMILARITY_COL, TITLE_COL, USER_COL, USER_ID_COL, USERS,
+                            USERS_SCHEMA)
 from batchml.similarity.neighbours import (because_you_liked, evaluate_item_cf, with_because_titles,
                                            with_titles)
 from batchml.similarity.pipeline import SimilarityParams, compute_similar
 
 READABLE_SUFFIX = "_readable"       # the readable view of a table is written beside it
-SUMMARY_KEYS = ("users_capped", "pairs_without_cap", "pairs_generated", "user_buckets",
-                "partial_rows", "distinct_pairs", "pairs_after_min_support", "rows")
+SUMMARY_KEYS = ("users_capped", "pairs_without_cap", "pairs_generated", "pairs_method",
+                "item_blocks", "user_buckets", "partial_rows", "distinct_pairs",
+                "pairs_after_min_support", "rows")
 
 
 @dataclass(frozen=True)
@@ -39,12 +41,18 @@ class Roles:
     table: str
     labels: str
     label_col: str
+    labels_schema: T.StructType
 
     @classmethod
     def of(cls, users: bool) -> "Roles":
         if users:  # same code, roles swapped: "baskets" are items, scored entities are users
-            return cls(ITEM_COL, USER_COL, SIMILAR_USERS, USERS, USER_ID_COL)
-        return cls(USER_COL, ITEM_COL, SIMILAR_ITEMS, ITEMS, TITLE_COL)
+            return cls(ITEM_COL, USER_COL, SIMILAR_USERS, USERS, USER_ID_COL, USERS_SCHEMA)
+        return cls(USER_COL, ITEM_COL, SIMILAR_ITEMS, ITEMS, TITLE_COL, ITEMS_SCHEMA)
+
+
+def _columns(schema: T.StructType, *names: str) -> T.StructType:
+    """The fields ``names`` of ``schema`` (a table read with them skips schema inference)."""
+    return T.StructType([schema[name] for name in names])
 
 
 @dataclass(frozen=True)
@@ -61,11 +69,12 @@ class SimilarityRun:
 
 
 def read_dataset(spark: SparkSession, dataset: str, roles: Roles,
-                 timings: dict) -> tuple[DataFrame, DataFrame, int]:
-    """Stage ``read``: the ratings (user, item, rating), the entity labels and the rating count.
+                 timings: dict) -> tuple[DataFrame, DataFrame]:
+    """Stage ``read``: the ratings (user, item, rating) and the entity labels (entity, label),
+    read with their columns of the dataset schemas (no inference job) and lazy: the rating count
+    comes with the ``cap`` stage's figures.
 
-    Raises :class:`InputError` when the dataset or one of its tables is missing and
-    :class:`JobError` when it has no ratings.
+    Raises :class:`InputError` when the dataset or one of its tables is missing.
     """
     if not exists(dataset):
         raise InputError(f"dataset {dataset!r} does not exist")
@@ -73,14 +82,13 @@ def read_dataset(spark: SparkSession, dataset: str, roles: Roles,
         if not exists(f"{dataset}/{name}"):
             raise InputError(f"dataset {dataset!r} has no {name}/ table "
                              "(expected a dataset dir written by jobs/ingest.py)")
-    with stage("read", spark, timings) as st:
-        ratings_df = spark.read.parquet(f"{dataset}/{RATINGS}").select(USER_COL, ITEM_COL,
-                                                                        RATING_COL)
-        labels_df = spark.read.parquet(f"{dataset}/{roles.labels}")
-        n_ratings = st.set_rows(ratings_df.count())
-    if n_ratings == 0:
-        raise JobError(f"dataset {dataset!r} has no ratings")
-    return ratings_df, labels_df, n_ratings
+    with stage("read", spark, timings):
+        ratings_df = (spark.read.schema(_columns(RATINGS_SCHEMA, USER_COL, ITEM_COL, RATING_COL))
+                      .parquet(f"{dataset}/{RATINGS}"))
+        labels_df = (spark.read.schema(_columns(roles.labels_schema, roles.col_entity,
+                                                roles.label_col))
+                     .parquet(f"{dataset}/{roles.labels}"))
+    return ratings_df, labels_df
 
 
 def write_tables(spark: SparkSession, tmp: str, top_df: DataFrame, readable_df: DataFrame,
@@ -95,7 +103,7 @@ def write_tables(spark: SparkSession, tmp: str, top_df: DataFrame, readable_df: 
 def summarize(metrics: dict, *, output: str) -> dict:
     """The figures the job prints: pair work, sizes, item-CF RMSE and the timings."""
     summary = {"output": output, "table": metrics["table"],
-               **{k: metrics["similarity"][k] for k in SUMMARY_KEYS}}
+               **{k: metrics["similarity"][k] for k in SUMMARY_KEYS if k in metrics["similarity"]}}
     ev = metrics.get("evaluation")
     if ev:
         summary["rmse_item_cf"] = ev["item_cf"]["rmse"]
@@ -155,9 +163,13 @@ def run_similarity(spark: SparkSession, cfg: Config, *, dataset: str, output: st
     roles = Roles.of(s.users)
     timings: dict = {}
     t0 = time.perf_counter()
-    ratings_df, labels_df, n_ratings = read_dataset(spark, dataset, roles, timings)
+    ratings_df, labels_df = read_dataset(spark, dataset, roles, timings)
     top_df, report = compute_similar(ratings_df, params, col_user=roles.col_basket,
                                      col_item=roles.col_entity, timings=timings)
+    n_ratings = report["ratings_in"]
+    if n_ratings == 0:
+        top_df.unpersist()
+        raise JobError(f"dataset {dataset!r} has no ratings")
     readable_df = with_titles(top_df, labels_df, col_item=roles.col_entity,
                               col_title=roles.label_col)
     metrics = {"dataset": dataset, "table": roles.table, "settings": as_dict(cfg)["similarity"],

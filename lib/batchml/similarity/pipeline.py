@@ -24,6 +24,15 @@ reported, by :func:`compute_similar`)
 5. :func:`top_k_similar` -- both directions, the ``top_k`` most similar per item, ties broken by
    ``other_idx`` ascending.
 
+Broadcast path (:func:`blocks_top_k`, chosen by :func:`compute_similar` when there are at most
+``broadcast_max_ratings`` input ratings): steps 3 to 5 run in the tasks instead.  The capped ratings
+are collected and broadcast, and each of ``item_blocks`` tasks scores every ``item_blocks``-th item
+against all items (:mod:`batchml.similarity.item_blocks`), applies ``min_support`` and emits the
+top-K rows only: no shuffle, no Spark join or window over the pairs.  When the capped ratings
+generate at most ``driver_max_pairs`` pairs, the driver does it (:func:`driver_top_k`, the same
+code as one block): the tasks' Python workers would take longer to start than the work.  Same
+result (Jaccard and binary cosine bit for bit).
+
 Metrics (sums run over the users of the capped ratings)
 
 * ``jaccard``: co / (n_i + n_j - co)
@@ -37,6 +46,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 from pyspark import StorageLevel
 from pyspark.sql import DataFrame, Observation, Window as W
 from pyspark.sql import functions as F
@@ -46,6 +56,7 @@ from batchml.logs import stage
 from batchml.spark import fault_point
 from batchml.schema import (CO_COUNT_COL, ITEM_COL, OTHER_COL, RANK_COL, RATING_COL,
                             SIMILARITY_COL, USER_COL)
+from batchml.similarity.item_blocks import PAIRS_COL, SCORED_COL, all_top_k, block_top_k_fn
 from batchml.similarity.pair_sums import (CHUNK_NNZ, DENSE_CELLS, SUM_COLS, SUM_XX, SUM_XY,
                                           SUM_YY, partial_products_fn)
 
@@ -127,6 +138,21 @@ def cap_report(capped_df: DataFrame, *, max_items_per_user: int, col_user: str =
         F.max(k).alias("max_user_items_kept"),
     ).first()
     out = {key: int(row[key] or 0) for key in row.asDict()}
+    out["ratings_dropped_by_cap"] = out["ratings_in"] - out["ratings_kept"]
+    out["max_items_per_user"] = int(max_items_per_user)
+    return out
+
+
+def cap_figures(users, n_all, n_kept, *, max_items_per_user: int) -> dict:
+    """The figures of :func:`cap_report` from collected rows of a :func:`filter_user_cap` output
+    (numpy arrays of ``col_user``, ``n_user_items`` and ``n_user_kept``, one entry per row)."""
+    _, first = np.unique(users, return_index=True)
+    n, k = n_all[first].astype(np.int64), n_kept[first].astype(np.int64)
+    out = {"users": len(first), "users_capped": int(np.count_nonzero(n > k)),
+           "ratings_in": int(n.sum()), "ratings_kept": int(k.sum()),
+           "pairs_without_cap": int((n * (n - 1) // 2).sum()),
+           "pairs_generated": int((k * (k - 1) // 2).sum()),
+           "max_user_items": int(n.max(initial=0)), "max_user_items_kept": int(k.max(initial=0))}
     out["ratings_dropped_by_cap"] = out["ratings_in"] - out["ratings_kept"]
     out["max_items_per_user"] = int(max_items_per_user)
     return out
@@ -347,17 +373,85 @@ def top_k_similar(sim_df: DataFrame, *, top_k: int, col_item: str = ITEM_COL) ->
     )
 
 
+# --------------------------------------------------------------------------------- broadcast
+def collect_ratings(values_df: DataFrame, *, col_user: str = USER_COL, col_item: str = ITEM_COL,
+                    extra: tuple[str, ...] = ()) -> dict:
+    """``values_df`` collected (an action) as numpy arrays: ``col_user`` and ``col_item`` (long),
+    ``_value`` (double, or None without one) and the ``extra`` columns."""
+    has_value = VALUE_COL in values_df.columns
+    cols = [F.col(c).cast("long").alias(c) for c in (col_user, col_item, *extra)]
+    cols += [F.col(VALUE_COL).cast("double").alias(VALUE_COL)] if has_value else []
+    tbl = values_df.select(*cols).toArrow()
+    out = {name: tbl.column(name).to_numpy() for name in tbl.column_names}
+    out.setdefault(VALUE_COL, None)
+    return out
+
+
+def blocks_top_k(spark, ratings: dict, *, metric: str, top_k: int, min_support: int = 1,
+                 item_blocks: int | None = None, col_user: str = USER_COL,
+                 col_item: str = ITEM_COL) -> DataFrame:
+    """Top-K per item with the collected ``ratings`` (:func:`collect_ratings`) broadcast to
+    ``item_blocks`` tasks (default: the default parallelism), each scoring its items (every
+    ``item_blocks``-th by id) against all items (:mod:`batchml.similarity.item_blocks`).
+
+    Rows are those of :func:`top_k_similar` (items as longs) plus one summary row per block
+    (``rank`` null, ``_pairs``: directed co-occurring pairs, ``_scored``: those scored);
+    :func:`from_blocks` separates them.
+    """
+    check_metric(metric)
+    n = int(item_blocks or max(1, spark.sparkContext.defaultParallelism))
+    shared = spark.sparkContext.broadcast(
+        (ratings[col_user], ratings[col_item], ratings[VALUE_COL]))
+    fn = block_top_k_fn(shared, n, metric=metric, top_k=int(top_k), min_support=int(min_support),
+                        item_col=col_item)
+    schema = (f"{col_item} long, {OTHER_COL} long, {SIMILARITY_COL} double, {CO_COUNT_COL} long, "
+              f"{RANK_COL} int, {PAIRS_COL} long, {SCORED_COL} long")
+    return fault_point(spark.range(0, n, 1, n), "similarity").mapInArrow(fn, schema)
+
+
+def driver_top_k(spark, ratings: dict, *, metric: str, top_k: int, min_support: int = 1,
+                 col_user: str = USER_COL, col_item: str = ITEM_COL) -> DataFrame:
+    """The rows of :func:`blocks_top_k` computed here, in the driver, as one block (for work so
+    small that starting the tasks' Python workers would cost more), as a DataFrame."""
+    check_metric(metric)
+    table = all_top_k(ratings[col_user], ratings[col_item], ratings[VALUE_COL], metric=metric,
+                      top_k=int(top_k), min_support=int(min_support), item_col=col_item)
+    return fault_point(spark.createDataFrame(table), "similarity")
+
+
+def broadcast_top_k(values_df: DataFrame, *, metric: str, top_k: int, min_support: int = 1,
+                    item_blocks: int | None = None, col_user: str = USER_COL,
+                    col_item: str = ITEM_COL) -> DataFrame:
+    """:func:`blocks_top_k` of ``values_df`` (collected now: for ratings that fit in the driver
+    and in every task)."""
+    ratings = collect_ratings(values_df, col_user=col_user, col_item=col_item)
+    return blocks_top_k(values_df.sparkSession, ratings, metric=metric, top_k=top_k,
+                        min_support=min_support, item_blocks=item_blocks, col_user=col_user,
+                        col_item=col_item)
+
+
+def from_blocks(blocks_df: DataFrame, *, item_type=None, col_item: str = ITEM_COL) -> DataFrame:
+    """The top-K table of a :func:`broadcast_top_k` output (summary rows dropped, items cast
+    to ``item_type``, default long): the columns of :func:`top_k_similar`."""
+    item = F.col(col_item) if item_type is None else F.col(col_item).cast(item_type)
+    other = F.col(OTHER_COL) if item_type is None else F.col(OTHER_COL).cast(item_type)
+    return blocks_df.where(F.col(RANK_COL).isNotNull()).select(
+        item.alias(col_item), other.alias(OTHER_COL), SIMILARITY_COL, CO_COUNT_COL, RANK_COL)
+
+
 def similar_items(ratings_df: DataFrame, *, metric: str = "jaccard", top_k: int = 20,
                   min_support: int = 1, max_items_per_user: int = 0, salt_buckets: int = 1,
                   salt_min_items: int = 0, seed: int = 0, partitions: int | None = None,
-                  col_user: str = USER_COL, col_item: str = ITEM_COL,
+                  broadcast: bool = False, col_user: str = USER_COL, col_item: str = ITEM_COL,
                   col_rating: str = RATING_COL) -> DataFrame:
-    """Top-K similar items in one lazy chain (cap, values, co-occurrences, similarity, top-K).
+    """Top-K similar items in one chain (cap, values, co-occurrences, similarity, top-K).
 
     The defaults compute the exact result (no cap, ``min_support=1``).  Swap ``col_user`` and
     ``col_item`` for user-user similarity.  ``partitions``: user buckets of :func:`co_occurrences`
-    (default: the default parallelism).  :func:`compute_similar` is the staged, persisted and
-    reported version the job uses.
+    (default: the default parallelism).  ``broadcast``: the broadcast path
+    (:func:`broadcast_top_k`, for small ratings: it collects the capped ratings now, the rest
+    stays lazy) instead of the lazy shuffle chain.  :func:`compute_similar` is the staged,
+    persisted and reported version the job uses.
 
     Returns
     -------
@@ -367,6 +461,10 @@ def similar_items(ratings_df: DataFrame, *, metric: str = "jaccard", top_k: int 
                               col_user=col_user, col_item=col_item)
               if max_items_per_user > 0 else ratings_df)
     values = with_pair_values(capped, metric=metric, col_item=col_item, col_rating=col_rating)
+    if broadcast:
+        blocks = broadcast_top_k(values, metric=metric, top_k=top_k, min_support=min_support,
+                                 col_user=col_user, col_item=col_item)
+        return from_blocks(blocks, item_type=values.schema[col_item].dataType, col_item=col_item)
     pairs = co_occurrences(values, salt_buckets=salt_buckets, salt_min_items=salt_min_items,
                            seed=seed, partitions=partitions, col_user=col_user, col_item=col_item)
     sim = with_similarity(pairs, item_stats(values, col_item=col_item), metric=metric,
@@ -387,6 +485,8 @@ class SimilarityParams:
     salt_min_items: int = 0
     seed: int = 0
     pairs_per_bucket: int = PAIRS_PER_BUCKET
+    broadcast_max_ratings: int = 0      # 0: always the shuffle path
+    driver_max_pairs: int = 0           # 0: the broadcast path always runs in tasks
 
     @classmethod
     def from_settings(cls, s) -> "SimilarityParams":
@@ -394,7 +494,13 @@ class SimilarityParams:
         return cls(metric=s.metric, top_k=s.top_k,
                    min_support=1 if s.exact else s.min_support,
                    max_items_per_user=0 if s.exact else s.max_items_per_user,
-                   salt_buckets=s.salt_buckets, salt_min_items=s.salt_min_items, seed=s.seed)
+                   salt_buckets=s.salt_buckets, salt_min_items=s.salt_min_items, seed=s.seed,
+                   broadcast_max_ratings=s.broadcast_max_ratings,
+                   driver_max_pairs=s.driver_max_pairs)
+
+    def broadcast(self, n_ratings: int) -> bool:
+        """Whether :func:`compute_similar` takes the broadcast path for this many input ratings."""
+        return self.broadcast_max_ratings > 0 and n_ratings <= self.broadcast_max_ratings
 
 
 _LEVEL = StorageLevel.MEMORY_AND_DISK
@@ -404,12 +510,8 @@ def _cap_stage(ratings_df: DataFrame, params: SimilarityParams, *, col_user: str
                col_rating: str, timings: dict | None, prefix: str) -> tuple[DataFrame, dict]:
     """Stage ``cap``: the capped ratings with their pair values (persisted) and :func:`cap_report`."""
     with stage(f"{prefix}cap", ratings_df.sparkSession, timings) as st:
-        capped = filter_user_cap(
-            ratings_df.select(col_user, col_item, col_rating),
-            max_items_per_user=params.max_items_per_user, seed=params.seed,
-            col_user=col_user, col_item=col_item)
-        values = with_pair_values(capped, metric=params.metric, col_item=col_item,
-                                  col_rating=col_rating).persist(_LEVEL)
+        values = _capped_values(ratings_df, params, col_user=col_user, col_item=col_item,
+                                col_rating=col_rating).persist(_LEVEL)
         report = cap_report(values, max_items_per_user=params.max_items_per_user,
                             col_user=col_user)
         st.set_rows(report["ratings_kept"])
@@ -439,36 +541,121 @@ def _pairs_stage(values: DataFrame, params: SimilarityParams, pairs_generated: i
     return pairs, report
 
 
-def compute_similar(ratings_df: DataFrame, params: SimilarityParams, *, col_user: str = USER_COL,
-                    col_item: str = ITEM_COL, col_rating: str = RATING_COL,
-                    timings: dict | None = None, prefix: str = "") -> tuple[DataFrame, dict]:
-    """Run the pipeline stage by stage (persisting between stages) and report its figures.
+def _capped_values(ratings_df: DataFrame, params: SimilarityParams, *, col_user: str,
+                   col_item: str, col_rating: str) -> DataFrame:
+    """The capped ratings (:func:`filter_user_cap`) with their pair values (lazy)."""
+    capped = filter_user_cap(ratings_df.select(col_user, col_item, col_rating),
+                             max_items_per_user=params.max_items_per_user, seed=params.seed,
+                             col_user=col_user, col_item=col_item)
+    return with_pair_values(capped, metric=params.metric, col_item=col_item,
+                            col_rating=col_rating)
 
-    Returns
-    -------
-    (top_k_df, report): the persisted top-K table (columns as :func:`top_k_similar`; the caller
-    unpersists it) and a dict with the :func:`cap_report` figures plus ``user_buckets`` (from
-    ``pairs_generated`` by :func:`user_buckets`), ``partial_rows`` (rows the buckets emitted into
-    the shuffle), ``distinct_pairs`` (pairs with a co-occurrence), ``pairs_after_min_support`` and
-    ``rows``.
-    """
-    check_metric(params.metric)
-    spark = ratings_df.sparkSession
-    report: dict = {"params": params.__dict__.copy()}
-    values, figures = _cap_stage(ratings_df, params, col_user=col_user, col_item=col_item,
-                                 col_rating=col_rating, timings=timings, prefix=prefix)
-    report.update(figures)
-    pairs, figures = _pairs_stage(values, params, report["pairs_generated"], col_user=col_user,
-                                  col_item=col_item, timings=timings, prefix=prefix)
-    report.update(figures)
+
+def _collect_stage(ratings_df: DataFrame, params: SimilarityParams, *, col_user: str,
+                   col_item: str, col_rating: str, timings: dict | None,
+                   prefix: str) -> tuple[dict | None, dict]:
+    """Stage ``cap`` of the broadcast path: with at most ``broadcast_max_ratings`` input ratings,
+    the capped ratings collected (:func:`collect_ratings`) and :func:`cap_figures`; else
+    ``(None, {})`` (one count)."""
+    with stage(f"{prefix}cap", ratings_df.sparkSession, timings) as st:
+        if not params.broadcast(ratings_df.count()):
+            st.info.update(method="shuffle")
+            return None, {}
+        values = _capped_values(ratings_df, params, col_user=col_user, col_item=col_item,
+                                col_rating=col_rating)
+        ratings = collect_ratings(values, col_user=col_user, col_item=col_item,
+                                  extra=(N_ALL_COL, N_KEPT_COL))
+        report = cap_figures(ratings[col_user], ratings.pop(N_ALL_COL), ratings.pop(N_KEPT_COL),
+                             max_items_per_user=params.max_items_per_user)
+        st.set_rows(report["ratings_kept"])
+        st.info.update(users_capped=report["users_capped"],
+                       pairs_generated=f"{report['pairs_generated']:,}")
+    return ratings, report
+
+
+def _broadcast_stage(spark, ratings: dict, params: SimilarityParams, pairs_generated: int, *,
+                     col_user: str, col_item: str, item_type, timings: dict | None,
+                     prefix: str) -> tuple[DataFrame, dict]:
+    """Stage ``top_k`` of the broadcast path (in the driver when ``pairs_generated`` is at most
+    ``params.driver_max_pairs``): the persisted top-K table and its figures."""
+    with stage(f"{prefix}top_k", spark, timings) as st:
+        knobs = dict(metric=params.metric, top_k=params.top_k, min_support=params.min_support,
+                     col_user=col_user, col_item=col_item)
+        if 0 < params.driver_max_pairs and pairs_generated <= params.driver_max_pairs:
+            method, n_blocks = "driver", 1
+            blocks = driver_top_k(spark, ratings, **knobs)
+        else:
+            method, n_blocks = "broadcast", max(1, spark.sparkContext.defaultParallelism)
+            blocks = blocks_top_k(spark, ratings, item_blocks=n_blocks, **knobs)
+        seen = Observation()
+        observed = blocks.observe(seen, F.sum(F.col(PAIRS_COL)).alias("pairs"),
+                                  F.sum(F.col(SCORED_COL)).alias("scored"))
+        top = from_blocks(observed, item_type=item_type, col_item=col_item).persist(_LEVEL)
+        rows = st.set_rows(top.count())
+        got = seen.get
+        report = {"pairs_method": method, "item_blocks": n_blocks,
+                  "distinct_pairs": int(got["pairs"] or 0) // 2,
+                  "pairs_after_min_support": int(got["scored"] or 0) // 2, "rows": rows}
+        st.info.update(method=method, item_blocks=n_blocks,
+                       distinct_pairs=f"{report['distinct_pairs']:,}")
+    return top, report
+
+
+def _shuffle_stages(values: DataFrame, params: SimilarityParams, pairs_generated: int, *,
+                    col_user: str, col_item: str, timings: dict | None,
+                    prefix: str) -> tuple[DataFrame, dict]:
+    """Stages ``pairs``, ``similarity`` and ``top_k`` of the shuffle path (persisting between
+    them): the persisted top-K table and its figures."""
+    spark = values.sparkSession
+    pairs, report = _pairs_stage(values, params, pairs_generated, col_user=col_user,
+                                 col_item=col_item, timings=timings, prefix=prefix)
+    report["pairs_method"] = "shuffle"
     with stage(f"{prefix}similarity", spark, timings) as st:
         sim = with_similarity(pairs, item_stats(values, col_item=col_item), metric=params.metric,
                               min_support=params.min_support, col_item=col_item).persist(_LEVEL)
         report["pairs_after_min_support"] = st.set_rows(sim.count())
         pairs.unpersist()
-        values.unpersist()
     with stage(f"{prefix}top_k", spark, timings) as st:
         top = top_k_similar(sim, top_k=params.top_k, col_item=col_item).persist(_LEVEL)
         report["rows"] = st.set_rows(top.count())
         sim.unpersist()
+    return top, report
+
+
+def compute_similar(ratings_df: DataFrame, params: SimilarityParams, *, col_user: str = USER_COL,
+                    col_item: str = ITEM_COL, col_rating: str = RATING_COL,
+                    timings: dict | None = None, prefix: str = "") -> tuple[DataFrame, dict]:
+    """Run the pipeline stage by stage (persisting between stages) and report its figures.
+
+    The broadcast path (:func:`blocks_top_k`, stages ``cap`` and ``top_k``: the capped ratings
+    are collected, nothing is persisted but the table) runs when there are at most
+    ``params.broadcast_max_ratings`` input ratings (one count), else the shuffle path (stages
+    ``cap``, ``pairs``, ``similarity``, ``top_k``); both give the same table and figures.
+
+    Returns
+    -------
+    (top_k_df, report): the persisted top-K table (columns as :func:`top_k_similar`; the caller
+    unpersists it) and a dict with the :func:`cap_report` figures plus ``pairs_method``
+    (``driver``, ``broadcast`` or ``shuffle``), ``distinct_pairs`` (pairs with a co-occurrence),
+    ``pairs_after_min_support``, ``rows``, and ``item_blocks`` (driver: 1, broadcast: tasks) or
+    ``user_buckets`` (shuffle: from ``pairs_generated`` by :func:`user_buckets`) and
+    ``partial_rows`` (rows the buckets emitted into the shuffle).
+    """
+    check_metric(params.metric)
+    report: dict = {"params": params.__dict__.copy()}
+    spark = ratings_df.sparkSession
+    cols = dict(col_user=col_user, col_item=col_item, timings=timings, prefix=prefix)
+    ratings, figures = (_collect_stage(ratings_df, params, col_rating=col_rating, **cols)
+                        if params.broadcast_max_ratings > 0 else (None, {}))
+    if ratings is not None:
+        report.update(figures)
+        top, figures = _broadcast_stage(spark, ratings, params, report["pairs_generated"],
+                                        item_type=ratings_df.schema[col_item].dataType, **cols)
+        report.update(figures)
+        return top, report
+    values, figures = _cap_stage(ratings_df, params, col_rating=col_rating, **cols)
+    report.update(figures)
+    top, figures = _shuffle_stages(values, params, report["pairs_generated"], **cols)
+    report.update(figures)
+    values.unpersist()
     return top, report
