@@ -139,9 +139,41 @@ def test_small_lookup_tables_are_broadcast(spark):
         spark.conf.unset("spark.sql.autoBroadcastJoinThreshold")
 
 
+def test_driver_sweeps_equal_the_spark_sweeps(spark):
+    """local=True runs the same updates, relaxation and early stop on the driver: same μ, sweeps,
+    history and tables as the Spark jobs (to float rounding), with an offset and for a grid."""
+    from batchml.bias import fit_bias_grid
+
+    rng = np.random.default_rng(11)
+    model = make_model(120, 80, 2, 0.5, rng, user_bias_sd=0.8, item_bias_sd=0.8)
+    u, i = sample_pairs(3000, 120, 80, rng)
+    r = draw_ratings(model, u, i, rng)
+    df = _ratings_df(spark, u, i, r).withColumn("off", F.col(USER_COL) % 3 * 0.1).cache()
+    for args in (dict(sweeps=30, tol=1e-6), dict(sweeps=3, tol=None, col_offset="off")):
+        spark_fit, local_fit = (fit_biases(df, reg_user=4.0, reg_item=2.0, local=local, **args)
+                                for local in (False, True))
+        assert local_fit.mu == pytest.approx(spark_fit.mu, abs=1e-12)
+        assert (local_fit.sweeps, local_fit.n_users, local_fit.n_items) == (
+            spark_fit.sweeps, spark_fit.n_users, spark_fit.n_items)
+        assert local_fit.history == pytest.approx(spark_fit.history, abs=1e-12)
+        for side in ("user_bias_df", "item_bias_df"):
+            got, want = getattr(local_fit, side), getattr(spark_fit, side)
+            assert got.schema == want.schema
+            assert_approx_df_equality(got, want, 1e-10, ignore_row_order=True)
+    regs = [(1.0, 2.0), (5.0, 0.5), (20.0, 10.0)]
+    spark_grid, local_grid = (fit_bias_grid(df, regs=regs, sweeps=30, tol=1e-4, local=local)
+                              for local in (False, True))
+    assert local_grid.tables.sweeps == spark_grid.tables.sweeps
+    for side in ("user_df", "item_df"):
+        assert_approx_df_equality(getattr(local_grid.tables, side),
+                                  getattr(spark_grid.tables, side), 1e-10, ignore_row_order=True)
+
+
 def test_biases_on_empty_ratings_fail(spark):
-    with pytest.raises(ValueError, match="empty"):
-        fit_biases(spark.createDataFrame([], RATINGS_T), reg_user=1.0, reg_item=1.0)
+    for local in (False, True):
+        with pytest.raises(ValueError, match="empty"):
+            fit_biases(spark.createDataFrame([], RATINGS_T), reg_user=1.0, reg_item=1.0,
+                       local=local)
 
 
 # --------------------------------------------------------------------------------- prediction
@@ -686,3 +718,48 @@ def test_an_extension_that_barely_helps_is_the_last():
     rows = line_search(lambda k: {"rank": k, "val_rmse": 0.9 - 1e-5 * k}, [10, 50], param="rank",
                        extend=3, integer=True, minimum=1, max_ratio=2)
     assert [r["rank"] for r in rows] == [10, 50, 100]
+
+
+def test_a_rank_past_the_grid_is_tried_only_within_the_budget():
+    from batchml.factor_search import rank_reg_search
+
+    def score_at(rank, reg):  # larger ranks gain 1 % per doubling: the edge is always the top
+        return {"rank": rank, "reg": reg,
+                "val_rmse": 1.0 + np.log10(reg / 0.1) ** 2 - 0.01 * np.log2(rank)}
+
+    def ranks_tried(budget, **kw):
+        return sorted({r["rank"] for r in rank_reg_search(score_at, [10, 50], [0.05, 0.1, 0.2],
+                                                          extend=2, budget=budget, **kw)})
+    # the grid costs 3 * (10² + 50²) = 7800 (+ 10² for rank 10's reg extension): rank 100 (10⁴)
+    # costs more than that; with 1.3 times it is probed, gains, and gets its reg line, after which
+    # the search has spent 7900 + 3·10⁴, which is less than rank 200's 4·10⁴ at 1.0, more at 1.3
+    assert ranks_tried(1.0) == [10, 50]
+    assert ranks_tried(1.3) == [10, 50, 100, 200] == ranks_tried(None)
+    assert ranks_tried(0.0) == [10, 50]
+    def top_ranks(budget):  # this grid costs 3·(10² + 50² + 100²) + 10² = 37900 < 4·10⁴
+        rows = rank_reg_search(score_at, [10, 50, 100], [0.05, 0.1, 0.2], extend=1, budget=budget)
+        return max(r["rank"] for r in rows)
+    assert (top_ranks(1.0), top_ranks(1.1)) == (100, 200)
+
+
+def test_a_concurrent_grid_gives_the_rows_of_the_sequential_one():
+    import threading
+    import time
+    from batchml.factor_search import line_search, rank_reg_search, thread_map
+
+    threads = set()
+
+    def score_at(rank, reg):
+        threads.add(threading.get_ident())
+        time.sleep(0.02)  # long enough for the pool's threads to share the grid
+        return {"rank": rank, "reg": reg,
+                "val_rmse": 1.0 + np.log10(reg / 0.3) ** 2 - 0.01 * np.log2(rank)}
+
+    ordered = rank_reg_search(score_at, [5, 10], [0.05, 0.1, 0.2], extend=2)
+    threads.clear()
+    concurrent = rank_reg_search(score_at, [5, 10], [0.05, 0.1, 0.2], extend=2,
+                                 map_fn=thread_map(3))
+    assert concurrent == ordered and len(threads) > 1
+    line = line_search(lambda g: {"reg": g, "val_rmse": abs(g - 0.5)}, [0.05, 0.1, 0.2],
+                       param="reg", extend=2, map_fn=thread_map(2))
+    assert [r["reg"] for r in line] == pytest.approx([0.05, 0.1, 0.2, 0.4, 0.8])

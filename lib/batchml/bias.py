@@ -25,8 +25,11 @@ import math
 from dataclasses import dataclass, field
 from typing import Sequence
 
+import numpy as np
+import pyarrow as pa
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
+from pyspark.sql.types import DoubleType, LongType, StructField, StructType
 
 from batchml.schema import BIAS_COL, COUNT_COL, ITEM_COL, RATING_COL, USER_COL
 from batchml.spark import materialize, maybe_broadcast
@@ -106,15 +109,18 @@ class _Tables:
 
 def _fit_tables(ratings_df: DataFrame, *, regs: Sequence[tuple[float, float]], cols: Sequence[str],
                 sweeps: int, tol: float | None, col_offset: str | None, col_user: str,
-                col_item: str, col_rating: str) -> _Tables:
+                col_item: str, col_rating: str, local: bool = False) -> _Tables:
     """The sweeps of :func:`fit_biases` for every (λ_u, λ_i) of ``regs`` at once (column
-    ``cols[k]`` holds pair k)."""
+    ``cols[k]`` holds pair k); ``local``: on the driver (:func:`_local_tables`)."""
     if sweeps < 1:
         raise ValueError("sweeps must be >= 1")
     target = F.col(col_rating).cast("double")
     if col_offset is not None:
         target = target - F.coalesce(F.col(col_offset).cast("double"), F.lit(0.0))
     target_df = ratings_df.select(col_user, col_item, target.alias(_TARGET))
+    if local:
+        return _local_tables(target_df, regs=regs, cols=cols, sweeps=sweeps, tol=tol,
+                             col_user=col_user, col_item=col_item)
     if col_offset is not None:
         target_df = target_df.cache()
     try:
@@ -129,7 +135,7 @@ def _fit_tables(ratings_df: DataFrame, *, regs: Sequence[tuple[float, float]], c
 
 
 def fit_biases(ratings_df: DataFrame, *, reg_user: float, reg_item: float, sweeps: int = 3,
-               tol: float | None = None, col_offset: str | None = None,
+               tol: float | None = None, col_offset: str | None = None, local: bool = False,
                col_user: str = USER_COL, col_item: str = ITEM_COL,
                col_rating: str = RATING_COL) -> Biases:
     """Fit μ, b_u, b_i to ``rating − offset`` by alternating regularized updates.
@@ -146,6 +152,8 @@ def fit_biases(ratings_df: DataFrame, *, reg_user: float, reg_item: float, sweep
         join per sweep); None runs exactly ``sweeps`` sweeps.
     col_offset : a column subtracted from the rating before fitting (None: no offset); the
         target is then cached for the sweeps (the offset usually comes from a join).
+    local : collect the target to the driver and run the same sweeps there in numpy
+        (:func:`_local_tables`: one Spark job instead of ~3 per sweep; for small ratings tables).
 
     Returns
     -------
@@ -154,7 +162,7 @@ def fit_biases(ratings_df: DataFrame, *, reg_user: float, reg_item: float, sweep
     """
     t = _fit_tables(ratings_df, regs=[(reg_user, reg_item)], cols=[BIAS_COL], sweeps=sweeps, tol=tol,
                     col_offset=col_offset, col_user=col_user, col_item=col_item,
-                    col_rating=col_rating)
+                    col_rating=col_rating, local=local)
     LOG.info("biases: mu=%.4f after %d sweeps (lambda_u=%g, lambda_i=%g)", t.mu, t.sweeps,
              reg_user, reg_item)
     return Biases(mu=t.mu, user_bias_df=t.user_df, item_bias_df=t.item_df, sweeps=t.sweeps,
@@ -234,6 +242,74 @@ def _sweep(target_df: DataFrame, t: _Tables, *, regs: Sequence[tuple[float, floa
     return t
 
 
+# -------------------------------------------------------------------- the same sweeps, on the driver
+def _local_solve(index: np.ndarray, resid: np.ndarray, n: np.ndarray, regs: np.ndarray) -> np.ndarray:
+    """b[key, k] = Σ resid[:, k] over the rows of key / (regs[k] + n[key]) (:func:`_solve_side`)."""
+    sums = np.stack([np.bincount(index, weights=resid[:, k], minlength=len(n))
+                     for k in range(resid.shape[1])], axis=1)
+    return sums / (regs[None, :] + n[:, None])
+
+
+def _local_sweeps(users: np.ndarray, items: np.ndarray, target: np.ndarray, *,
+                  regs: Sequence[tuple[float, float]], sweeps: int,
+                  tol: float | None) -> tuple[float, np.ndarray, np.ndarray, int, list[float]]:
+    """:func:`_first_item_side` and :func:`_sweep` in numpy for rows (``users``, ``items``: dense
+    indices, ``target``): (μ, user biases [n_users, pairs], item biases [n_items, pairs], sweeps
+    run, max |Δ b_u| per sweep when ``tol`` is given) by the same updates, relaxation and stop."""
+    if len(target) == 0:
+        raise ValueError("cannot fit biases on an empty ratings table")
+    reg_u = np.array([r[0] for r in regs], dtype=float)
+    reg_i = np.array([r[1] for r in regs], dtype=float)
+    n_u, n_i = np.bincount(users).astype(float), np.bincount(items).astype(float)
+    mu = float(target.sum() / len(target))
+    item_b = _local_solve(items, np.repeat((target - mu)[:, None], len(regs), axis=1), n_i, reg_i)
+    user_b, history, omega, done = None, [], 1.0, 0
+    for sweep in range(sweeps):
+        if sweep > 0:
+            solved = _local_solve(items, (target - mu)[:, None] - user_b[users], n_i, reg_i)
+            item_b = item_b + omega * (solved - item_b)
+        solved = _local_solve(users, (target - mu)[:, None] - item_b[items], n_u, reg_u)
+        new_user = solved if user_b is None else user_b + omega * (solved - user_b)
+        delta = None
+        if tol is not None and user_b is not None:
+            delta = float(np.abs(new_user - user_b).max())
+            history.append(delta)
+            omega = omega if omega != 1.0 else relaxation_factor(history)
+        user_b, done = new_user, sweep + 1
+        if delta is not None and delta <= tol:
+            break
+    return mu, user_b, item_b, done, history
+
+
+def _bias_table(spark, keys: np.ndarray, biases: np.ndarray, counts: np.ndarray, key_field,
+                cols: Sequence[str]) -> DataFrame:
+    """A bias table (``key_field``'s column, ``cols`` double, n_ratings long) from driver arrays."""
+    data = {key_field.name: pa.array(keys, type=pa.from_numpy_dtype(keys.dtype))}
+    data.update({c: pa.array(biases[:, k], type=pa.float64()) for k, c in enumerate(cols)})
+    data[COUNT_COL] = pa.array(counts.astype(np.int64), type=pa.int64())
+    schema = StructType([StructField(key_field.name, key_field.dataType, False)]
+                        + [StructField(c, DoubleType(), True) for c in cols]
+                        + [StructField(COUNT_COL, LongType(), False)])
+    return spark.createDataFrame(pa.table(data), schema=schema)
+
+
+def _local_tables(target_df: DataFrame, *, regs: Sequence[tuple[float, float]], cols: Sequence[str],
+                  sweeps: int, tol: float | None, col_user: str, col_item: str) -> _Tables:
+    """The sweeps of :func:`_fit_tables` on the driver: ``target_df`` (user, item, target) is
+    collected once (Arrow) and swept by :func:`_local_sweeps`; the tables go back to Spark."""
+    rows = target_df.toArrow()
+    user_keys, users = np.unique(rows.column(col_user).to_numpy(), return_inverse=True)
+    item_keys, items = np.unique(rows.column(col_item).to_numpy(), return_inverse=True)
+    target = rows.column(_TARGET).to_numpy().astype(float)
+    mu, user_b, item_b, done, history = _local_sweeps(users, items, target, regs=regs,
+                                                      sweeps=sweeps, tol=tol)
+    spark, fields = target_df.sparkSession, {f.name: f for f in target_df.schema.fields}
+    user_df = _bias_table(spark, user_keys, user_b, np.bincount(users), fields[col_user], cols)
+    item_df = _bias_table(spark, item_keys, item_b, np.bincount(items), fields[col_item], cols)
+    return _Tables(mu=mu, user_df=user_df, item_df=item_df, n_items=len(item_keys),
+                   n_users=len(user_keys), sweeps=done, history=history)
+
+
 # ------------------------------------------------------------------------ a grid of (λ_u, λ_i)
 @dataclass
 class BiasGrid:
@@ -263,14 +339,15 @@ class BiasGrid:
 
 
 def fit_bias_grid(ratings_df: DataFrame, *, regs: Sequence[tuple[float, float]], sweeps: int,
-                  tol: float | None = None, col_user: str = USER_COL, col_item: str = ITEM_COL,
-                  col_rating: str = RATING_COL) -> BiasGrid:
+                  tol: float | None = None, local: bool = False, col_user: str = USER_COL,
+                  col_item: str = ITEM_COL, col_rating: str = RATING_COL) -> BiasGrid:
     """:func:`fit_biases` for every (λ_u, λ_i) of ``regs`` in the same aggregations (one sum per
-    pair per pass), so a grid costs about one fit; ``tol`` applies to the largest change of any."""
+    pair per pass), so a grid costs about one fit; ``tol`` applies to the largest change of any;
+    ``local``: on the driver, as in :func:`fit_biases`."""
     regs = [(float(a), float(b)) for a, b in regs]
     cols = [f"_b{k}" for k in range(len(regs))]
     t = _fit_tables(ratings_df, regs=regs, cols=cols, sweeps=sweeps, tol=tol, col_offset=None,
-                    col_user=col_user, col_item=col_item, col_rating=col_rating)
+                    col_user=col_user, col_item=col_item, col_rating=col_rating, local=local)
     LOG.info("bias grid of %d (lambda_u, lambda_i) pairs: %d sweeps", len(regs), t.sweeps)
     return BiasGrid(mu=t.mu, regs=regs, tables=t)
 

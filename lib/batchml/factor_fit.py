@@ -146,16 +146,17 @@ class BiasedFit:
 
 
 def _round_biases(train_df: DataFrame, previous: FactorModel | None, *, reg_user: float,
-                  reg_item: float, sweeps: int, tol: float | None, col_user: str, col_item: str,
-                  col_rating: str) -> Biases:
-    """Biases on r (first round: no ``previous`` model) or on r − γ·p·q of ``previous``."""
+                  reg_item: float, sweeps: int, tol: float | None, local: bool, col_user: str,
+                  col_item: str, col_rating: str) -> Biases:
+    """Biases on r (first round: no ``previous`` model) or on r − γ·p·q of ``previous``
+    (``local``: on the driver, :func:`batchml.bias.fit_biases`)."""
     keys = dict(col_user=col_user, col_item=col_item, col_rating=col_rating)
     if previous is None:
         return fit_biases(train_df, reg_user=reg_user, reg_item=reg_item, sweeps=sweeps, tol=tol,
-                          **keys)
+                          local=local, **keys)
     offset_df = with_factor_dot(train_df, previous, col_user=col_user, col_item=col_item)
     return fit_biases(offset_df, reg_user=reg_user, reg_item=reg_item, sweeps=sweeps, tol=tol,
-                      col_offset=_DOT, **keys)
+                      col_offset=_DOT, local=local, **keys)
 
 
 def _residual_model(train_df: DataFrame, biases: Biases, *, rank: int, reg: float, iters: int,
@@ -182,7 +183,7 @@ def fit_als_biased(train_df: DataFrame, *, rank: int, reg: float, iters: int, ro
                    reg_user: float, reg_item: float, sweeps: int, seed: int, rating_min: float,
                    rating_max: float, tol: float | None = None, checkpoint_interval: int = 10,
                    blocks: int = 0, biases: Biases | None = None, eval_df: DataFrame | None = None,
-                   score_train: bool = True, col_user: str = USER_COL, col_item: str = ITEM_COL,
+                   score_train: bool = True, local_biases: bool = False, col_user: str = USER_COL, col_item: str = ITEM_COL,
                    col_rating: str = RATING_COL) -> BiasedFit:
     """Biases, then ALS on the residuals; rounds > 1 re-fit biases on r − p·q and ALS again.
 
@@ -193,6 +194,7 @@ def fit_als_biased(train_df: DataFrame, *, rank: int, reg: float, iters: int, ro
     biases : first-round biases already fitted on ``train_df`` (skips that fit).
     eval_df : optional ratings scored after every round (validation).
     score_train : also score the training set after every round (``train_rmse``; a search skips it).
+    local_biases : fit the biases on the driver (``local`` of :func:`fit_biases`; small data).
 
     Returns
     -------
@@ -212,7 +214,7 @@ def fit_als_biased(train_df: DataFrame, *, rank: int, reg: float, iters: int, ro
             b = biases
         else:
             b = _round_biases(train_df, model, reg_user=reg_user, reg_item=reg_item,
-                              sweeps=sweeps, tol=tol, **keys)
+                              sweeps=sweeps, tol=tol, local=local_biases, **keys)
         biases = biases if biases is not None else b
         t1 = time.perf_counter()
         settings = {"rank": rank, "reg": reg, "iters": iters, "rounds": rnd,

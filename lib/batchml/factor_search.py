@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 import time
+from concurrent.futures import ThreadPoolExecutor
 from typing import Callable, Sequence
 
 from pyspark.sql import DataFrame
@@ -55,18 +56,43 @@ def _beyond(values: Sequence[float], direction: str, *, integer: bool, minimum: 
     return nxt if nxt >= minimum else None
 
 
+def in_order(fn: Callable, values: Sequence) -> list:
+    """``[fn(v) for v in values]``: the default way a search scores its grid."""
+    return [fn(v) for v in values]
+
+
+def thread_map(workers: int) -> Callable[[Callable, Sequence], list]:
+    """A map that runs up to ``workers`` calls at once in threads (each submits its own Spark jobs
+    to the session) and returns their results in input order; :func:`in_order` for 1 worker.
+    On small data most of a fit's wall time is per-job latency, not CPU, so fits overlap well."""
+    if workers <= 1:
+        return in_order
+
+    def run(fn: Callable, values: Sequence) -> list:
+        values = list(values)
+        if len(values) < 2:
+            return [fn(v) for v in values]
+        with ThreadPoolExecutor(max_workers=min(workers, len(values))) as pool:
+            return list(pool.map(fn, values))
+    return run
+
+
 def line_search(score_at: Callable[[float], dict], grid: Sequence[float], *, param: str,
                 extend: int, integer: bool = False, minimum: float = 0.0,
-                max_ratio: float | None = None, key: str = KEY) -> list[dict]:
+                max_ratio: float | None = None, key: str = KEY,
+                affordable: Callable[[float], bool] | None = None,
+                map_fn: Callable[[Callable, Sequence], list] = in_order) -> list[dict]:
     """Score every value of ``grid`` (``score_at(value)`` returns a row holding ``param`` and
-    ``key``), then, while the best row sits on an edge of what was tried, score one value past
-    that edge (at most ``extend`` of them; none for a one-value grid), a step of the grid's edge
-    ratio capped at ``max_ratio``.  A step that improves the best by less than :data:`MIN_GAIN`
-    (relative: below validation noise, not worth a costlier model) is the last one.
+    ``key``; ``map_fn`` scores them, e.g. :func:`thread_map`), then, while the best row sits on an
+    edge of what was tried, score one value past that edge (at most ``extend`` of them; none for a
+    one-value grid, nor a value ``affordable`` rejects), a step of the grid's edge ratio capped at
+    ``max_ratio``.  A step that improves the best by less than :data:`MIN_GAIN` (relative: below
+    validation noise, not worth a costlier model) is the last one.
 
     Returns the rows in the order tried, each with ``step``: grid, extend_up or extend_down.
     """
-    rows = [{**score_at(v), "step": "grid"} for v in sorted(set(grid))]
+    values = sorted(set(grid))
+    rows = [{**row, "step": "grid"} for row in map_fn(score_at, values)]
     if len(rows) < 2:
         return rows
     for _ in range(extend):
@@ -76,6 +102,10 @@ def line_search(score_at: Callable[[float], dict], grid: Sequence[float], *, par
         nxt = direction and _beyond(tried, direction, integer=integer, minimum=minimum,
                                     max_ratio=max_ratio)
         if nxt is None:
+            break
+        if affordable is not None and not affordable(nxt):
+            LOG.info("best %s %g is on an edge of %s, but %s %g would cost more than the search "
+                     "budget allows: not tried", param, best, tried, param, nxt)
             break
         LOG.info("best %s %g is on the %s edge of %s: trying %g", param, best,
                  "upper" if direction == "up" else "lower", tried, nxt)
@@ -99,10 +129,10 @@ def centred_grid(grid: Sequence[float], at: float) -> list[float]:
 # ------------------------------------------------------------------------------------ candidates
 def _bias_pair_rows(fit_df: DataFrame, val_df: DataFrame, users: Sequence[float],
                     items: Sequence[float], *, sweeps: int, tol: float | None, rating_min: float,
-                    rating_max: float, step: str) -> tuple[list[dict], BiasGrid]:
+                    rating_max: float, local: bool, step: str) -> tuple[list[dict], BiasGrid]:
     """Every (λ_u, λ_i) of ``users`` × ``items`` fitted in the same sweeps and scored on ``val_df``."""
     pairs = [(float(a), float(b)) for a in sorted(set(users)) for b in sorted(set(items))]
-    grid = fit_bias_grid(fit_df, regs=pairs, sweeps=sweeps, tol=tol)
+    grid = fit_bias_grid(fit_df, regs=pairs, sweeps=sweeps, tol=tol, local=local)
     rmse = grid_rmse(grid, val_df, rating_min=rating_min, rating_max=rating_max)
     return [{"reg_user": a, "reg_item": b, "val_rmse": e, "sweeps": grid.tables.sweeps, "step": step}
             for (a, b), e in zip(pairs, rmse)], grid
@@ -119,19 +149,21 @@ def _shifted(values: Sequence[float], best: float) -> list[float] | None:
 
 
 def search_bias_regs(fit_df: DataFrame, val_df: DataFrame, *, regs_user, regs_item, sweeps: int,
-                     tol: float | None, rating_min: float, rating_max: float,
-                     extend: int) -> tuple[list[dict], Biases]:
+                     tol: float | None, rating_min: float, rating_max: float, extend: int,
+                     local: bool = False) -> tuple[list[dict], Biases]:
     """λ_u and λ_i of the biases: every pair of ``regs_user`` × ``regs_item`` fitted on ``fit_df``
     in the same sweeps (:func:`batchml.bias.fit_bias_grid`) and scored on ``val_df`` as the
     bias-only model; while the best pair sits on an edge of a grid of two or more values, that
     grid moves one step past it (at most ``extend`` times; one more grid fit each).  The sweeps
     stop at ``tol`` × :data:`SEARCH_TOL_FACTOR`: the re-fit of the chosen pair converges to ``tol``.
+    ``local``: the sweeps run on the driver (:func:`batchml.bias.fit_bias_grid`).
 
     Returns (one row per pair tried: reg_user, reg_item, val_rmse, sweeps, step; the
     :class:`Biases` of the best pair).
     """
     search_tol = None if tol is None else tol * SEARCH_TOL_FACTOR
-    args = dict(sweeps=sweeps, tol=search_tol, rating_min=rating_min, rating_max=rating_max)
+    args = dict(sweeps=sweeps, tol=search_tol, rating_min=rating_min, rating_max=rating_max,
+                local=local)
     users, items = list(regs_user), list(regs_item)
     rows, grid = _bias_pair_rows(fit_df, val_df, users, items, step="grid", **args)
     path, best_grid = list(rows), (grid, rows)
@@ -175,8 +207,15 @@ def biased_candidate(fit_df: DataFrame, val_df: DataFrame, *, rank: int, reg: fl
     return row
 
 
+def rank_cost(rank: float) -> float:
+    """The relative cost of an ALS fit at ``rank``: rank², the work per rating per iteration of the
+    normal equations (which dominates while the ratings per user or item exceed the rank)."""
+    return float(rank) ** 2
+
+
 def rank_reg_search(score_at: Callable[[int, float], dict], ranks: Sequence[int],
-                    regs: Sequence[float], *, extend: int,
+                    regs: Sequence[float], *, extend: int, budget: float | None = None,
+                    map_fn: Callable[[Callable, Sequence], list] = in_order,
                     progress: Progress | None = None) -> list[dict]:
     """Reg at every rank of ``ranks`` (a :func:`line_search` each), then rank: a rank past the
     edge is first probed at the best reg so far, and only when that beats the best by
@@ -184,12 +223,27 @@ def rank_reg_search(score_at: Callable[[int, float], dict], ranks: Sequence[int]
     on real data its gain is often below validation noise).  ``score_at(rank, reg)`` returns a
     row holding rank, reg and ``val_rmse``; ``progress`` hears of the steps added to the plan.
 
+    ``budget``: a rank past the grid is tried only when its :func:`rank_cost` is at most
+    ``budget`` times the summed cost of every candidate scored so far (None: no limit), so one
+    probe never costs more than the search it extends.  ``map_fn`` scores the grid's
+    (rank, reg) pairs (e.g. concurrently: :func:`thread_map`); the rows are the same as in order.
+
     Returns every row tried, in order, each with ``step`` (grid, extend_*, or probe for a rank
     that was only probed: ``eligible`` False, as its gain does not pay for the larger rank, so
     :func:`best_of` passes over it).
     """
     path: list[dict] = []
     more = progress.plan_more if progress is not None else (lambda n=1: None)
+    pairs = [(int(k), float(g)) for k in sorted(set(ranks)) for g in sorted(set(regs))]
+    spent = [sum(rank_cost(k) for k, _ in pairs)]
+    grid_rows = dict(zip(pairs, map_fn(lambda pair: score_at(*pair), pairs)))
+
+    def cached(rank: int, reg: float) -> dict:
+        row = grid_rows.pop((rank, float(reg)), None)
+        if row is None:
+            spent[0] += rank_cost(rank)
+            row = score_at(rank, reg)
+        return row
 
     def best_at_rank(rank: float) -> dict:
         rank, known = int(rank), {}
@@ -197,7 +251,7 @@ def rank_reg_search(score_at: Callable[[int, float], dict], ranks: Sequence[int]
         if rank not in ranks and path:  # past the rank grid: probe at the best reg first
             best = best_of(path)
             more(1)
-            probe = score_at(rank, best["reg"])
+            probe = cached(rank, best["reg"])
             if probe[KEY] > best[KEY] * (1.0 - MIN_GAIN):
                 LOG.info("rank %d at reg %g gains < %.1f%% on %.4f: its reg line is skipped", rank,
                          best["reg"], 100 * MIN_GAIN, best[KEY])
@@ -211,33 +265,39 @@ def rank_reg_search(score_at: Callable[[int, float], dict], ranks: Sequence[int]
             if reg in known:
                 return known.pop(reg)
             more(0 if reg in grid else 1)
-            return score_at(rank, reg)
+            return cached(rank, reg)
 
         rows = line_search(at_reg, grid, param="reg", extend=extend)
         path.extend(rows)
         return best_of(rows)
 
+    def affordable(rank: float) -> bool:
+        return budget is None or rank_cost(rank) <= budget * spent[0]
+
     line_search(best_at_rank, ranks, param="rank", extend=extend, integer=True, minimum=1,
-                max_ratio=RANK_STEP)
+                max_ratio=RANK_STEP, affordable=affordable)
     return path
 
 
 def search_biased(fit_df: DataFrame, val_df: DataFrame, *, ranks, regs, biases: Biases, extend: int,
                   iters: int, rounds: int, sweeps: int, seed: int, rating_min: float,
                   rating_max: float, tol: float | None = None, checkpoint_interval: int = 10,
-                  blocks: int = 0, col_user: str = USER_COL, col_item: str = ITEM_COL,
+                  blocks: int = 0, budget: float | None = None, local_biases: bool = False,
+                  map_fn: Callable[[Callable, Sequence], list] = in_order,
+                  col_user: str = USER_COL, col_item: str = ITEM_COL,
                   col_rating: str = RATING_COL) -> list[dict]:
     """ALS+bias over rank and reg (:func:`rank_reg_search`); λ_u and λ_i are those of ``biases``
     (fitted on ``fit_df``).  The rounds matter to the choice: round-1 biases absorb each user's
     mean affinity to what they rated, which a small rank can only fit once later rounds re-fit
-    the biases on r − p·q.
+    the biases on r − p·q.  ``budget`` and ``map_fn``: see :func:`rank_reg_search`;
+    ``local_biases``: later rounds fit their biases on the driver (:func:`batchml.bias.fit_biases`).
 
     Returns every candidate tried, in order (see :func:`biased_candidate`), each with ``step``.
     """
     fit_args = dict(iters=iters, rounds=rounds, reg_user=biases.reg_user, reg_item=biases.reg_item,
                     sweeps=sweeps, tol=tol, seed=seed, rating_min=rating_min, rating_max=rating_max,
-                    checkpoint_interval=checkpoint_interval, blocks=blocks, col_user=col_user,
-                    col_item=col_item, col_rating=col_rating)
+                    checkpoint_interval=checkpoint_interval, blocks=blocks, local_biases=local_biases,
+                    col_user=col_user, col_item=col_item, col_rating=col_rating)
     progress = Progress("search ALS+bias candidate", len(set(ranks)) * len(set(regs)), LOG)
 
     def candidate(rank: int, reg: float) -> dict:
@@ -245,15 +305,17 @@ def search_biased(fit_df: DataFrame, val_df: DataFrame, *, ranks, regs, biases: 
         progress.step(f"rank={rank} reg={reg:g} val_rmse={row['val_rmse']:.4f}")
         return row
 
-    return rank_reg_search(candidate, ranks, regs, extend=extend, progress=progress)
+    return rank_reg_search(candidate, ranks, regs, extend=extend, budget=budget, map_fn=map_fn,
+                           progress=progress)
 
 
 def search_plain(fit_df: DataFrame, val_df: DataFrame, *, rank: int, regs, extend: int, iters: int,
                  seed: int, rating_min: float, rating_max: float, checkpoint_interval: int = 10,
-                 blocks: int = 0, col_user: str = USER_COL, col_item: str = ITEM_COL,
+                 blocks: int = 0, map_fn: Callable[[Callable, Sequence], list] = in_order,
+                 col_user: str = USER_COL, col_item: str = ITEM_COL,
                  col_rating: str = RATING_COL) -> list[dict]:
-    """Plain ALS at ``rank`` over reg (a :func:`line_search`); one row per candidate (rank, reg,
-    val_rmse, seconds, step)."""
+    """Plain ALS at ``rank`` over reg (a :func:`line_search`; ``map_fn`` scores the grid); one row
+    per candidate (rank, reg, val_rmse, seconds, step)."""
     keys = dict(col_user=col_user, col_item=col_item)
     fallback = float(fit_df.agg(F.avg(F.col(col_rating).cast("double"))).first()[0])
     progress = Progress("search plain ALS candidate", len(set(regs)), LOG)
@@ -271,7 +333,7 @@ def search_plain(fit_df: DataFrame, val_df: DataFrame, *, rank: int, regs, exten
         m.unpersist()
         return row
 
-    return line_search(score_at, regs, param="reg", extend=extend)
+    return line_search(score_at, regs, param="reg", extend=extend, map_fn=map_fn)
 
 
 def best_of(rows: list[dict], key: str = KEY) -> dict:

@@ -21,7 +21,7 @@ from batchml.factor_fit import (BiasedFit, aligned_model, bias_model, fit_als_bi
                                 global_mean_model)
 from batchml.factor_model import FactorModel, evaluate, with_prediction
 from batchml.factor_search import (best_of, overfit_check, search_bias_regs, search_biased,
-                                   search_plain)
+                                   search_plain, thread_map)
 from batchml.io.atomic import atomic_dir, exists, read_json, write_json
 from batchml.logs import stage
 from batchml.metrics import regression_metrics
@@ -74,8 +74,8 @@ def read_ground_truth(spark: SparkSession, gt_dir: str, users_df: DataFrame, ite
 
 # --------------------------------------------------------------------------------------- item-CF
 def item_cf_metrics(train_df: DataFrame, test_df: DataFrame, *, neighbours: int,
-                    max_items_per_user: int, seed: int,
-                    baseline: FactorModel | None = None) -> dict[str, dict]:
+                    max_items_per_user: int, seed: int, baseline: FactorModel | None = None,
+                    broadcast: bool = False) -> dict[str, dict]:
     """Test metrics of Jaccard-weighted item-CF
     (:func:`batchml.similarity.neighbours.predict_item_cf` over the Jaccard top-``neighbours``
     similar items of the training set).
@@ -85,13 +85,16 @@ def item_cf_metrics(train_df: DataFrame, test_df: DataFrame, *, neighbours: int,
     r̂ = b_ui + Σ_j s_ij (r_uj − b_uj) / Σ_j s_ij (b = μ + b_u + b_i; b_ui alone when u rated
     none of i's neighbours), clipped to the baseline's scale.  ``max_items_per_user`` > 0 caps
     the items per user in the co-occurrence counts (deterministic hash sample); 0 is exact.
+    ``broadcast``: the similarity's broadcast path (small training sets; the same table).
 
     Returns
     -------
     {row name: metrics dict (rmse, mae, n, n_missing, neighbours, max_items_per_user)}
     """
     similar = similar_items(train_df, metric="jaccard", top_k=neighbours,
-                            max_items_per_user=max_items_per_user, seed=seed).cache()
+                            max_items_per_user=max_items_per_user, seed=seed,
+                            broadcast=broadcast).cache()
+    similar.count()  # computed once for both rows, not by each of their jobs
     extra = dict(neighbours=neighbours, max_items_per_user=max_items_per_user)
     pairs = test_df.select(USER_COL, ITEM_COL, RATING_COL)
     out = {"item_cf": {**regression_metrics(predict_item_cf(train_df, pairs, similar)), **extra}}
@@ -231,8 +234,8 @@ def hold_out_test(spark: SparkSession, ratings: DataFrame, s, *, dataset: str,
 
 
 def _validation_split(spark: SparkSession, train: DataFrame, n_train: int, s,
-                      timings: dict) -> tuple[DataFrame, DataFrame, float]:
-    """(fit, validation, fraction of the users kept) carved from ``train`` (``n_train`` rows),
+                      timings: dict) -> tuple[DataFrame, DataFrame, int, float]:
+    """(fit, validation, fit rows, fraction of the users kept) carved from ``train`` (``n_train`` rows),
     cached: both sides keep the ratings of a user sample when the fit side would hold more than
     ``s.search_sample_ratings`` ratings."""
     with stage("split_validation", spark, timings) as st:
@@ -242,9 +245,18 @@ def _validation_split(spark: SparkSession, train: DataFrame, n_train: int, s,
         sampled = sample_users(train, fraction=fraction, seed=s.seed + 2)
         fit_df, val_df = split_random(sampled, fraction=s.validation_fraction, seed=s.seed + 1)
         fit_df, val_df = fit_df.cache(), val_df.cache()
-        st.set_rows(fit_df.count())
+        n_fit = fit_df.count()
+        st.set_rows(n_fit)
         st.info.update(validation=val_df.count(), users_fraction=round(fraction, 4))
-    return fit_df, val_df, fraction
+    return fit_df, val_df, n_fit, fraction
+
+
+def _fit_map(s, n_ratings: int):
+    """How a search scores its grid: :func:`batchml.factor_search.thread_map` of
+    ``s.parallel_fits`` threads when ``n_ratings`` is at most ``s.parallel_max_ratings``, else one
+    fit at a time."""
+    small = n_ratings <= s.parallel_max_ratings
+    return thread_map(s.parallel_fits if small else 1)
 
 
 def choose_hyperparameters(spark: SparkSession, train: DataFrame, n_train: int, s,
@@ -253,24 +265,26 @@ def choose_hyperparameters(spark: SparkSession, train: DataFrame, n_train: int, 
     biases, then rank, reg and rounds of ALS+bias (line searches that extend past a grid edge),
     then plain ALS's reg at that rank."""
     common = _als_args(s)
-    fit_df, val_df, users_fraction = _validation_split(spark, train, n_train, s, timings)
+    fit_df, val_df, n_fit, users_fraction = _validation_split(spark, train, n_train, s, timings)
+    local = n_fit <= s.local_bias_max_ratings
     with stage("search_bias_regs", spark, timings) as st:
         bias_grid, biases = search_bias_regs(
             fit_df, val_df, regs_user=s.bias_reg_user, regs_item=s.bias_reg_item,
             sweeps=s.bias_sweeps, tol=s.bias_tol, rating_min=s.rating_min, rating_max=s.rating_max,
-            extend=s.search_extend)
-        st.info.update(reg_user=biases.reg_user, reg_item=biases.reg_item)
+            extend=s.search_extend, local=local)
+        st.info.update(reg_user=biases.reg_user, reg_item=biases.reg_item, local=local)
     with stage("search_als_bias", spark, timings) as st:
         grid = search_biased(fit_df, val_df, ranks=s.ranks, regs=s.regs, biases=biases,
                              extend=s.search_extend, rounds=s.rounds, sweeps=s.bias_sweeps,
-                             tol=s.bias_tol, **common)
+                             tol=s.bias_tol, budget=s.search_rank_budget, local_biases=local,
+                             map_fn=_fit_map(s, n_fit), **common)
         biases.unpersist()
         chosen = best_of(grid)
         st.info.update(rank=chosen["rank"], reg=chosen["reg"], rounds=chosen["rounds"],
                        val_rmse=round(chosen["val_rmse"], 4), candidates=len(grid))
     with stage("search_plain_als", spark, timings) as st:
         plain_grid = search_plain(fit_df, val_df, rank=chosen["rank"], regs=s.regs,
-                                  extend=s.search_extend, **common)
+                                  extend=s.search_extend, map_fn=_fit_map(s, n_fit), **common)
         chosen_plain = best_of(plain_grid)
         st.info.update(rank=chosen["rank"], reg=chosen_plain["reg"])
     fit_df.unpersist()
@@ -283,18 +297,21 @@ def choose_hyperparameters(spark: SparkSession, train: DataFrame, n_train: int, 
                   search_users_fraction=users_fraction)
 
 
-def fit_models(spark: SparkSession, train: DataFrame, s, chosen: Chosen, timings: dict) -> Fitted:
-    """Every model of the table re-fit on the whole training set at the chosen settings (ALS+bias
-    runs all ``s.rounds`` rounds, for the report; its model is the chosen round's)."""
+def fit_models(spark: SparkSession, train: DataFrame, n_train: int, s, chosen: Chosen,
+               timings: dict) -> Fitted:
+    """Every model of the table re-fit on the whole training set (``n_train`` rows) at the chosen
+    settings (ALS+bias runs all ``s.rounds`` rounds, for the report; its model is the chosen
+    round's)."""
     common = _als_args(s)
     lo, hi = s.rating_min, s.rating_max
     bias_args = dict(reg_user=chosen.bias_reg_user, reg_item=chosen.bias_reg_item,
                      sweeps=s.bias_sweeps, tol=s.bias_tol)
+    local = n_train <= s.local_bias_max_ratings
     models: dict[str, FactorModel] = {}
     with stage("fit_global_mean", spark, timings):
         models["global_mean"] = global_mean_model(train, rating_min=lo, rating_max=hi)
     with stage("fit_biases", spark, timings) as st:
-        biases = fit_biases(train, **bias_args)
+        biases = fit_biases(train, local=local, **bias_args)
         models["bias_only"] = bias_model(biases, rating_min=lo, rating_max=hi)
         st.set_rows(biases.user_bias_df.count())
     with stage("fit_plain_als", spark, timings) as st:
@@ -304,7 +321,7 @@ def fit_models(spark: SparkSession, train: DataFrame, s, chosen: Chosen, timings
         st.info["train_rmse"] = round(plain_train_rmse, 4)
     with stage("fit_als_bias", spark, timings) as st:
         fitted = fit_als_biased(train, rank=chosen.rank, reg=chosen.als_bias_reg, rounds=s.rounds,
-                                biases=biases, **bias_args, **common)
+                                biases=biases, local_biases=local, **bias_args, **common)
         models["als_bias"] = fitted.round_models[chosen.rounds - 1]
         st.info["train_rmse"] = round(fitted.rounds[chosen.rounds - 1]["train_rmse"], 4)
     with stage("fit_aligned", spark, timings):
@@ -330,8 +347,9 @@ def _ground_truth_floor(spark: SparkSession, test: DataFrame, s, *, dataset: str
 
 def score_test(spark: SparkSession, held: HeldOut, fitted: Fitted, s, *, dataset: str,
                ground_truth: str | None, users_df: DataFrame, items_df: DataFrame,
-               timings: dict) -> TestScores:
-    """The test set, touched once: every model, the item-CF rows, each ALS+bias round, the floor."""
+               timings: dict, similar_broadcast: bool = False) -> TestScores:
+    """The test set, touched once: every model, the item-CF rows (``similar_broadcast``: see
+    :func:`item_cf_metrics`), each ALS+bias round (the chosen one is the ALS+bias row), the floor."""
     table: dict[str, dict] = {}
     notes: list[str] = []
     with stage("evaluate_test", spark, timings) as st:
@@ -339,9 +357,11 @@ def score_test(spark: SparkSession, held: HeldOut, fitted: Fitted, s, *, dataset
             table[name] = evaluate(m, held.test)
         table.update(item_cf_metrics(held.train, held.test, neighbours=s.item_cf_neighbours,
                                      max_items_per_user=s.item_cf_max_items_per_user, seed=s.seed,
-                                     baseline=fitted.models["bias_only"]))
+                                     baseline=fitted.models["bias_only"],
+                                     broadcast=similar_broadcast))
         for entry, m in zip(fitted.biased.rounds, fitted.biased.round_models):
-            entry["test_rmse"] = evaluate(m, held.test)["rmse"]
+            entry["test_rmse"] = (table["als_bias"] if m is fitted.models["als_bias"]
+                                  else evaluate(m, held.test))["rmse"]
         st.set_rows(held.n_test)
         floor = _ground_truth_floor(spark, held.test, s, dataset=dataset, ground_truth=ground_truth,
                                     users_df=users_df, items_df=items_df, notes=notes)
@@ -402,9 +422,10 @@ def run_factorize(spark: SparkSession, cfg, *, dataset: str, output: str,
     held = hold_out_test(spark, ratings, s, dataset=dataset, timings=timings)
     s = with_rating_scale(s, held.train)
     chosen = choose_hyperparameters(spark, held.train, held.n_train, s, timings)
-    fitted = fit_models(spark, held.train, s, chosen, timings)
+    fitted = fit_models(spark, held.train, held.n_train, s, chosen, timings)
     scores = score_test(spark, held, fitted, s, dataset=dataset, ground_truth=ground_truth,
-                        users_df=users_df, items_df=items_df, timings=timings)
+                        users_df=users_df, items_df=items_df, timings=timings,
+                        similar_broadcast=held.n_train <= cfg.similarity.broadcast_max_ratings)
     metrics = metrics_dict(s, dataset=dataset, held=held, chosen=chosen, fitted=fitted,
                            scores=scores, timings=timings)
     saved = fitted.models["aligned" if s.model == "aligned" else "als_bias"]
