@@ -51,7 +51,7 @@ EMPTY_JOB = "from pyspark.sql import SparkSession\nSparkSession.builder.getOrCre
 
 def ensure_ml100k_shaped(work: Path) -> Path:
     """Generate the MovieLens-100K-shaped dump once (u.data + u.item)."""
-    out = work / "ml100k-shaped"
+    out = work / "raw" / "ml100k-shaped"
     if not (out / "u.data").exists():
         subprocess.run([str(ROOT / ".venv/bin/python"), "jobs/generate.py", "--format", "movielens",
                         "--variant", "100k", "--ratings", "100000", "--taste", "1.5",
