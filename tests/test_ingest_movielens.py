@@ -48,10 +48,14 @@ def test_parse_matches_reference(spark, tmp_path, variant, gz):
     assert sorted(r["line"] for r in got_t.where("kind = 'reject'").collect()) == bad == [bad[0]]
 
 
-def test_ingest_end_to_end_csv_half_stars(spark, tmp_path):
+@pytest.mark.parametrize("local_max_rows", [2_000_000, 0], ids=["few-jobs", "distributed"])
+def test_ingest_end_to_end_csv_half_stars(spark, tmp_path, local_max_rows):
+    """Both ways of de-duplicating and numbering ids (ingest.local_max_rows) give the reference's
+    latest ratings, and ids numbered in numeric id order."""
     d = write_movielens_dump(tmp_path / "raw", n_ratings=2000, variant="csv", seed=9, plant=1, duplicates=6)
     out = tmp_path / "ds"
-    res = ingest(spark, build_config({}), "movielens", str(d.path), str(out))
+    res = ingest(spark, build_config({"ingest": {"local_max_rows": local_max_rows}}), "movielens",
+                 str(d.path), str(out))
     data, rejects, kinds = parse_ratings(d.path / "ratings.csv", ",", ML.FIELDS,
                                          "userId,movieId,rating,timestamp", True)
     exp = latest([("ratings.csv", n, u, i, r, t) for n, u, i, r, t in data])
@@ -72,6 +76,9 @@ def test_ingest_end_to_end_csv_half_stars(spark, tmp_path):
     assert items.where(F.col("title").contains(",")).count() > 0
     assert items.where("year is null").count() > 0
     assert json.loads((out / "_stats.json").read_text())["ratings"] == len(exp)
+    for table, col in (("users", "user_id"), ("items", "item_id")):
+        ids = [r[col] for r in spark.read.parquet(str(out / table)).orderBy(f"{table[:-1]}_idx").collect()]
+        assert ids == sorted(ids, key=int) and len(set(ids)) == len(ids)
 
 
 def test_wrong_format_and_ambiguous_release(spark, tmp_path):

@@ -66,6 +66,10 @@ class IngestSettings:
         default=0.01, metadata=_check(lambda v: 0.0 <= v <= 1.0, "a number in [0, 1]"))
     remove_probe: bool = False
     raw_max_chars: int = field(default=300, metadata=_check(lambda v: v >= 16, "an integer >= 16"))
+    # up to this many accepted rating lines, duplicates are resolved by one aggregate and dense ids
+    # numbered on the driver (fewer Spark jobs); above it, only repeated keys take the aggregate
+    # and ids are numbered by a distributed sort.  The same tables either way.
+    local_max_rows: int = field(default=2_000_000, metadata=_check(lambda v: v >= 0, "an integer >= 0"))
 
 
 @dataclass(frozen=True)

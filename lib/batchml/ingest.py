@@ -121,7 +121,8 @@ def ingest(spark: SparkSession, cfg: Config, fmt: str, input_dir: str, output: s
     with atomic_dir(output) as tmp, input_read_errors(internal=tmp):
         ws = Workspace(spark, tmp, timings)
         parsed = parse_lines(ws, dump, name, settings.max_reject_fraction)
-        indexed = dedupe_and_index(ws, parsed, numeric=dump.numeric_ids)
+        indexed = dedupe_and_index(ws, parsed, numeric=dump.numeric_ids,
+                                   local=accepted_lines(parsed.counts) <= settings.local_max_rows)
         pairs = write_pair_tables(ws, dump, name, indexed, parsed.counts, settings.raw_max_chars)
         remove_probe = settings.remove_probe and S.PROBE in dump.pairs
         ratings, removed = without_probe(ws, indexed.ratings) if remove_probe else (indexed.ratings, 0)
@@ -174,19 +175,25 @@ def reject_examples(parsed: DataFrame, n: int = 3) -> list[dict]:
     return [r.asDict() for r in rejects_of(parsed).orderBy("source", "line").limit(n).collect()]
 
 
-def dedupe_and_index(ws: Workspace, parsed: ParsedLines, *, numeric: bool) -> Indexed:
+def accepted_lines(counts: dict) -> int:
+    """Accepted rating lines of a parse's line accounting."""
+    return sum(c["accepted"] for c in counts.values() if c["role"] == S.RATINGS)
+
+
+def dedupe_and_index(ws: Workspace, parsed: ParsedLines, *, numeric: bool, local: bool = False) -> Indexed:
     """Keep the latest of duplicate (user, item) lines, give users and items dense ids, write the
-    users and items tables."""
+    users and items tables; ``local``: few lines (:attr:`IngestSettings.local_max_rows`), by the
+    paths with fewer Spark jobs."""
     extras = [c for c in OPTIONAL_RATING_COLS if c in parsed.ratings.columns]
     with ws.stage("de-duplicate and index ids") as st:
         accepted = parsed.ratings.where(F.col("kind") == KIND_DATA)
         latest = keep_latest(accepted, keys=[S.USER_ID_COL, S.ITEM_ID_COL], order=LATEST_ORDER,
-                             value_cols=[S.RATING_COL, *extras])
+                             value_cols=[S.RATING_COL, *extras], few=local)
         latest = ws.staged(latest, "latest")
-        users = index_ids(latest, col_id=S.USER_ID_COL, col_idx=S.USER_COL, numeric=numeric)
+        users = index_ids(latest, col_id=S.USER_ID_COL, col_idx=S.USER_COL, numeric=numeric, local=local)
         users = ws.table(users, S.USERS, S.USERS_SCHEMA)
-        items = ws.table(items_with_metadata(latest, parsed.item_rows, numeric=numeric), S.ITEMS,
-                         S.ITEMS_SCHEMA)
+        items = ws.table(items_with_metadata(latest, parsed.item_rows, numeric=numeric, local=local),
+                         S.ITEMS, S.ITEMS_SCHEMA)
         figures = latest.agg(F.count(F.lit(1)).alias("n"), F.sum(F.col("n_copies") - 1).alias("d")).first()
         st.set_rows(figures["n"])
     return Indexed(latest, users, items, with_indices(latest, users, items),
@@ -324,9 +331,10 @@ def parse_rejects(parsed: ParsedLines) -> list[DataFrame]:
 
 
 def latest_item_metadata(items_parsed: DataFrame) -> DataFrame:
-    """``item_id, title, year`` from the last line naming each item in the titles files."""
+    """``item_id, title, year`` from the last line naming each item in the titles files (read on the
+    driver, so few: one aggregate)."""
     return keep_latest(items_parsed.where(F.col("kind") == KIND_DATA), keys=[S.ITEM_ID_COL],
-                       order=["source", "line"], value_cols=[S.TITLE_COL, S.YEAR_COL]).select(
+                       order=["source", "line"], value_cols=[S.TITLE_COL, S.YEAR_COL], few=True).select(
         S.ITEM_ID_COL, S.TITLE_COL, S.YEAR_COL)
 
 
@@ -337,14 +345,15 @@ def latest_review_titles(parsed: DataFrame) -> DataFrame:
         S.ITEM_ID_COL, S.TITLE_COL, F.lit(None).cast(T.IntegerType()).alias(S.YEAR_COL))
 
 
-def items_with_metadata(latest: DataFrame, item_rows: DataFrame | None, *, numeric: bool) -> DataFrame:
+def items_with_metadata(latest: DataFrame, item_rows: DataFrame | None, *, numeric: bool,
+                        local: bool = False) -> DataFrame:
     """Dense ids of every item rated or described, with its title and year (null when unknown).
 
     Returns ``item_idx, item_id`` and, from ``item_rows``, ``title, year``."""
     item_ids = latest.select(S.ITEM_ID_COL)
     if item_rows is not None:
         item_ids = item_ids.unionByName(item_rows.select(S.ITEM_ID_COL))
-    items = index_ids(item_ids, col_id=S.ITEM_ID_COL, col_idx=S.ITEM_COL, numeric=numeric)
+    items = index_ids(item_ids, col_id=S.ITEM_ID_COL, col_idx=S.ITEM_COL, numeric=numeric, local=local)
     if item_rows is not None:
         return items.join(item_rows, on=S.ITEM_ID_COL, how="left")
     return (items.withColumn(S.TITLE_COL, F.lit(None).cast(T.StringType()))
