@@ -386,8 +386,9 @@ def main(argv=None) -> int:
                                 epilog="\n".join(__doc__.strip().splitlines()[1:]))
     p.add_argument("--sizes", type=lambda t: sorted({parse_size(x) for x in t.split(",") if x.strip()}),
                    default=list(SIZES), help="comma-separated rating counts (default 100k,1M,10M,30M,100M)")
-    p.add_argument("--stages", type=lambda t: _names(t, STAGES), default=list(STAGES),
-                   help="stages to run (default all four; the table shows these)")
+    p.add_argument("--stages", type=lambda t: _names(t, STAGES + PEER_STAGES), default=list(STAGES),
+                   help="stages to run (default the four jobs; peers may be named too, e.g. "
+                        "ingest,pandas_ingest; the table shows these)")
     p.add_argument("--work", default=str(ROOT / "data" / "bench" / "scale"), help="cache dir")
     p.add_argument("--fresh-stage", type=lambda t: _names(t, STAGES + PEER_STAGES), default=[],
                    help="redo these stages even when cached")
@@ -408,7 +409,7 @@ def main(argv=None) -> int:
             peers = list(PEER_STAGES) if args.peers and n in args.peer_sizes else []
             run_size(work, n, args.stages + peers, set(args.fresh_stage), args.log_level)
     print()
-    print(table(work, args.sizes, args.stages))
+    print(table(work, args.sizes, [s for s in args.stages if s in STAGES]))
     print()
     print(peer_table(work, args.sizes))
     return 0
