@@ -39,3 +39,32 @@ def test_rejects_with_null_line_and_empty_table(spark):
     empty = conform(df.limit(0), S.REJECTS_SCHEMA)
     assert empty.count() == 0
     assert [(f.name, f.dataType) for f in empty.schema] == [(f.name, f.dataType) for f in S.REJECTS_SCHEMA]
+
+
+def _latest_reference(rows):
+    """Plain Python: per (user, item) the row of greatest (ts, source, line), and how many rows."""
+    best, n = {}, {}
+    for r in rows:
+        k = (r[0], r[1])
+        n[k] = n.get(k, 0) + 1
+        if k not in best or r[3:] > best[k][3:]:
+            best[k] = r
+    return sorted((*best[k], n[k]) for k in best)
+
+
+def test_keep_latest_every_path_matches_plain_python(spark, monkeypatch):
+    """No repeated key (no join), a few (broadcast anti-join), many (the one aggregate: the
+    broadcast limit lowered), and ``few`` (the one aggregate at once): the same rows and counts."""
+    from batchml import indexing
+    unique = [(f"u{i}", f"i{i % 7}", float(i % 5), i, "a.txt", i) for i in range(40)]
+    repeated = unique + [("u3", "i3", 1.0, 3, "b.txt", 1), ("u3", "i3", 2.0, 3, "a.txt", 9),
+                         ("u5", "i5", 4.0, 99, "a.txt", 2)]
+    args = dict(keys=["user_id", "item_id"], order=["ts", "source", "line"], value_cols=["rating"])
+    schema = "user_id string, item_id string, rating double, ts long, source string, line long"
+    for rows in (unique, repeated):
+        df = spark.createDataFrame(rows, schema)
+        expected = _latest_reference(rows)
+        for few, limit in ((False, indexing.BROADCAST_MAX_VALUES), (False, 1), (True, 0)):
+            monkeypatch.setattr(indexing, "BROADCAST_MAX_VALUES", limit)
+            got = sorted(tuple(r) for r in indexing.keep_latest(df, few=few, **args).collect())
+            assert got == expected, (few, limit, len(rows))
