@@ -258,11 +258,18 @@ def test_tumor_jobs_with_two_barrier_tasks(cluster):
 
 def test_without_the_archive_executors_have_no_python(cluster):
     """BATCHML_ENV_ARCHIVE=none: executors are told to run the driver's .venv python, which the
-    worker cannot see, so the first Python task fails (this is what a missing archive would do)."""
+    worker cannot see.  The ingest runs no Python on executors and succeeds; the similarity job's
+    partial products (``mapInArrow`` on its shuffle path) fail at their first Python task (what a
+    missing archive would do)."""
     raw = write_netflix_dump(cluster.base / "raw-none", n_ratings=500, seed=6, plant=0)
-    out = cluster.base / "ds-none"
-    proc = cluster.submit("jobs/ingest.py", "--format", "netflix", "--input", str(raw.path), "--output", str(out),
+    ds = cluster.base / "ds-none"
+    proc = cluster.submit("jobs/ingest.py", "--format", "netflix", "--input", str(raw.path), "--output", str(ds),
                           *_cluster_conf(cluster, "spark.extra.spark.task.maxFailures=1"), archive="none",
                           timeout=300)
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-3000:]
+    out = cluster.base / "sim-none"
+    proc = cluster.submit("jobs/similarity.py", "--dataset", str(ds), "--output", str(out),
+                          *_cluster_conf(cluster, "spark.extra.spark.task.maxFailures=1",
+                                         "similarity.broadcast_max_ratings=0"), archive="none", timeout=300)
     assert proc.returncode != 0 and not out.exists()
     assert sys.executable in proc.stdout + proc.stderr + cluster.diagnose(), (proc.stdout + proc.stderr)[-3000:]
