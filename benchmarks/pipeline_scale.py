@@ -29,6 +29,12 @@ peers beside our job on the same input (``benchmarks/peers.py``, each in its own
 ingest, and ``scipy_jaccard`` (exact Jaccard top-20 from XᵀX) against ``jaccard_exact`` (our
 similarity job with ``--exact`` and no held-out evaluation).  A second table gives ours / peer.
 
+A third table weighs the factorize job's hyper-parameter search: the job's wall time against its
+own fit of plain MLlib ALS at the chosen rank on the whole training set, and (when the stage
+``factorize_exhaustive`` is named in ``--stages``: the same job with
+``--set factorize.search_sample_ratings=0``, the search on every training rating) the chosen
+model's probe RMSE against that exhaustive search's.
+
 Work dir layout (``--work``), one folder per size: ``dump/`` (the raw files), ``dataset/``,
 ``similarity/``, ``model/``, ``recommend/`` (the jobs' outputs), ``STAGE.log`` (the job's output),
 ``STAGE.log.peak`` (the peak so far, to watch a long run) and ``STAGE.json`` (wall, peak RSS, rows,
@@ -63,15 +69,19 @@ STAGES = ("ingest", "similarity", "factorize", "recommend")
 PEER_STAGES = ("pandas_ingest", "jaccard_exact", "scipy_jaccard")
 PEER_OF = {"pandas_ingest": "ingest", "scipy_jaccard": "jaccard_exact"}
 PEER_SIZES = (1_000_000, 10_000_000)
+#: run only when named in --stages: the factorize job with the search on every training rating
+#: (no user sample), against which the default job's choice is compared (the search table)
+EXTRA_STAGES = ("factorize_exhaustive",)
 NEEDS = {"ingest": (), "similarity": ("ingest",), "factorize": ("ingest",),
          "recommend": ("ingest", "factorize"), "pandas_ingest": (), "jaccard_exact": ("ingest",),
-         "scipy_jaccard": ("ingest",)}
+         "scipy_jaccard": ("ingest",), "factorize_exhaustive": ("ingest",)}
 OUTPUT = {"ingest": "dataset", "similarity": "similarity", "factorize": "model", "recommend": "recommend",
-          "pandas_ingest": "pandas", "jaccard_exact": "jaccard_exact", "scipy_jaccard": "scipy_jaccard"}
+          "pandas_ingest": "pandas", "jaccard_exact": "jaccard_exact", "scipy_jaccard": "scipy_jaccard",
+          "factorize_exhaustive": "model_exhaustive"}
 ROWS_WHAT = {"ingest": "ratings in the dataset (probe removed)", "similarity": "neighbour rows written",
              "factorize": "training ratings (n_train)", "recommend": "users scored",
              "pandas_ingest": "ratings kept (probe not removed)", "jaccard_exact": "neighbour rows written",
-             "scipy_jaccard": "neighbour rows"}
+             "scipy_jaccard": "neighbour rows", "factorize_exhaustive": "training ratings (n_train)"}
 PRIZE = {"ratings": 100_000_000, "users": 480_189, "items": 17_770, "probe": 0.014, "qualifying": 0.028}
 TASTE, SEED = 1.5, 42
 
@@ -160,6 +170,9 @@ def stage_command(stage: str, size_dir: Path, log_level: str) -> list[str]:
                       "--output", p["recommend"]],
         "jaccard_exact": ["jobs/similarity.py", "--dataset", p["ingest"], "--output", p["jaccard_exact"],
                           "--exact", "--set", "similarity.holdout_fraction=0"],
+        "factorize_exhaustive": ["jobs/factorize.py", "--dataset", p["ingest"], "--output",
+                                 p["factorize_exhaustive"], "--test", "probe",
+                                 "--set", "factorize.search_sample_ratings=0"],
     }.get(stage)
     if args is None:   # a single-machine peer (benchmarks/peers.py)
         peer = {"pandas_ingest": ["ingest", "--format", "netflix", "--input", dump],
@@ -180,9 +193,13 @@ def stage_rows(stage: str, out: Path) -> tuple[int | None, dict]:
     if stage in ("similarity", "jaccard_exact"):
         s = m["similarity"]
         return s["rows"], {k: s.get(k) for k in ("pairs_generated", "users_capped", "distinct_pairs")}
-    if stage == "factorize":
+    if stage in ("factorize", "factorize_exhaustive"):
         best = {k: v.get("rmse") for k, v in m.get("table", {}).items() if isinstance(v, dict)}
-        return m["n_train"], {"n_test": m.get("n_test"), "test_rmse": best, "chosen": m.get("chosen")}
+        t = m.get("timings_seconds", {})
+        search = sum(v for k, v in t.items() if k.startswith(("split_validation", "search_")))
+        return m["n_train"], {"n_test": m.get("n_test"), "test_rmse": best, "chosen": m.get("chosen"),
+                              "fit_seconds": m.get("fit_seconds"), "search_seconds": round(search, 1),
+                              "timings_seconds": t}
     import pyarrow.compute as pc
     import pyarrow.parquet as pq
     users = pq.read_table(out / "recommendations", columns=["user_idx"]).column("user_idx")
@@ -243,7 +260,7 @@ def run_stage(size_dir: Path, stage: str, shape: dict, log_level: str) -> dict:
 def run_size(work: Path, n: int, stages: list[str], fresh: set[str], log_level: str) -> None:
     """Run the selected stages of one size in pipeline order (then its peers), skipping current ones."""
     size_dir, shape = work / label(n), prize_shape(n)
-    for stage in STAGES + PEER_STAGES:
+    for stage in STAGES + PEER_STAGES + EXTRA_STAGES:
         if stage not in stages:
             continue
         if stage not in fresh and is_current(size_dir, stage, shape):
@@ -318,6 +335,40 @@ def peer_table(work: Path, sizes: list[int]) -> str:
     return "\n".join(lines)
 
 
+def search_table(work: Path, sizes: list[int]) -> str:
+    """The factorize job's cost against one plain MLlib ALS fit of the chosen rank on the whole
+    training set (timed inside the same job), and its chosen model's probe RMSE against the job
+    whose search used every training rating (``factorize_exhaustive``), per size."""
+    head = (f"{'size':>5} {'job s':>8} {'search s':>8} {'plain fit s':>11} {'job/fit':>7}  "
+            f"{'chosen':<16} {'probe RMSE':>10}   {'exhaustive s':>12} {'chosen':<16} {'RMSE':>7} "
+            f"{'gap %':>6}")
+    lines = [head, "-" * len(head)]
+    for n in sizes:
+        a, b = _cell(n, "factorize", work), _cell(n, "factorize_exhaustive", work)
+        if not a or a["returncode"] != 0:
+            continue
+        fit = (a["extra"].get("fit_seconds") or {}).get("plain_als")
+        rmse = a["extra"]["test_rmse"].get("als_bias")
+        line = (f"{label(n):>5} {a['wall_s']:>8.1f} {a['extra'].get('search_seconds', 0):>8.1f} "
+                f"{fit or 0:>11.1f} {a['wall_s'] / fit if fit else 0:>7.2f}  "
+                f"{_chosen(a):<16} {rmse:>10.4f}")
+        if b and b["returncode"] == 0:
+            best = b["extra"]["test_rmse"].get("als_bias")
+            line += (f"   {b['wall_s']:>12.1f} {_chosen(b):<16} {best:>7.4f} "
+                     f"{100 * (rmse / best - 1):>+6.2f}")
+        lines.append(line)
+    return "\n".join(lines + [
+        "job s: the factorize job's wall time (JVM start to exit); search s: its validation split and "
+        "searches; plain fit s: its fit of plain MLlib ALS at the chosen rank on the whole training set.",
+        "probe RMSE: ALS+bias on the probe rows; exhaustive: the same job with "
+        "factorize.search_sample_ratings=0 (the search on every training rating); gap: ours / its - 1."])
+
+
+def _chosen(r: dict) -> str:
+    c = r["extra"].get("chosen") or {}
+    return f"r{c.get('rank')} λ{c.get('als_bias_reg', 0):g}"
+
+
 def _wall(r: dict | None) -> str:
     if r is None:
         return "not run"
@@ -386,11 +437,11 @@ def main(argv=None) -> int:
                                 epilog="\n".join(__doc__.strip().splitlines()[1:]))
     p.add_argument("--sizes", type=lambda t: sorted({parse_size(x) for x in t.split(",") if x.strip()}),
                    default=list(SIZES), help="comma-separated rating counts (default 100k,1M,10M,30M,100M)")
-    p.add_argument("--stages", type=lambda t: _names(t, STAGES + PEER_STAGES), default=list(STAGES),
+    p.add_argument("--stages", type=lambda t: _names(t, STAGES + PEER_STAGES + EXTRA_STAGES), default=list(STAGES),
                    help="stages to run (default the four jobs; peers may be named too, e.g. "
                         "ingest,pandas_ingest; the table shows these)")
     p.add_argument("--work", default=str(ROOT / "data" / "bench" / "scale"), help="cache dir")
-    p.add_argument("--fresh-stage", type=lambda t: _names(t, STAGES + PEER_STAGES), default=[],
+    p.add_argument("--fresh-stage", type=lambda t: _names(t, STAGES + PEER_STAGES + EXTRA_STAGES), default=[],
                    help="redo these stages even when cached")
     p.add_argument("--log-level", default="WARNING", choices=("DEBUG", "INFO", "WARNING", "ERROR"),
                    help="the jobs' --log-level")
@@ -412,6 +463,8 @@ def main(argv=None) -> int:
     print(table(work, args.sizes, [s for s in args.stages if s in STAGES]))
     print()
     print(peer_table(work, args.sizes))
+    print()
+    print(search_table(work, args.sizes))
     return 0
 
 

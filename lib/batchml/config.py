@@ -140,6 +140,9 @@ class FactorizeSettings:
     bias_sweeps: int = field(default=15, metadata=_check(lambda v: v >= 1, "an integer >= 1"))
     bias_tol: float = field(default=1e-3, metadata=_check(lambda v: v >= 0, "a number >= 0"))
     iters: int = field(default=10, metadata=_check(lambda v: v >= 1, "an integer >= 1"))
+    # ALS iterations of each search candidate (the ranking of (rank, reg) settles in fewer
+    # iterations than the fit needs); 0: iters
+    search_iters: int = field(default=0, metadata=_check(lambda v: v >= 0, "an integer >= 0 (0: iters)"))
     # the most bias/ALS alternation rounds; validation picks how many (a round can fit worse)
     rounds: int = field(default=1, metadata=_check(lambda v: v >= 1, "an integer >= 1"))
     checkpoint_interval: int = field(default=5, metadata=_check(lambda v: v >= 1, "an integer >= 1"))

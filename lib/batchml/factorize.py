@@ -264,7 +264,7 @@ def choose_hyperparameters(spark: SparkSession, train: DataFrame, n_train: int, 
     """On a validation split of ``train`` (of a user sample when it is large): λ_u and λ_i of the
     biases, then rank, reg and rounds of ALS+bias (line searches that extend past a grid edge),
     then plain ALS's reg at that rank."""
-    common = _als_args(s)
+    common = {**_als_args(s), "iters": s.search_iters or s.iters}
     fit_df, val_df, n_fit, users_fraction = _validation_split(spark, train, n_train, s, timings)
     local = n_fit <= s.local_bias_max_ratings
     with stage("search_bias_regs", spark, timings) as st:
@@ -314,9 +314,10 @@ def fit_models(spark: SparkSession, train: DataFrame, n_train: int, s, chosen: C
         biases = fit_biases(train, local=local, **bias_args)
         models["bias_only"] = bias_model(biases, rating_min=lo, rating_max=hi)
         st.set_rows(biases.user_bias_df.count())
-    with stage("fit_plain_als", spark, timings) as st:
+    with stage("fit_plain_als", spark, timings):
         models["plain_als"] = fit_plain_als(train, rank=chosen.rank, reg=chosen.plain_als_reg,
                                             **common)
+    with stage("train_rmse_plain_als", spark, timings) as st:  # the fit's own time stays apart
         plain_train_rmse = evaluate(models["plain_als"], train)["rmse"]
         st.info["train_rmse"] = round(plain_train_rmse, 4)
     with stage("fit_als_bias", spark, timings) as st:
@@ -380,7 +381,8 @@ def metrics_dict(s, *, dataset: str, held: HeldOut, chosen: Chosen, fitted: Fitt
         "chosen": {"rank": chosen.rank, "als_bias_reg": chosen.als_bias_reg,
                    "plain_als_reg": chosen.plain_als_reg,
                    "bias_reg_user": chosen.bias_reg_user, "bias_reg_item": chosen.bias_reg_item,
-                   "iters": s.iters, "rounds": chosen.rounds, "max_rounds": s.rounds,
+                   "iters": s.iters, "search_iters": s.search_iters or s.iters,
+                   "rounds": chosen.rounds, "max_rounds": s.rounds,
                    "rating_scale": [s.rating_min, s.rating_max],
                    "aligned_gamma": fitted.models["aligned"].gamma, "saved_model": s.model},
         "validation": {"bias_reg_grid": chosen.bias_grid, "als_bias_grid": chosen.grid,
