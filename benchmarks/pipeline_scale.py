@@ -32,7 +32,8 @@ similarity job with ``--exact`` and no held-out evaluation).  A second table giv
 A third table weighs the factorize job's hyper-parameter search: the job's wall time against its
 own fit of plain MLlib ALS at the chosen rank on the whole training set, and (when the stage
 ``factorize_exhaustive`` is named in ``--stages``: the same job with
-``--set factorize.search_sample_ratings=0``, the search on every training rating) the chosen
+``--set factorize.search_sample_ratings=0 --set factorize.search_iters=0``: the search on every
+training rating, each candidate fitted with the full ``iters``) the chosen
 model's probe RMSE against that exhaustive search's.
 
 Work dir layout (``--work``), one folder per size: ``dump/`` (the raw files), ``dataset/``,
@@ -172,7 +173,8 @@ def stage_command(stage: str, size_dir: Path, log_level: str) -> list[str]:
                           "--exact", "--set", "similarity.holdout_fraction=0"],
         "factorize_exhaustive": ["jobs/factorize.py", "--dataset", p["ingest"], "--output",
                                  p["factorize_exhaustive"], "--test", "probe",
-                                 "--set", "factorize.search_sample_ratings=0"],
+                                 "--set", "factorize.search_sample_ratings=0",
+                                 "--set", "factorize.search_iters=0"],
     }.get(stage)
     if args is None:   # a single-machine peer (benchmarks/peers.py)
         peer = {"pandas_ingest": ["ingest", "--format", "netflix", "--input", dump],
@@ -361,7 +363,8 @@ def search_table(work: Path, sizes: list[int]) -> str:
         "job s: the factorize job's wall time (JVM start to exit); search s: its validation split and "
         "searches; plain fit s: its fit of plain MLlib ALS at the chosen rank on the whole training set.",
         "probe RMSE: ALS+bias on the probe rows; exhaustive: the same job with "
-        "factorize.search_sample_ratings=0 (the search on every training rating); gap: ours / its - 1."])
+        "factorize.search_sample_ratings=0 and search_iters=0 (every candidate fitted on every training "
+        "rating with the full iterations); gap: ours / its - 1."])
 
 
 def _chosen(r: dict) -> str:

@@ -112,7 +112,7 @@ class FactorizeSettings:
     # sampled user keeps all their ratings), and only the chosen setting is re-fit on everything;
     # 0: search on all of them
     search_sample_ratings: int = field(
-        default=2_000_000, metadata=_check(lambda v: v >= 0, "an integer >= 0 (0: no sample)"))
+        default=1_000_000, metadata=_check(lambda v: v >= 0, "an integer >= 0 (0: no sample)"))
     # values tried past an edge of a grid (of >= 2 values) when the best sits on it; 0: the grid only
     search_extend: int = field(default=2, metadata=_check(lambda v: v >= 0, "an integer >= 0"))
     # a rank past the grid is tried only when its cost (rank^2: ALS work per rating) is at most this
@@ -142,7 +142,7 @@ class FactorizeSettings:
     iters: int = field(default=10, metadata=_check(lambda v: v >= 1, "an integer >= 1"))
     # ALS iterations of each search candidate (the ranking of (rank, reg) settles in fewer
     # iterations than the fit needs); 0: iters
-    search_iters: int = field(default=0, metadata=_check(lambda v: v >= 0, "an integer >= 0 (0: iters)"))
+    search_iters: int = field(default=5, metadata=_check(lambda v: v >= 0, "an integer >= 0 (0: iters)"))
     # the most bias/ALS alternation rounds; validation picks how many (a round can fit worse)
     rounds: int = field(default=1, metadata=_check(lambda v: v >= 1, "an integer >= 1"))
     checkpoint_interval: int = field(default=5, metadata=_check(lambda v: v >= 1, "an integer >= 1"))
