@@ -6,6 +6,7 @@ import logging
 import os
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -20,7 +21,7 @@ from batchml.errors import JobError
 from batchml.factor_fit import aligned_model, bias_model
 from batchml.factor_model import FactorModel, evaluate, with_prediction
 from batchml.factor_search import overfit_check
-from batchml.factorize import item_cf_metrics, run_factorize
+from batchml.factorize import item_cf_metrics, run_factorize, search_iters
 from batchml.model_dir import load_model, read_meta
 from batchml.holdout_spec import parse_test_spec
 from batchml.ratings import sample_users, split_holdout, split_random, split_temporal
@@ -224,9 +225,10 @@ def test_plain_model_falls_back_to_its_fallback(spark, tiny_model):
                               ignore_row_order=True, ignore_nullable=True)
 
 
-def _item_cf_reference(train, test, mu, bu, bi, lo=1.0, hi=5.0):
+def _item_cf_reference(train, test, mu, bu, bi, lo=1.0, hi=5.0, plain=False):
     """Plain-Python baseline-adjusted item-CF RMSE: all items with a shared user are neighbours,
-    weighted by Jaccard of their user sets."""
+    weighted by Jaccard of their user sets (``plain``: no baseline, the training mean where u
+    rated no neighbour)."""
     users_of: dict[int, set[int]] = {}
     rated: dict[int, dict[int, float]] = {}
     for u, i, r in train:
@@ -234,7 +236,9 @@ def _item_cf_reference(train, test, mu, bu, bi, lo=1.0, hi=5.0):
         rated.setdefault(u, {})[i] = r
 
     def base(u, i):
-        return mu + bu.get(u, 0.0) + bi.get(i, 0.0)
+        return 0.0 if plain else mu + bu.get(u, 0.0) + bi.get(i, 0.0)
+
+    fallback = float(np.mean([r for _, _, r in train])) if plain else 0.0
 
     errs = []
     for u, i, r in test:
@@ -244,7 +248,7 @@ def _item_cf_reference(train, test, mu, bu, bi, lo=1.0, hi=5.0):
             s = len(a & b) / len(a | b) if j != i and a & b else 0.0
             num += s * (r_uj - base(u, j))
             den += s
-        pred = base(u, i) + (num / den if den > 0 else 0.0)
+        pred = base(u, i) + (num / den if den > 0 else fallback)
         errs.append(min(max(pred, lo), hi) - r)
     return float(np.sqrt(np.mean(np.square(errs))))
 
@@ -267,7 +271,8 @@ def test_item_cf_on_bias_residuals_matches_plain_python(spark):
     assert got["item_cf_bias"]["n"] == len(test) and got["item_cf_bias"]["n_missing"] == 0
     assert got["item_cf_bias"]["rmse"] == pytest.approx(
         _item_cf_reference(train, test, mu, bu, bi), abs=1e-9)
-    assert "item_cf" in got
+    assert got["item_cf"]["rmse"] == pytest.approx(
+        _item_cf_reference(train, test, mu, bu, bi, plain=True), abs=1e-9)
 
 
 @pytest.mark.slow
@@ -466,6 +471,13 @@ def test_the_search_runs_on_a_user_sample_of_a_large_training_set(factorized):
     assert fraction == pytest.approx(8000 / (metrics["n_train"] * 0.9))
     assert set(metrics["validation"]["val_rmse"]) == {"als_bias", "plain_als"}
     assert metrics["n_train"] > 15_000  # the chosen setting is re-fit on all of training
+
+
+def test_search_candidates_run_fewer_iterations_never_more_than_the_fit():
+    s = build_config({"factorize": {"iters": 10, "search_iters": 5}}).factorize
+    assert search_iters(s) == 5
+    assert search_iters(replace(s, iters=3)) == 3      # never more than the final fit
+    assert search_iters(replace(s, search_iters=0)) == 10
 
 
 def test_probe_rows_never_reach_training(spark, generated, factorized):

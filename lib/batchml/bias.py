@@ -26,13 +26,12 @@ from dataclasses import dataclass, field
 from typing import Sequence
 
 import numpy as np
-import pyarrow as pa
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql.types import DoubleType, LongType, StructField, StructType
 
 from batchml.schema import BIAS_COL, COUNT_COL, ITEM_COL, RATING_COL, USER_COL
-from batchml.spark import materialize, maybe_broadcast
+from batchml.spark import local_columns, materialize, maybe_broadcast
 
 LOG = logging.getLogger("batchml.bias")
 
@@ -284,13 +283,11 @@ def _local_sweeps(users: np.ndarray, items: np.ndarray, target: np.ndarray, *,
 def _bias_table(spark, keys: np.ndarray, biases: np.ndarray, counts: np.ndarray, key_field,
                 cols: Sequence[str]) -> DataFrame:
     """A bias table (``key_field``'s column, ``cols`` double, n_ratings long) from driver arrays."""
-    data = {key_field.name: pa.array(keys, type=pa.from_numpy_dtype(keys.dtype))}
-    data.update({c: pa.array(biases[:, k], type=pa.float64()) for k, c in enumerate(cols)})
-    data[COUNT_COL] = pa.array(counts.astype(np.int64), type=pa.int64())
     schema = StructType([StructField(key_field.name, key_field.dataType, False)]
                         + [StructField(c, DoubleType(), True) for c in cols]
                         + [StructField(COUNT_COL, LongType(), False)])
-    return spark.createDataFrame(pa.table(data), schema=schema)
+    columns = [keys, *(biases[:, k].astype(np.float64) for k in range(len(cols))), counts.astype(np.int64)]
+    return local_columns(spark, columns, schema)
 
 
 def _local_tables(target_df: DataFrame, *, regs: Sequence[tuple[float, float]], cols: Sequence[str],

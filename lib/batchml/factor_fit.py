@@ -183,7 +183,7 @@ def fit_als_biased(train_df: DataFrame, *, rank: int, reg: float, iters: int, ro
                    reg_user: float, reg_item: float, sweeps: int, seed: int, rating_min: float,
                    rating_max: float, tol: float | None = None, checkpoint_interval: int = 10,
                    blocks: int = 0, biases: Biases | None = None, eval_df: DataFrame | None = None,
-                   score_train: bool = True, local_biases: bool = False, col_user: str = USER_COL, col_item: str = ITEM_COL,
+                   score_df: DataFrame | None = None, local_biases: bool = False, col_user: str = USER_COL, col_item: str = ITEM_COL,
                    col_rating: str = RATING_COL) -> BiasedFit:
     """Biases, then ALS on the residuals; rounds > 1 re-fit biases on r − p·q and ALS again.
 
@@ -193,13 +193,14 @@ def fit_als_biased(train_df: DataFrame, *, rank: int, reg: float, iters: int, ro
     sweeps, tol : the most bias sweeps per round, and the early stop (:func:`fit_biases`).
     biases : first-round biases already fitted on ``train_df`` (skips that fit).
     eval_df : optional ratings scored after every round (validation).
-    score_train : also score the training set after every round (``train_rmse``; a search skips it).
+    score_df : optional ratings of the training set (all, or a sample) scored after every round
+        (``train_rmse``; a search has none).
     local_biases : fit the biases on the driver (``local`` of :func:`fit_biases`; small data).
 
     Returns
     -------
     :class:`BiasedFit`; ``rounds`` entries hold ``round``, ``train_rmse``, ``eval_rmse`` (when
-    ``eval_df``), ``bias_seconds``, ``als_seconds`` (no ``train_rmse`` without ``score_train``).
+    ``eval_df``), ``bias_seconds``, ``als_seconds`` (no ``train_rmse`` without ``score_df``).
     """
     keys = dict(col_user=col_user, col_item=col_item, col_rating=col_rating)
     als = dict(rank=rank, reg=reg, iters=iters, seed=seed, checkpoint_interval=checkpoint_interval,
@@ -222,8 +223,8 @@ def fit_als_biased(train_df: DataFrame, *, rank: int, reg: float, iters: int, ro
         model = _residual_model(train_df, b, settings=settings, **als, **keys)
         t2 = time.perf_counter()
         entry = {"round": rnd, "bias_seconds": round(t1 - t0, 3), "als_seconds": round(t2 - t1, 3)}
-        if score_train:
-            entry["train_rmse"] = evaluate(model, train_df, **keys)["rmse"]
+        if score_df is not None:
+            entry["train_rmse"] = evaluate(model, score_df, **keys)["rmse"]
         if eval_df is not None:
             entry["eval_rmse"] = evaluate(model, eval_df, **keys)["rmse"]
         progress.step(", ".join(f"{k}={v:.4g}" for k, v in entry.items() if k != "round"))

@@ -197,7 +197,7 @@ def biased_candidate(fit_df: DataFrame, val_df: DataFrame, *, rank: int, reg: fl
     val_rmse_by_round, seconds."""
     t0 = time.perf_counter()
     fitted = fit_als_biased(fit_df, rank=rank, reg=reg, biases=biases, eval_df=val_df,
-                            score_train=False, **fit_args)
+                            **fit_args)
     by_round = [r["eval_rmse"] for r in fitted.rounds]
     best = fitted.rounds[by_round.index(min(by_round))]
     row = {"rank": rank, "reg": reg, "rounds": best["round"], "val_rmse": best["eval_rmse"],

@@ -30,7 +30,7 @@ from batchml.ratings import holdout_coverage, read_test_split, sample_users, spl
 from batchml.schema import (BIAS_COL, FEATURES_COL, GROUND_TRUTH, ITEM_COL, ITEM_ID_COL, ITEMS, METRICS_FILE,
                             PREDICTION_COL, RATING_COL, RATINGS, STATS_FILE, TRUTH_FILE, TS_COL, USER_COL,
                             USER_ID_COL, USERS)
-from batchml.similarity.neighbours import predict_item_cf
+from batchml.similarity.neighbours import item_cf_sums
 from batchml.similarity.pipeline import similar_items
 
 LOG = logging.getLogger("batchml.factorize")
@@ -77,8 +77,9 @@ def item_cf_metrics(train_df: DataFrame, test_df: DataFrame, *, neighbours: int,
                     max_items_per_user: int, seed: int, baseline: FactorModel | None = None,
                     broadcast: bool = False) -> dict[str, dict]:
     """Test metrics of Jaccard-weighted item-CF
-    (:func:`batchml.similarity.neighbours.predict_item_cf` over the Jaccard top-``neighbours``
-    similar items of the training set).
+    (:func:`batchml.similarity.neighbours.predict_item_cf`'s prediction over the Jaccard
+    top-``neighbours`` similar items of the training set; both rows from one
+    :func:`~batchml.similarity.neighbours.item_cf_sums` join).
 
     ``item_cf`` averages u's own ratings of i's neighbours.  With a ``baseline`` (the bias model)
     there is also ``item_cf_bias``, the baseline-adjusted form
@@ -94,22 +95,29 @@ def item_cf_metrics(train_df: DataFrame, test_df: DataFrame, *, neighbours: int,
     similar = similar_items(train_df, metric="jaccard", top_k=neighbours,
                             max_items_per_user=max_items_per_user, seed=seed,
                             broadcast=broadcast).cache()
-    similar.count()  # computed once for both rows, not by each of their jobs
-    extra = dict(neighbours=neighbours, max_items_per_user=max_items_per_user)
-    pairs = test_df.select(USER_COL, ITEM_COL, RATING_COL)
-    out = {"item_cf": {**regression_metrics(predict_item_cf(train_df, pairs, similar)), **extra}}
-    if baseline is not None:
+    similar.count()  # computed once, not by each job below
+    cols = [USER_COL, ITEM_COL, RATING_COL]
+    pairs, rated = test_df.select(*cols), train_df.select(*cols)
+    values = {"_num": RATING_COL}
+    if baseline is not None:   # both rows from one join of the training set
         base = replace(baseline, rating_min=float("-inf"), rating_max=float("inf"))
-        train_res = with_prediction(train_df.select(USER_COL, ITEM_COL, RATING_COL), base,
-                                    col_prediction="_base").select(
-            USER_COL, ITEM_COL, (F.col(RATING_COL) - F.col("_base")).alias(RATING_COL))
-        scored = predict_item_cf(train_res, with_prediction(pairs, base, col_prediction="_base"),
-                                 similar, global_mean=0.0)
-        pred = F.least(F.greatest(F.col("_base") + F.col(PREDICTION_COL),
-                                  F.lit(float(baseline.rating_min))),
-                       F.lit(float(baseline.rating_max)))
-        out["item_cf_bias"] = {**regression_metrics(
-            scored.select(RATING_COL, pred.alias(PREDICTION_COL))), **extra}
+        rated = with_prediction(rated, base, col_prediction="_base").withColumn(
+            "_res", F.col(RATING_COL) - F.col("_base"))
+        pairs = with_prediction(pairs, base, col_prediction="_base")
+        values["_num_res"] = "_res"
+    mu = float(train_df.agg(F.avg(F.col(RATING_COL).cast("double"))).first()[0])
+    scored = pairs.join(item_cf_sums(rated, pairs, similar, values=values),
+                        on=[USER_COL, ITEM_COL], how="left").cache()
+    predictions = {"item_cf": F.coalesce(F.col("_num") / F.col("_den"), F.lit(mu))}
+    if baseline is not None:
+        predictions["item_cf_bias"] = F.least(F.greatest(
+            F.col("_base") + F.coalesce(F.col("_num_res") / F.col("_den"), F.lit(0.0)),
+            F.lit(float(baseline.rating_min))), F.lit(float(baseline.rating_max)))
+    extra = dict(neighbours=neighbours, max_items_per_user=max_items_per_user)
+    out = {name: {**regression_metrics(scored.select(RATING_COL, pred.cast("double").alias(PREDICTION_COL))),
+                  **extra}
+           for name, pred in predictions.items()}
+    scored.unpersist()
     similar.unpersist()
     return out
 
@@ -168,6 +176,11 @@ def _als_args(s) -> dict:
     """The ALS arguments every fit of the job shares."""
     return dict(iters=s.iters, seed=s.seed, checkpoint_interval=s.checkpoint_interval,
                 blocks=s.als_blocks, rating_min=s.rating_min, rating_max=s.rating_max)
+
+
+def search_iters(s) -> int:
+    """ALS iterations of a search candidate: ``s.search_iters`` (0: ``s.iters``), at most ``s.iters``."""
+    return min(s.search_iters, s.iters) if s.search_iters else s.iters
 
 
 def with_rating_scale(s, train: DataFrame):
@@ -264,7 +277,7 @@ def choose_hyperparameters(spark: SparkSession, train: DataFrame, n_train: int, 
     """On a validation split of ``train`` (of a user sample when it is large): λ_u and λ_i of the
     biases, then rank, reg and rounds of ALS+bias (line searches that extend past a grid edge),
     then plain ALS's reg at that rank."""
-    common = {**_als_args(s), "iters": s.search_iters or s.iters}
+    common = {**_als_args(s), "iters": search_iters(s)}
     fit_df, val_df, n_fit, users_fraction = _validation_split(spark, train, n_train, s, timings)
     local = n_fit <= s.local_bias_max_ratings
     with stage("search_bias_regs", spark, timings) as st:
@@ -297,6 +310,13 @@ def choose_hyperparameters(spark: SparkSession, train: DataFrame, n_train: int, 
                   search_users_fraction=users_fraction)
 
 
+def train_sample(train: DataFrame, n_train: int, s) -> DataFrame:
+    """The training ratings single-figure passes score (:attr:`train_score_ratings`): a seeded
+    random sample of about that many (all of them when as few), cached."""
+    cap = s.train_score_ratings
+    return train.sample(fraction=cap / n_train, seed=s.seed + 3).cache() if cap and n_train > cap else train
+
+
 def fit_models(spark: SparkSession, train: DataFrame, n_train: int, s, chosen: Chosen,
                timings: dict) -> Fitted:
     """Every model of the table re-fit on the whole training set (``n_train`` rows) at the chosen
@@ -307,6 +327,7 @@ def fit_models(spark: SparkSession, train: DataFrame, n_train: int, s, chosen: C
     bias_args = dict(reg_user=chosen.bias_reg_user, reg_item=chosen.bias_reg_item,
                      sweeps=s.bias_sweeps, tol=s.bias_tol)
     local = n_train <= s.local_bias_max_ratings
+    scored = train_sample(train, n_train, s)
     models: dict[str, FactorModel] = {}
     with stage("fit_global_mean", spark, timings):
         models["global_mean"] = global_mean_model(train, rating_min=lo, rating_max=hi)
@@ -318,15 +339,18 @@ def fit_models(spark: SparkSession, train: DataFrame, n_train: int, s, chosen: C
         models["plain_als"] = fit_plain_als(train, rank=chosen.rank, reg=chosen.plain_als_reg,
                                             **common)
     with stage("train_rmse_plain_als", spark, timings) as st:  # the fit's own time stays apart
-        plain_train_rmse = evaluate(models["plain_als"], train)["rmse"]
+        plain_train_rmse = evaluate(models["plain_als"], scored)["rmse"]
         st.info["train_rmse"] = round(plain_train_rmse, 4)
     with stage("fit_als_bias", spark, timings) as st:
         fitted = fit_als_biased(train, rank=chosen.rank, reg=chosen.als_bias_reg, rounds=s.rounds,
-                                biases=biases, local_biases=local, **bias_args, **common)
+                                biases=biases, local_biases=local, score_df=scored, **bias_args,
+                                **common)
         models["als_bias"] = fitted.round_models[chosen.rounds - 1]
         st.info["train_rmse"] = round(fitted.rounds[chosen.rounds - 1]["train_rmse"], 4)
     with stage("fit_aligned", spark, timings):
-        models["aligned"] = aligned_model(models["als_bias"], train)
+        models["aligned"] = aligned_model(models["als_bias"], scored)
+    if scored is not train:
+        scored.unpersist()
     train_rmse = {"als_bias": fitted.rounds[chosen.rounds - 1]["train_rmse"],
                   "plain_als": plain_train_rmse}
     overfit = {name: overfit_check(train_rmse[name], chosen.val_rmse[name], s.overfit_ratio, label)
@@ -381,7 +405,7 @@ def metrics_dict(s, *, dataset: str, held: HeldOut, chosen: Chosen, fitted: Fitt
         "chosen": {"rank": chosen.rank, "als_bias_reg": chosen.als_bias_reg,
                    "plain_als_reg": chosen.plain_als_reg,
                    "bias_reg_user": chosen.bias_reg_user, "bias_reg_item": chosen.bias_reg_item,
-                   "iters": s.iters, "search_iters": s.search_iters or s.iters,
+                   "iters": s.iters, "search_iters": search_iters(s),
                    "rounds": chosen.rounds, "max_rounds": s.rounds,
                    "rating_scale": [s.rating_min, s.rating_max],
                    "aligned_gamma": fitted.models["aligned"].gamma, "saved_model": s.model},

@@ -6,6 +6,7 @@ import sys
 from functools import partial
 from typing import Iterator, Sequence
 
+import numpy as np
 import pyarrow as pa
 
 from pyspark import TaskContext
@@ -71,15 +72,24 @@ def build_session(settings: SparkSettings, app_name: str | None = None) -> Spark
 
 
 def local_frame(spark: SparkSession, rows: Sequence[tuple], schema: T.StructType | str) -> DataFrame:
-    """A small DataFrame of driver-side ``rows`` (tuples in the order of ``schema``'s fields), handed
-    to the JVM as one Arrow table: unlike a list of tuples, reading it starts no Python worker."""
+    """A small DataFrame of driver-side ``rows`` (tuples in the order of ``schema``'s fields): see
+    :func:`local_columns`."""
+    if isinstance(schema, str):
+        schema = T.StructType.fromDDL(schema)
+    columns = list(zip(*rows)) if rows else [() for _ in schema.fields]
+    return local_columns(spark, columns, schema)
+
+
+def local_columns(spark: SparkSession, columns: Sequence, schema: T.StructType | str) -> DataFrame:
+    """A small DataFrame of driver-side ``columns`` (sequences or numpy arrays, in the order of
+    ``schema``'s fields), handed to the JVM as one Arrow table: unlike a list of tuples, reading it
+    starts no Python worker."""
     if isinstance(schema, str):
         schema = T.StructType.fromDDL(schema)
     arrow_schema = to_arrow_schema(schema)
-    columns = list(zip(*rows)) if rows else [() for _ in schema.fields]
-    table = pa.Table.from_arrays([pa.array(list(c), type=f.type) for c, f in zip(columns, arrow_schema)],
-                                 schema=arrow_schema)
-    return spark.createDataFrame(table, schema)
+    arrays = [pa.array(c if isinstance(c, np.ndarray) else list(c), type=f.type)
+              for c, f in zip(columns, arrow_schema)]
+    return spark.createDataFrame(pa.Table.from_arrays(arrays, schema=arrow_schema), schema)
 
 
 def maybe_broadcast(df: DataFrame, *, values_per_row: int = 3, n_rows: int | None = None) -> DataFrame:

@@ -31,6 +31,7 @@ from batchml.schema import (BIAS_COL, COUNT_COL, FEATURES_COL, ITEM_COL, ITEM_ID
                             METRICS_FILE, POPULAR, RANK_COL, RATING_COL, RATINGS, RECOMMENDATIONS,
                             RECOMMENDATIONS_READABLE, SCORE_COL, SHRUNK_COL, TITLE_COL, USER_COL,
                             USER_ID_COL, USERS, YEAR_COL)
+from batchml.spark import local_frame
 
 LOG = logging.getLogger(__name__)
 
@@ -106,7 +107,7 @@ def select_users(run: _Run, inp: _Inputs, users_file: str | None) -> tuple[DataF
     with stage("users", run.spark, run.timings) as st:
         if users_file:
             wanted = read_user_ids(users_file)
-            ids_df = run.spark.createDataFrame([(u,) for u in wanted], f"{USER_ID_COL} string")
+            ids_df = local_frame(run.spark, [(u,) for u in wanted], f"{USER_ID_COL} string")
             found = ids_df.join(inp.users_map, on=USER_ID_COL, how="inner").cache()
             known = {r[USER_ID_COL] for r in found.select(USER_ID_COL).collect()}
             unknown = [u for u in wanted if u not in known]

@@ -18,7 +18,6 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
-import pandas as pd
 from pyspark.ml.feature import VectorAssembler
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
@@ -33,6 +32,7 @@ from batchml.reviews import verified as VF
 from batchml.reviews.features import LABEL_COL, TEXT_VECTOR_COL, TF_COL, TFIDF_COL, stop_words, vocabulary
 from batchml.reviews.fitting import Candidate, edge_note
 from batchml.reviews.split import SPLIT_COL, SPLITS, TEST, TRAIN, VALIDATION, split_frames, with_split
+from batchml.spark import local_columns
 
 LOG = logging.getLogger("batchml.reviews")
 
@@ -102,9 +102,9 @@ def term_weights(spark: SparkSession, cand: Candidate) -> tuple[DataFrame, dict]
     coef = cand.model.coefficients.toArray()
     assembler = next(st for st in cand.features.stages if isinstance(st, VectorAssembler))
     numeric = [c for c in assembler.getInputCols() if c not in (TF_COL, TFIDF_COL, TEXT_VECTOR_COL)]
-    pdf = pd.DataFrame({"term": terms, "weight": coef[:len(terms)].astype(float),
-                        "idf": idf if idf is not None else [None] * len(terms)})
-    table = spark.createDataFrame(pdf, "term string, weight double, idf double")
+    table = local_columns(spark, [terms, coef[:len(terms)].astype(float),
+                                  idf if idf is not None else [None] * len(terms)],
+                          "term string, weight double, idf double")
     return table, {name: float(w) for name, w in zip(numeric, coef[len(terms):])}
 
 

@@ -107,6 +107,30 @@ def with_because_titles(recs_df: DataFrame, items_df: DataFrame, *, col_item: st
 
 
 # ----------------------------------------------------------------------------- item-CF predict
+def item_cf_sums(train_df: DataFrame, pairs_df: DataFrame, similar_df: DataFrame, *,
+                 values: dict[str, str], col_user: str = USER_COL,
+                 col_item: str = ITEM_COL) -> DataFrame:
+    """Per distinct (user, item) of ``pairs_df``: ``Σ_j sim(i,j)·v_uj`` of each training column
+    ``values`` names (as the key: ``{out name: train column}``), ``_den`` = Σ_j sim(i,j) and
+    ``n_neighbours``, over the neighbours j of i in ``similar_df`` with a positive similarity that u
+    rated in ``train_df``: one join of the training set however many columns are summed.  Pairs
+    with no such neighbour have no row."""
+    keys = [col_user, col_item]
+    targets = pairs_df.select(*keys).dropDuplicates(keys)
+    nbrs = (similar_df.where(F.col(SIMILARITY_COL) > 0)
+            .select(col_item, F.col(OTHER_COL).alias("_j"), SIMILARITY_COL))
+    rated = train_df.select(col_user, F.col(col_item).alias("_j"),
+                            *(F.col(c).cast("double").alias(f"_v_{name}") for name, c in values.items()))
+    sim = F.col(SIMILARITY_COL)
+    return (
+        targets.join(nbrs, on=col_item, how="inner")
+        .join(rated, on=[col_user, "_j"], how="inner")
+        .groupBy(*keys)
+        .agg(*(F.sum(sim * F.col(f"_v_{name}")).alias(name) for name in values),
+             F.sum(sim).alias("_den"), F.count(F.lit(1)).cast("int").alias(N_NEIGHBOURS_COL))
+    )
+
+
 def with_item_cf_scores(train_df: DataFrame, pairs_df: DataFrame, similar_df: DataFrame, *,
                         col_user: str = USER_COL, col_item: str = ITEM_COL,
                         col_rating: str = RATING_COL, col_prediction: str = PREDICTION_COL,
@@ -118,19 +142,8 @@ def with_item_cf_scores(train_df: DataFrame, pairs_df: DataFrame, similar_df: Da
     DataFrame: the columns of ``pairs_df`` plus ``col_prediction`` double and ``n_neighbours`` int.
     """
     keys = [col_user, col_item]
-    targets = pairs_df.select(*keys).dropDuplicates(keys)
-    nbrs = (similar_df.where(F.col(SIMILARITY_COL) > 0)
-            .select(col_item, F.col(OTHER_COL).alias("_j"), SIMILARITY_COL))
-    rated = train_df.select(col_user, F.col(col_item).alias("_j"),
-                            F.col(col_rating).cast("double").alias("_r"))
-    sums = (
-        targets.join(nbrs, on=col_item, how="inner")
-        .join(rated, on=[col_user, "_j"], how="inner")
-        .groupBy(*keys)
-        .agg(F.sum(F.col(SIMILARITY_COL) * F.col("_r")).alias("_num"),
-             F.sum(F.col(SIMILARITY_COL)).alias("_den"),
-             F.count(F.lit(1)).cast("int").alias(N_NEIGHBOURS_COL))
-    )
+    sums = item_cf_sums(train_df, pairs_df, similar_df, values={"_num": col_rating},
+                        col_user=col_user, col_item=col_item)
     if global_mean is None:
         mean_df = train_df.agg(F.avg(F.col(col_rating).cast("double")).alias("_mu"))
     else:
