@@ -20,8 +20,8 @@ from batchml.errors import InputError, JobError
 from batchml.factor_fit import (BiasedFit, aligned_model, bias_model, fit_als_biased, fit_plain_als,
                                 global_mean_model)
 from batchml.factor_model import FactorModel, evaluate, with_prediction
-from batchml.factor_search import (best_of, overfit_check, search_bias_regs, search_biased,
-                                   search_plain, thread_map)
+from batchml.factor_search import (best_of, centred_grid, overfit_check, search_bias_regs,
+                                   search_biased, search_plain, thread_map)
 from batchml.io.atomic import atomic_dir, exists, read_json, write_json
 from batchml.logs import stage
 from batchml.metrics import regression_metrics
@@ -276,7 +276,7 @@ def choose_hyperparameters(spark: SparkSession, train: DataFrame, n_train: int, 
                            timings: dict) -> Chosen:
     """On a validation split of ``train`` (of a user sample when it is large): λ_u and λ_i of the
     biases, then rank, reg and rounds of ALS+bias (line searches that extend past a grid edge),
-    then plain ALS's reg at that rank."""
+    then plain ALS's reg at that rank (a line centred on ALS+bias's reg)."""
     common = {**_als_args(s), "iters": search_iters(s)}
     fit_df, val_df, n_fit, users_fraction = _validation_split(spark, train, n_train, s, timings)
     local = n_fit <= s.local_bias_max_ratings
@@ -296,7 +296,8 @@ def choose_hyperparameters(spark: SparkSession, train: DataFrame, n_train: int, 
         st.info.update(rank=chosen["rank"], reg=chosen["reg"], rounds=chosen["rounds"],
                        val_rmse=round(chosen["val_rmse"], 4), candidates=len(grid))
     with stage("search_plain_als", spark, timings) as st:
-        plain_grid = search_plain(fit_df, val_df, rank=chosen["rank"], regs=s.regs,
+        plain_grid = search_plain(fit_df, val_df, rank=chosen["rank"],
+                                  regs=centred_grid(s.regs, chosen["reg"]),
                                   extend=s.search_extend, map_fn=_fit_map(s, n_fit), **common)
         chosen_plain = best_of(plain_grid)
         st.info.update(rank=chosen["rank"], reg=chosen_plain["reg"])

@@ -13,6 +13,15 @@ import numpy as np
 NETFLIX_MAX_CUSTOMER_ID = 2_649_429
 NETFLIX_FIRST_DATE = np.datetime64("1999-11-11")
 NETFLIX_LAST_DATE = np.datetime64("2005-12-31")
+# rows per slice of the element-wise math over ratings (bounds the float temporaries; the
+# results are the same as over the whole arrays)
+CHUNK_ROWS = 1 << 20
+
+
+def row_slices(n: int, chunk: int = 0):
+    """Consecutive slices covering ``range(n)``, ``chunk`` (default CHUNK_ROWS) rows each."""
+    chunk = chunk or CHUNK_ROWS
+    return (slice(a, min(n, a + chunk)) for a in range(0, n, chunk))
 
 
 @dataclass
@@ -37,12 +46,20 @@ class RatingModel:
         return len(self.item_bias)
 
     def affinity(self, u: np.ndarray, i: np.ndarray) -> np.ndarray:
-        """The interaction term p_u.q_i of each (u, i) pair."""
-        return np.einsum("ij,ij->i", self.user_factors[u], self.item_factors[i])
+        """The interaction term p_u.q_i of each (u, i) pair (in slices: the gathered factor rows
+        of all pairs at once would take 2 x rank x 8 bytes a pair)."""
+        out = np.empty(len(u))
+        for s in row_slices(len(u)):
+            out[s] = np.einsum("ij,ij->i", self.user_factors[u[s]], self.item_factors[i[s]])
+        return out
 
     def mean(self, u: np.ndarray, i: np.ndarray) -> np.ndarray:
         """Noise-free score mu + b_u + b_i + p_u.q_i (unclipped)."""
-        return self.mu + self.user_bias[u] + self.item_bias[i] + self.affinity(u, i)
+        out = np.empty(len(u))
+        for s in row_slices(len(u)):
+            us, is_ = u[s], i[s]
+            out[s] = self.mu + self.user_bias[us] + self.item_bias[is_] + self.affinity(us, is_)
+        return out
 
     def predict(self, u: np.ndarray, i: np.ndarray) -> np.ndarray:
         """The true model's prediction, clipped to the rating scale (the RMSE floor predictor)."""
@@ -96,15 +113,59 @@ def _powerlaw_weights(n: int, shape: float, cap: float, rng: np.random.Generator
     return w / w.sum()
 
 
-def _sorted_unique(a: np.ndarray) -> np.ndarray:
-    """np.unique by sorting (numpy 2.4's default hash path is far slower on large int arrays)."""
-    a = np.sort(a, kind="stable")
+def _sorted_unique(a: np.ndarray, inplace: bool = False) -> np.ndarray:
+    """np.unique by sorting (numpy 2.4's default hash path is far slower on large int arrays);
+    ``inplace`` sorts ``a`` itself, and returns it uncopied when it holds no duplicates."""
+    if inplace:
+        a.sort()
+    else:
+        a = np.sort(a, kind="stable")
     if len(a) == 0:
         return a
     keep = np.empty(len(a), dtype=bool)
     keep[0] = True
     np.not_equal(a[1:], a[:-1], out=keep[1:])
-    return a[keep]
+    return a if inplace and keep.all() else a[keep]
+
+
+def _in_sorted(a: np.ndarray, sorted_keys: np.ndarray) -> np.ndarray:
+    """``np.isin(a, sorted_keys)`` for sorted ``sorted_keys`` by binary search (no big merge)."""
+    if len(sorted_keys) == 0:
+        return np.zeros(len(a), dtype=bool)
+    pos = np.searchsorted(sorted_keys, a)
+    np.minimum(pos, len(sorted_keys) - 1, out=pos)
+    return sorted_keys[pos] == a
+
+
+def _taste_kept(model: RatingModel, u: np.ndarray, i: np.ndarray, uniform: np.ndarray,
+                taste: float, dot_sd: float) -> np.ndarray:
+    """Which drawn pairs are kept: ``uniform < sigmoid(taste * p_u.q_i / dot_sd)`` (in slices)."""
+    kept = np.empty(len(u), dtype=bool)
+    for s in row_slices(len(u)):
+        z = model.affinity(u[s], i[s]) / dot_sd
+        kept[s] = uniform[s] < 1.0 / (1.0 + np.exp(-taste * z))
+    return kept
+
+
+def _pair_keys(u: np.ndarray, i: np.ndarray, n_items: int) -> np.ndarray:
+    """``u * n_items + i`` as int64 keys (in slices)."""
+    keys = np.empty(len(u), dtype=np.int64)
+    for s in row_slices(len(u)):
+        keys[s] = u[s].astype(np.int64) * n_items + i[s]
+    return keys
+
+
+def _split_by_item(keys: np.ndarray, n_users: int, n_items: int) -> tuple[np.ndarray, np.ndarray]:
+    """Distinct ``user * n_items + item`` keys as int32 (users, items) sorted by (item, user)."""
+    by_item = np.empty(len(keys), dtype=np.int64)
+    for s in row_slices(len(keys)):
+        by_item[s] = (keys[s] % n_items) * n_users + keys[s] // n_items
+    by_item.sort()
+    users = np.empty(len(keys), dtype=np.int32)
+    items = np.empty(len(keys), dtype=np.int32)
+    for s in row_slices(len(keys)):
+        items[s], users[s] = np.divmod(by_item[s], n_users)
+    return users, items
 
 
 def sample_pairs(n_ratings: int, n_users: int, n_items: int, rng: np.random.Generator,
@@ -135,7 +196,6 @@ def sample_pairs(n_ratings: int, n_users: int, n_items: int, rng: np.random.Gene
         probe = rng.integers(0, [n_users, n_items], size=(4096, 2))
         dot_sd = float(model.affinity(probe[:, 0], probe[:, 1]).std()) or 1.0
         accept_rate = 0.5
-    keys = np.empty(0, dtype=np.int64)
     # seed coverage: every user and item appears once when possible
     base = min(n_ratings, max(n_users, n_items))
     cover_u = np.arange(base) % n_users
@@ -146,38 +206,50 @@ def sample_pairs(n_ratings: int, n_users: int, n_items: int, rng: np.random.Gene
         if need <= 0:
             break
         draw = int(need * (1.1 if taste <= 0 else 1.1 / accept_rate)) + 16
-        u = rng.choice(n_users, size=draw, p=pu)
-        i = rng.choice(n_items, size=draw, p=pi)
+        u = rng.choice(n_users, size=draw, p=pu).astype(np.int32)
+        i = rng.choice(n_items, size=draw, p=pi).astype(np.int32)
         if taste > 0:
-            z = model.affinity(u, i) / dot_sd
-            kept = rng.random(draw) < 1.0 / (1.0 + np.exp(-taste * z))
+            kept = _taste_kept(model, u, i, rng.random(draw), taste, dot_sd)
             accept_rate = max(0.05, float(kept.mean()))
             u, i = u[kept], i[kept]
-        new = _sorted_unique(u.astype(np.int64) * n_items + i)
-        new = new[~np.isin(new, keys, assume_unique=True)]
+        new = _sorted_unique(_pair_keys(u, i, n_items), inplace=True)
+        del u, i
+        new = new[~_in_sorted(new, keys)]
         if len(new) > need:
             new = rng.choice(new, size=need, replace=False)
-        keys = _sorted_unique(np.concatenate([keys, new]))
+        keys = np.concatenate([keys, new])
+        del new
+        keys = _sorted_unique(keys, inplace=True)
     if len(keys) != n_ratings:
         raise RuntimeError(f"could only place {len(keys)} of {n_ratings} distinct pairs")
-    users = (keys // n_items).astype(np.int32)
-    items = (keys % n_items).astype(np.int32)
-    order = np.lexsort((users, items))
-    return users[order], items[order]
+    return _split_by_item(keys, n_users, n_items)
 
 
 def draw_ratings(model: RatingModel, u: np.ndarray, i: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """Observed integer ratings: the true mean plus Gaussian noise, rounded and clipped."""
-    raw = model.mean(u, i) + rng.normal(0, model.noise, len(u))
-    return np.clip(np.round(raw), model.rating_min, model.rating_max).astype(np.int8)
+    noise = rng.normal(0, model.noise, len(u))
+    out = np.empty(len(u), dtype=np.int8)
+    for s in row_slices(len(u)):
+        raw = model.mean(u[s], i[s]) + noise[s]
+        out[s] = np.clip(np.round(raw), model.rating_min, model.rating_max)
+    return out
 
 
 def draw_dates(n: int, rng: np.random.Generator, first=NETFLIX_FIRST_DATE,
                last=NETFLIX_LAST_DATE) -> np.ndarray:
     """Dates (datetime64[D]) uniform in [first, last], skewed toward the end like the Prize data."""
+    return first + draw_day_offsets(n, rng, first, last).astype("timedelta64[D]")
+
+
+def draw_day_offsets(n: int, rng: np.random.Generator, first=NETFLIX_FIRST_DATE,
+                     last=NETFLIX_LAST_DATE) -> np.ndarray:
+    """The days after ``first`` of :func:`draw_dates` (same draws), as compact int16/int32."""
     span = int((last - first).astype(int))
-    offs = (span * np.sqrt(rng.random(n))).astype(np.int64)
-    return first + offs.astype("timedelta64[D]")
+    uniform = rng.random(n)
+    out = np.empty(n, dtype=np.int16 if span < 2 ** 15 else np.int32)
+    for s in row_slices(n):
+        out[s] = (span * np.sqrt(uniform[s])).astype(np.int64)
+    return out
 
 
 def sparse_ids(n: int, rng: np.random.Generator, max_id: int = NETFLIX_MAX_CUSTOMER_ID) -> np.ndarray:

@@ -24,7 +24,8 @@ from batchml.errors import ConfigError
 from batchml.io import reasons as R
 from batchml.schema import GROUND_TRUTH, TRUTH_FILE
 from batchml.synth.lines import as_strings, date_strings, join_cols, write_lines
-from batchml.synth.model import (RatingModel, default_sizes, draw_dates, draw_ratings, make_model,
+from batchml.synth.model import (NETFLIX_FIRST_DATE, NETFLIX_LAST_DATE, RatingModel, default_sizes,
+                                 draw_dates, draw_day_offsets, draw_ratings, make_model, row_slices,
                                  sample_pairs, sparse_ids)
 
 LOG = logging.getLogger("batchml.synth")
@@ -152,7 +153,7 @@ class _Sample:
     users: np.ndarray
     items: np.ndarray
     ratings: np.ndarray
-    dates: np.ndarray
+    days: np.ndarray         # days after NETFLIX_FIRST_DATE of each rating (int16)
     counts: np.ndarray       # ratings per item
     cust: np.ndarray         # customer id of each user
     movie_ids: np.ndarray    # movie id of each item
@@ -160,7 +161,11 @@ class _Sample:
     years: list[int | None]
     named: dict[str, int]    # well-known title -> item
     starts: np.ndarray       # first rating row of each item
-    date_text: pa.Array      # 'YYYY-MM-DD' of each rating
+    day_text: pa.Array       # 'YYYY-MM-DD' of each day offset
+
+    def date_text(self, r0: int, r1: int) -> pa.Array:
+        """'YYYY-MM-DD' of ratings ``r0 .. r1 - 1``."""
+        return self.day_text.take(pa.array(self.days[r0:r1]))
 
     @property
     def n_users(self) -> int:
@@ -175,16 +180,17 @@ def _sample(n_ratings: int, n_users: int, n_items: int, rank: int, noise: float,
             rng: np.random.Generator) -> _Sample:
     model = make_model(n_users, n_items, rank, noise, rng)
     users, items = sample_pairs(n_ratings, n_users, n_items, rng, model=model, taste=taste)
-    counts = np.bincount(items, minlength=n_items)
+    starts = np.searchsorted(items, np.arange(n_items))
+    counts = np.diff(starts, append=len(items))     # = np.bincount(items), without its int64 copy
     titles, years = movie_titles(n_items, rng)
     named = _assign_named_items(model, counts, titles, rng)
     ratings = draw_ratings(model, users, items, rng)
-    dates = draw_dates(n_ratings, rng)
+    days = draw_day_offsets(n_ratings, rng)
     cust = sparse_ids(n_users, rng)
-    return _Sample(model=model, users=users, items=items, ratings=ratings, dates=dates, counts=counts,
+    all_days = NETFLIX_FIRST_DATE + np.arange(int((NETFLIX_LAST_DATE - NETFLIX_FIRST_DATE).astype(int)) + 1)
+    return _Sample(model=model, users=users, items=items, ratings=ratings, days=days, counts=counts,
                    cust=cust, movie_ids=np.arange(1, n_items + 1, dtype=np.int64), titles=titles,
-                   years=years, named=named, starts=np.searchsorted(items, np.arange(n_items)),
-                   date_text=date_strings(dates))
+                   years=years, named=named, starts=starts, day_text=date_strings(all_days))
 
 
 def write_netflix_dump(out: str | os.PathLike, n_ratings: int, seed: int = 42, n_users: int = 0,
@@ -286,7 +292,7 @@ def _movie_blocks(s: _Sample, c0: int, c1: int, plant_at: dict[int, list[str]]) 
     """The ``movie_id:`` blocks of items ``c0 .. c1 - 1`` with their planted lines."""
     starts_all = s.starts
     r0, r1 = starts_all[c0], (starts_all[c1] if c1 < s.n_items else len(s.items))
-    body = join_cols([as_strings(s.cust[s.users[r0:r1]]), as_strings(s.ratings[r0:r1]), s.date_text[r0:r1]],
+    body = join_cols([as_strings(s.cust[s.users[r0:r1]]), as_strings(s.ratings[r0:r1]), s.date_text(r0, r1)],
                      ",")
     block = _block_lines(s.movie_ids[c0:c1], starts_all[c0:c1] - r0, body)
     extra = [m for m in range(c0, c1) if m in plant_at]
@@ -319,7 +325,10 @@ def _write_qualifying(path: Path, s: _Sample, qualifying_fraction: float, rng: n
     """``qualifying.txt``: distinct unrated (user, movie) pairs with dates; returns their number."""
     n_users, n_items = s.n_users, s.n_items
     n_q = int(round(len(s.items) * qualifying_fraction))
-    train_keys = np.sort(s.items.astype(np.int64) * n_users + s.users)
+    train_keys = np.empty(len(s.items), dtype=np.int64)
+    for r in row_slices(len(s.items)):
+        train_keys[r] = s.items[r].astype(np.int64) * n_users + s.users[r]
+    train_keys.sort()
     qkeys = np.empty(0, dtype=np.int64)
     while len(qkeys) < n_q:
         cand = rng.integers(0, n_users * n_items, size=2 * (n_q - len(qkeys)) + 16, dtype=np.int64)
