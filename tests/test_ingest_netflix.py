@@ -16,7 +16,7 @@ from batchml.io import netflix as NF
 from batchml.io import reasons as R
 from batchml.io.text import block_summary, read_lines
 from batchml.synth.netflix import write_netflix_dump
-from netflix_reference import parse_file, parse_titles
+from netflix_reference import parse_file, parse_titles, read_text
 from spark_helpers import tiny_splits
 
 DATA_SCHEMA = "source string, line long, movie_id int, user_id int, rating int, date date"
@@ -185,3 +185,60 @@ def test_duplicates_keep_latest_and_blank_lines(spark, tmp_path):
     assert res.stats["duplicates_dropped"] == 2
     assert res.stats["files"]["combined_data_1.txt"]["blank"] == 1
     assert res.stats["reconcile"]["ratings_reconcile"]
+
+
+def _off_movie_dump(d: Path, n: int = 180) -> Path:
+    """Two files: one opening with ``n`` data lines (one blank, one bad) before its first header,
+    then a short movie, a bad header over a long block and good movies; one clean file."""
+    d.mkdir()
+    before = [f"{u},3,2005-01-0{u % 9 + 1}" for u in range(1, n - 1)] + ["", "7,9,2005-01-01"]
+    before += ["5:", "1,2,2001-01-01", "2,2,2001-01-02"]
+    under_bad = ["12a:"] + [f"{u},4,2004-02-02" for u in range(200, 200 + n)] + ["8,4,2004-13-01", "  "]
+    good = ["1:"] + [f"{u},5,2003-03-03" for u in range(400, 400 + n)] + ["2:", "9,x,2003-03-03", "10,2,2003-03-04"]
+    (d / "combined_data_1.txt").write_text("\n".join(before + under_bad + good) + "\n")
+    (d / "combined_data_2.txt").write_text("3:\n" + "\n".join(f"{u},1,2002-02-02" for u in range(1, 2 * n)) + "\n")
+    return d
+
+
+def test_lines_before_any_header_and_under_a_bad_header_across_splits(spark, tmp_path):
+    """Lines before a file's first header and under a bad header (rejects with their text), with
+    those blocks cut into several splits."""
+    d = _off_movie_dump(tmp_path / "raw")
+    files = ["combined_data_1.txt", "combined_data_2.txt"]
+    with tiny_splits(spark):
+        blocks = block_summary(read_lines(spark, [str(d / files[0])]))
+        assert len(blocks) > 4
+        done = spark_parse(spark, d, files)
+        done.count()   # computed (and cached) under the small splits
+    exp_data, exp_rej, kinds = reference(spark, d, files)
+    assert_df_equality(done.where("kind = 'data'").select(*exp_data.columns), exp_data,
+                       ignore_row_order=True, ignore_nullable=True)
+    text = {f: read_text(d / f) for f in files}
+    exp_raw = spark.createDataFrame([(r["source"], r["line"], r["reason"], text[r["source"]][r["line"] - 1])
+                                     for r in exp_rej.collect()], REJECT_SCHEMA + ", raw string")
+    assert_df_equality(done.where("kind = 'reject'").select("source", "line", "reason", "raw"), exp_raw,
+                       ignore_row_order=True, ignore_nullable=True)
+    assert done.where("kind <> 'reject' and raw is not null").count() == 0
+    assert {R.BEFORE_HEADER, R.UNDER_BAD_HEADER, R.BAD_HEADER, R.BAD_RATING} <= {r["reason"] for r in exp_rej.collect()}
+    counted = {(r["source"], r["kind"]): r["n"] for r in done.groupBy("source", "kind").agg(F.count("*").alias("n")).collect()}
+    assert counted == {(f, k): n for f, ks in kinds.items() for k, n in ks.items() if n}
+
+
+def test_ingest_with_lines_before_any_header_reconciles(spark, tmp_path):
+    d = _off_movie_dump(tmp_path / "raw", n=12)   # a header among the first 20 lines (check_head)
+    with tiny_splits(spark, 128):
+        res = ingest_netflix(spark, _cfg(max_reject_fraction=0.9), str(d), str(tmp_path / "ds"))
+    files = res.stats["files"]
+    for f in ("combined_data_1.txt", "combined_data_2.txt"):
+        _, rejects, kinds = parse_file(d / f)
+        by_reason = {}
+        for _, reason in rejects:
+            by_reason[reason] = by_reason.get(reason, 0) + 1
+        assert (files[f]["headers"], files[f]["accepted"], files[f]["blank"], files[f]["rejected"]) == (
+            kinds["header"], kinds["data"], kinds["blank"], kinds["reject"])
+        assert files[f]["rejected_by_reason"] == by_reason and files[f]["reconciles"]
+    rejects = spark.read.parquet(str(tmp_path / "ds" / "rejects"))
+    text = read_text(d / "combined_data_1.txt")
+    got = {(r["line"], r["reason"], r["raw"]) for r in rejects.collect()}
+    assert got == {(n, reason, text[n - 1]) for n, reason in parse_file(d / "combined_data_1.txt")[1]}
+    assert res.stats["reconcile"]["all_files_reconcile"] and res.stats["reconcile"]["ratings_reconcile"]

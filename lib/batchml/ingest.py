@@ -213,14 +213,23 @@ def write_pair_tables(ws: Workspace, dump: ParsedDump, name: Column, indexed: In
             if table == S.PROBE:
                 # the probe's ratings are in the training files: keep them with the pairs, so
                 # the probe stays a scorable test set when it is removed from the ratings
-                pairs = pairs.join(indexed.ratings.select(S.USER_COL, S.ITEM_COL, S.RATING_COL),
-                                   on=[S.USER_COL, S.ITEM_COL], how="left")
+                pairs = with_pair_ratings(pairs, indexed.ratings, max_pairs=ws.rows[f"_staging/{table}"])
                 schema = S.PROBE_SCHEMA
             pairs = ws.table(pairs, table, schema)
             rejects += [rejects_of(pdf), unknown]
             stats[table] = {"pairs": st.set_rows(ws.rows[table]), "unknown": unknown.count()}
             counts.update(line_counts(pdf, table, extra_rejects=unknown))
     return PairTables(rejects, stats)
+
+
+def with_pair_ratings(pairs: DataFrame, ratings: DataFrame, *, max_pairs: int) -> DataFrame:
+    """``pairs`` (``user_idx, item_idx, ...``) plus the ``rating`` of each pair in ``ratings`` (null
+    when not rated).  The rated pairs are found by a semi join against the pairs' keys (broadcast
+    when at most ``max_pairs`` fit), so the big ratings table is streamed, not shuffled."""
+    keys = [S.USER_COL, S.ITEM_COL]
+    small = maybe_broadcast(pairs.select(*keys), values_per_row=len(keys), n_rows=max_pairs)
+    rated = ratings.select(*keys, S.RATING_COL).join(small, on=keys, how="left_semi")
+    return pairs.join(rated, on=keys, how="left")
 
 
 def without_probe(ws: Workspace, ratings: DataFrame) -> tuple[DataFrame, int]:
