@@ -114,10 +114,11 @@ def ingest(spark: SparkSession, cfg: Config, fmt: str, input_dir: str, output: s
     """
     t0 = time.perf_counter()
     settings = cfg.ingest
-    with input_read_errors():
+    timings: dict = {}
+    # a reader may scan already (the Netflix split summaries): its time is a stage of its own
+    with input_read_errors(), stage("read the dump's layout", spark, timings):
         dump = reader_for(fmt)(spark, input_dir, settings.raw_max_chars)
     name = source_name(dump.root or input_dir)
-    timings: dict = {}
     with atomic_dir(output) as tmp, input_read_errors(internal=tmp):
         ws = Workspace(spark, tmp, timings)
         parsed = parse_lines(ws, dump, name, settings.max_reject_fraction)
