@@ -471,6 +471,12 @@ def test_the_search_runs_on_a_user_sample_of_a_large_training_set(factorized):
     assert fraction == pytest.approx(8000 / (metrics["n_train"] * 0.9))
     assert set(metrics["validation"]["val_rmse"]) == {"als_bias", "plain_als"}
     assert metrics["n_train"] > 15_000  # the chosen setting is re-fit on all of training
+    # then the regs are searched again on every training rating, and the choice comes from there
+    refined = [r for r in metrics["validation"]["als_bias_grid"] if r["step"].startswith("refine_")]
+    assert refined and metrics["chosen"]["als_bias_reg"] in {r["reg"] for r in refined}
+    assert metrics["validation"]["val_rmse"]["als_bias"] == min(r["val_rmse"] for r in refined)
+    assert any(r["step"].startswith("refine_") for r in metrics["validation"]["plain_als_grid"])
+    assert {"refine_als_bias", "refine_plain_als"} <= set(metrics["timings_seconds"])
 
 
 def test_search_candidates_run_fewer_iterations_never_more_than_the_fit():

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, replace
+from typing import Callable, Sequence
 
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
@@ -246,14 +247,15 @@ def hold_out_test(spark: SparkSession, ratings: DataFrame, s, *, dataset: str,
     return HeldOut(train=train, test=test, n_train=n_train, n_test=n_test, coverage=coverage)
 
 
-def _validation_split(spark: SparkSession, train: DataFrame, n_train: int, s,
-                      timings: dict) -> tuple[DataFrame, DataFrame, int, float]:
+def _validation_split(spark: SparkSession, train: DataFrame, n_train: int, s, timings: dict, *,
+                      sample: bool = True,
+                      name: str = "split_validation") -> tuple[DataFrame, DataFrame, int, float]:
     """(fit, validation, fit rows, fraction of the users kept) carved from ``train`` (``n_train`` rows),
-    cached: both sides keep the ratings of a user sample when the fit side would hold more than
-    ``s.search_sample_ratings`` ratings."""
-    with stage("split_validation", spark, timings) as st:
+    cached: both sides keep the ratings of a user sample when ``sample`` and the fit side would
+    hold more than ``s.search_sample_ratings`` ratings."""
+    with stage(name, spark, timings) as st:
         n_fit = n_train * (1.0 - s.validation_fraction)
-        limit = s.search_sample_ratings
+        limit = s.search_sample_ratings if sample else 0
         fraction = min(1.0, limit / n_fit) if limit and n_fit > 0 else 1.0
         sampled = sample_users(train, fraction=fraction, seed=s.seed + 2)
         fit_df, val_df = split_random(sampled, fraction=s.validation_fraction, seed=s.seed + 1)
@@ -272,22 +274,62 @@ def _fit_map(s, n_ratings: int):
     return thread_map(s.parallel_fits if small else 1)
 
 
+@dataclass(frozen=True)
+class _Grids:
+    """The candidates of one search pass: ranks, ALS+bias regs, the biases' λ_u and λ_i, and plain
+    ALS's regs given the ALS+bias reg chosen; ``tag`` prefixes the stage names."""
+
+    ranks: Sequence[int]
+    regs: Sequence[float]
+    bias_user: Sequence[float]
+    bias_item: Sequence[float]
+    plain_regs: Callable[[float], list[float]]
+    tag: str = "search"
+
+
 def choose_hyperparameters(spark: SparkSession, train: DataFrame, n_train: int, s,
                            timings: dict) -> Chosen:
     """On a validation split of ``train`` (of a user sample when it is large): λ_u and λ_i of the
     biases, then rank, reg and rounds of ALS+bias (line searches that extend past a grid edge),
-    then plain ALS's reg at that rank (a line centred on ALS+bias's reg)."""
-    common = {**_als_args(s), "iters": search_iters(s)}
+    then plain ALS's reg at that rank (a line centred on ALS+bias's reg).  After a sampled search
+    (and with ``s.search_refine``) both regs are searched again on every training rating, from
+    one grid step below the sample's choice (a sample favours a larger reg)."""
+    first = _Grids(s.ranks, s.regs, s.bias_reg_user, s.bias_reg_item,
+                   plain_regs=lambda reg: centred_grid(s.regs, reg))
     fit_df, val_df, n_fit, users_fraction = _validation_split(spark, train, n_train, s, timings)
+    chosen = _search_pass(spark, fit_df, val_df, n_fit, s, first, timings)
+    if users_fraction >= 1.0 or not s.search_refine:
+        return replace(chosen, search_users_fraction=users_fraction)
+    step_down = lambda reg: [centred_grid(s.regs, reg)[0], reg]  # noqa: E731
+    again = _Grids([chosen.rank], step_down(chosen.als_bias_reg), [chosen.bias_reg_user],
+                   [chosen.bias_reg_item], plain_regs=lambda _: step_down(chosen.plain_als_reg),
+                   tag="refine")
+    fit_df, val_df, n_fit, _ = _validation_split(spark, train, n_train, s, timings, sample=False,
+                                                 name="refine_split_validation")
+    refined = _search_pass(spark, fit_df, val_df, n_fit, s, again, timings)
+    return replace(refined, search_users_fraction=users_fraction,
+                   bias_grid=chosen.bias_grid + _tagged(refined.bias_grid, "refine"),
+                   grid=chosen.grid + _tagged(refined.grid, "refine"),
+                   plain_grid=chosen.plain_grid + _tagged(refined.plain_grid, "refine"))
+
+
+def _tagged(rows: list[dict], tag: str) -> list[dict]:
+    return [{**r, "step": f"{tag}_{r.get('step', 'grid')}"} for r in rows]
+
+
+def _search_pass(spark: SparkSession, fit_df: DataFrame, val_df: DataFrame, n_fit: int, s,
+                 g: _Grids, timings: dict) -> Chosen:
+    """One search over ``g`` on (``fit_df``, ``val_df``), which it unpersists."""
+    common = {**_als_args(s), "iters": search_iters(s)}
     local = n_fit <= s.local_bias_max_ratings
-    with stage("search_bias_regs", spark, timings) as st:
+    with stage(f"{g.tag}_bias_regs", spark, timings) as st:
         bias_grid, biases = search_bias_regs(
-            fit_df, val_df, regs_user=s.bias_reg_user, regs_item=s.bias_reg_item,
+            fit_df, val_df, regs_user=g.bias_user, regs_item=g.bias_item,
             sweeps=s.bias_sweeps, tol=s.bias_tol, rating_min=s.rating_min, rating_max=s.rating_max,
             extend=s.search_extend, local=local)
         st.info.update(reg_user=biases.reg_user, reg_item=biases.reg_item, local=local)
-    with stage("search_als_bias", spark, timings) as st:
-        grid = search_biased(fit_df, val_df, ranks=s.ranks, regs=s.regs, biases=biases,
+    with stage(f"{g.tag}_als_bias", spark, timings) as st:
+        grid = search_biased(fit_df, val_df, ranks=g.ranks, regs=g.regs, biases=biases,
                              extend=s.search_extend, rounds=s.rounds, sweeps=s.bias_sweeps,
                              tol=s.bias_tol, budget=s.search_rank_budget, local_biases=local,
                              map_fn=_fit_map(s, n_fit), **common)
@@ -295,9 +337,8 @@ def choose_hyperparameters(spark: SparkSession, train: DataFrame, n_train: int, 
         chosen = best_of(grid)
         st.info.update(rank=chosen["rank"], reg=chosen["reg"], rounds=chosen["rounds"],
                        val_rmse=round(chosen["val_rmse"], 4), candidates=len(grid))
-    with stage("search_plain_als", spark, timings) as st:
-        plain_grid = search_plain(fit_df, val_df, rank=chosen["rank"],
-                                  regs=centred_grid(s.regs, chosen["reg"]),
+    with stage(f"{g.tag}_plain_als", spark, timings) as st:
+        plain_grid = search_plain(fit_df, val_df, rank=chosen["rank"], regs=g.plain_regs(chosen["reg"]),
                                   extend=s.search_extend, map_fn=_fit_map(s, n_fit), **common)
         chosen_plain = best_of(plain_grid)
         st.info.update(rank=chosen["rank"], reg=chosen_plain["reg"])
@@ -308,7 +349,7 @@ def choose_hyperparameters(spark: SparkSession, train: DataFrame, n_train: int, 
                   plain_als_reg=chosen_plain["reg"], bias_grid=bias_grid, grid=grid,
                   plain_grid=plain_grid,
                   val_rmse={"als_bias": chosen["val_rmse"], "plain_als": chosen_plain["val_rmse"]},
-                  search_users_fraction=users_fraction)
+                  search_users_fraction=1.0)
 
 
 def train_sample(train: DataFrame, n_train: int, s) -> DataFrame:
