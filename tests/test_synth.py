@@ -105,3 +105,13 @@ def test_netflix_dump_is_the_same_whatever_the_slice_size(tmp_path, monkeypatch)
     write_netflix_dump(tmp_path / "sliced", 20_000, seed=4, taste=1.5, plant=2)
     whole, sliced = files(tmp_path / "whole"), files(tmp_path / "sliced")
     assert len(whole) == 10 and whole == sliced
+
+
+def test_sorted_unique_equals_numpy_unique():
+    from batchml.numeric import sorted_unique
+
+    rng = np.random.default_rng(3)
+    for a in (rng.integers(0, 50, 1000), rng.permutation(500), np.array([], dtype=np.int64)):
+        want = np.unique(a)
+        np.testing.assert_array_equal(sorted_unique(a), want)
+        np.testing.assert_array_equal(sorted_unique(a.copy(), inplace=True), want)

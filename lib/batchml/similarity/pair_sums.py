@@ -14,6 +14,7 @@ import numpy as np
 import pyarrow as pa
 import scipy.sparse as sp
 
+from batchml.numeric import sorted_unique
 from batchml.schema import CO_COUNT_COL, ITEM_COL, OTHER_COL
 
 # Bounds of one bucket's work (documented in :func:`bucket_partial_products`).
@@ -82,7 +83,7 @@ class _SparsePairSums:
     def _merge(self) -> None:
         if len(self.runs) <= 1:
             return
-        keys = np.unique(np.concatenate([r[0][0] for r in self.runs]))
+        keys = sorted_unique(np.concatenate([r[0][0] for r in self.runs]), inplace=True)
         co = np.zeros(len(keys), dtype=np.int64)
         sums = [np.zeros(len(keys), dtype=np.float64) for _ in range(self.n_sums)]
         for (k, v), parts in self.runs:

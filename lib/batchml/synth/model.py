@@ -10,6 +10,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from batchml.numeric import sorted_unique
+
 NETFLIX_MAX_CUSTOMER_ID = 2_649_429
 NETFLIX_FIRST_DATE = np.datetime64("1999-11-11")
 NETFLIX_LAST_DATE = np.datetime64("2005-12-31")
@@ -113,21 +115,6 @@ def _powerlaw_weights(n: int, shape: float, cap: float, rng: np.random.Generator
     return w / w.sum()
 
 
-def _sorted_unique(a: np.ndarray, inplace: bool = False) -> np.ndarray:
-    """np.unique by sorting (numpy 2.4's default hash path is far slower on large int arrays);
-    ``inplace`` sorts ``a`` itself, and returns it uncopied when it holds no duplicates."""
-    if inplace:
-        a.sort()
-    else:
-        a = np.sort(a, kind="stable")
-    if len(a) == 0:
-        return a
-    keep = np.empty(len(a), dtype=bool)
-    keep[0] = True
-    np.not_equal(a[1:], a[:-1], out=keep[1:])
-    return a if inplace and keep.all() else a[keep]
-
-
 def _in_sorted(a: np.ndarray, sorted_keys: np.ndarray) -> np.ndarray:
     """``np.isin(a, sorted_keys)`` for sorted ``sorted_keys`` by binary search (no big merge)."""
     if len(sorted_keys) == 0:
@@ -200,7 +187,7 @@ def sample_pairs(n_ratings: int, n_users: int, n_items: int, rng: np.random.Gene
     base = min(n_ratings, max(n_users, n_items))
     cover_u = np.arange(base) % n_users
     cover_i = rng.permutation(base) % n_items
-    keys = _sorted_unique(cover_u.astype(np.int64) * n_items + cover_i)
+    keys = sorted_unique(cover_u.astype(np.int64) * n_items + cover_i)
     for _ in range(50):
         need = n_ratings - len(keys)
         if need <= 0:
@@ -212,14 +199,14 @@ def sample_pairs(n_ratings: int, n_users: int, n_items: int, rng: np.random.Gene
             kept = _taste_kept(model, u, i, rng.random(draw), taste, dot_sd)
             accept_rate = max(0.05, float(kept.mean()))
             u, i = u[kept], i[kept]
-        new = _sorted_unique(_pair_keys(u, i, n_items), inplace=True)
+        new = sorted_unique(_pair_keys(u, i, n_items), inplace=True)
         del u, i
         new = new[~_in_sorted(new, keys)]
         if len(new) > need:
             new = rng.choice(new, size=need, replace=False)
         keys = np.concatenate([keys, new])
         del new
-        keys = _sorted_unique(keys, inplace=True)
+        keys = sorted_unique(keys, inplace=True)
     if len(keys) != n_ratings:
         raise RuntimeError(f"could only place {len(keys)} of {n_ratings} distinct pairs")
     return _split_by_item(keys, n_users, n_items)
