@@ -16,7 +16,7 @@ from pyspark.sql import functions as F, types as T
 from batchml.cli import setting_overrides
 from batchml.schema import (CO_COUNT_COL, ITEM_COL, OTHER_COL, RANK_COL, RATING_COL,
                             SIMILARITY_COL, USER_COL)
-from batchml.similarity.item_blocks import PAIRS_COL, Ratings, block_top_k
+from batchml.similarity.item_blocks import PAIRS_COL, Ratings, UserRows, block_top_k, dense_codes
 from batchml.similarity.neighbours import because_you_liked, predict_item_cf
 from batchml.similarity.pair_sums import bucket_partial_products
 from batchml.similarity.pipeline import (SimilarityParams, co_occurrences, compute_similar,
@@ -264,6 +264,32 @@ def test_bucket_partial_products_streams_bounded_batches_that_sum_to_xtx():
             np.add.at(got, (d[ITEM_COL], d[OTHER_COL]), d[CO_COUNT_COL])
         assert np.array_equal(got, want)
     assert list(bucket_partial_products(iter([]), has_value=False, salts=1)) == []
+
+
+@pytest.mark.parametrize("ids", [
+    [5, 3, 5, 0, 9, 3],                                   # small non-negative: the lookup table
+    [2**40 + 7, -3, 2**40 + 7, 12, -3, 5],                # large and negative: np.unique
+    np.array([7, 7, 1], dtype=np.int32)])
+def test_dense_codes_match_a_sorted_distinct_list(ids):
+    distinct, codes = dense_codes(np.asarray(ids))
+    want = sorted(set(np.asarray(ids).tolist()))
+    assert distinct.tolist() == want and codes.dtype == np.int32
+    assert [want[c] for c in codes.tolist()] == np.asarray(ids).tolist()
+
+
+def test_user_rows_group_each_users_ratings_in_input_order():
+    users = np.array([40, 10, 40, 25, 10, 40], dtype=np.int32)
+    items = np.array([3, 9, 1, 3, 3, 9], dtype=np.int32)
+    values = np.array([1.0, 2.0, 3.0, 4.0, 5.0, 6.0])
+    rows = UserRows.of(users, items, values)
+    assert rows.items.tolist() == [1, 3, 9] and rows.indptr.tolist() == [0, 2, 3, 6]
+    got = [[(int(rows.items[rows.indices[k]]), float(rows.values[k]))
+            for k in range(rows.indptr[u], rows.indptr[u + 1])] for u in range(3)]
+    assert got == [[(9, 2.0), (3, 5.0)], [(3, 4.0)], [(3, 1.0), (1, 3.0), (9, 6.0)]]
+    r = Ratings.from_rows(rows)
+    assert r.n_item.tolist() == [1, 3, 2] and r.x.sum() == 6
+    assert np.allclose(r.norm_item, np.sqrt([9.0, 1 + 16 + 25, 4 + 36]))
+    assert np.allclose(r.xv2t.toarray(), (r.xv.toarray() ** 2).T)
 
 
 def test_block_top_k_in_tiny_chunks_over_three_blocks_matches_brute_force():

@@ -13,6 +13,7 @@ the same; cosine and Pearson sums may differ in the last bits (another summation
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 import pyarrow as pa
@@ -27,11 +28,51 @@ CHUNK_PRODUCTS = 1 << 22
 PAIRS_COL, SCORED_COL = "_pairs", "_scored"
 
 
+def dense_codes(ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(distinct ids ascending, int32 code of each entry)``: a lookup table in linear time when
+    the ids are small non-negative integers (the dense indices of a dataset), else ``np.unique``."""
+    ids = np.asarray(ids)
+    if len(ids) and ids.dtype.kind in "iu" and ids.min() >= 0 and ids.max() < max(4 * len(ids), 1 << 20):
+        seen = np.zeros(int(ids.max()) + 1, dtype=bool)
+        seen[ids] = True
+        lut = np.cumsum(seen, dtype=np.int32)
+        lut -= 1
+        return np.flatnonzero(seen).astype(ids.dtype), lut[ids]
+    distinct, codes = np.unique(ids, return_inverse=True)
+    return distinct, codes.astype(np.int32)
+
+
+@dataclass(frozen=True)
+class UserRows:
+    """Ratings grouped by user: the compact form the driver builds once and broadcasts.
+
+    ``items`` (local index -> id, ascending), ``indptr`` (the ratings of user row u are
+    ``indptr[u]:indptr[u+1]``), ``indices`` (int32 local item of each rating) and ``values`` (double,
+    or None).  About 4 bytes per rating without values, 12 with.
+    """
+
+    items: np.ndarray
+    indptr: np.ndarray
+    indices: np.ndarray
+    values: np.ndarray | None
+
+    @classmethod
+    def of(cls, users: np.ndarray, items: np.ndarray, values: np.ndarray | None) -> "UserRows":
+        ids, icol = dense_codes(items)
+        _, ucol = dense_codes(users)
+        order = np.argsort(ucol, kind="stable")
+        indptr = np.zeros((int(ucol.max()) + 2) if len(ucol) else 1, dtype=np.int64)
+        np.cumsum(np.bincount(ucol), out=indptr[1:])
+        vals = None if values is None else np.asarray(values, dtype=np.float64)[order]
+        return cls(ids, indptr, icol[order], vals)
+
+
 @dataclass(frozen=True)
 class Ratings:
     """All ratings as a user x item sparse matrix: ``items`` (local index -> id, ascending),
-    ``x`` (binary, CSR) and ``xt`` (its transpose, CSR), ``xv`` (the values, or None),
-    ``n_item`` (raters per item) and, with values, ``norm_item`` (L2 norm of each item's values)."""
+    ``x`` (binary int32, CSR) and ``xt`` (its transpose, CSR), ``xv`` (the values, or None),
+    ``n_item`` (raters per item) and, with values, ``norm_item`` (L2 norm of each item's values).
+    The value matrices the metrics multiply (``xvt``, ``xv2``, ``xv2t``) are built once, on first use."""
 
     items: np.ndarray
     x: sp.csr_matrix
@@ -42,17 +83,32 @@ class Ratings:
 
     @classmethod
     def of(cls, users: np.ndarray, items: np.ndarray, values: np.ndarray | None) -> "Ratings":
-        ids, icol = np.unique(items, return_inverse=True)
-        _, ucol = np.unique(users, return_inverse=True)
-        shape = (int(ucol.max()) + 1 if len(ucol) else 0, len(ids))
-        x = sp.csr_matrix((np.ones(len(icol), dtype=np.int64), (ucol, icol)), shape=shape)
-        n_item = np.bincount(icol, minlength=len(ids)).astype(np.int64)
-        if values is None:
-            return cls(ids, x, x.T.tocsr(), None, n_item, None)
-        v = values.astype(np.float64)
-        xv = sp.csr_matrix((v, (ucol, icol)), shape=shape)
-        norm = np.sqrt(np.bincount(icol, weights=v * v, minlength=len(ids)))
-        return cls(ids, x, x.T.tocsr(), xv, n_item, norm)
+        return cls.from_rows(UserRows.of(users, items, values))
+
+    @classmethod
+    def from_rows(cls, rows: UserRows) -> "Ratings":
+        shape = (len(rows.indptr) - 1, len(rows.items))
+        ones = np.ones(len(rows.indices), dtype=np.int32)     # co-counts fit int32: at most the users
+        x = sp.csr_matrix((ones, rows.indices, rows.indptr), shape=shape)
+        n_item = np.bincount(rows.indices, minlength=len(rows.items)).astype(np.int64)
+        if rows.values is None:
+            return cls(rows.items, x, x.T.tocsr(), None, n_item, None)
+        xv = sp.csr_matrix((rows.values, rows.indices, rows.indptr), shape=shape)
+        norm = np.sqrt(np.bincount(rows.indices, weights=rows.values * rows.values,
+                                   minlength=len(rows.items)))
+        return cls(rows.items, x, x.T.tocsr(), xv, n_item, norm)
+
+    @cached_property
+    def xvt(self) -> sp.csr_matrix:
+        return self.xv.T.tocsr()
+
+    @cached_property
+    def xv2(self) -> sp.csr_matrix:
+        return self.xv.multiply(self.xv).tocsr()
+
+    @cached_property
+    def xv2t(self) -> sp.csr_matrix:
+        return self.xv2.T.tocsr()
 
 
 def chunks(rows: np.ndarray, ratings: Ratings, limit: int) -> list[np.ndarray]:
@@ -90,11 +146,10 @@ def _value_sums(ratings: Ratings, rows: np.ndarray, co_m: sp.csr_matrix, metric:
     if metric not in ("cosine", "pearson"):
         return []
     co_m.sort_indices()
-    out = [_aligned(co_m, ratings.xv.T.tocsr()[rows] @ ratings.xv)]
+    out = [_aligned(co_m, ratings.xvt[rows] @ ratings.xv)]
     if metric == "pearson":
-        xv2 = ratings.xv.multiply(ratings.xv).tocsr()
-        out.append(_aligned(co_m, xv2.T.tocsr()[rows] @ ratings.x))
-        out.append(_aligned(co_m, ratings.xt[rows] @ xv2))
+        out.append(_aligned(co_m, ratings.xv2t[rows] @ ratings.x))
+        out.append(_aligned(co_m, ratings.xt[rows] @ ratings.xv2))
     return out
 
 
@@ -180,25 +235,25 @@ def _batch(item_col, item, other, sim, co, rank, pairs, scored) -> pa.RecordBatc
         names=[item_col, OTHER_COL, SIMILARITY_COL, CO_COUNT_COL, RANK_COL, PAIRS_COL, SCORED_COL])
 
 
-def all_top_k(users, items, values, **kwargs) -> pa.Table:
+def all_top_k(rows: UserRows, **kwargs) -> pa.Table:
     """Every item's top-K rows and one summary row, in this process (one block): the
     :func:`block_top_k` batches of all items as one table (columns as :func:`_batch`)."""
-    ratings = Ratings.of(users, items, values)
+    ratings = Ratings.from_rows(rows)
     batches = list(block_top_k(ratings, 0, 1, **kwargs)) if len(ratings.items) else []
     item_col = kwargs.get("item_col", ITEM_COL)
     return pa.Table.from_batches(batches, schema=_batch(item_col, [], [], [], [], [], None,
                                                         None).schema)
 
 
-def block_top_k_fn(columns, n_blocks: int, **kwargs):
-    """For ``mapInArrow`` over block ids (column ``id``): ``columns`` is a broadcast of
-    ``(users, items, values or None)`` numpy arrays, the ratings every block scores against."""
+def block_top_k_fn(shared, n_blocks: int, **kwargs):
+    """For ``mapInArrow`` over block ids (column ``id``): ``shared`` is a broadcast of the
+    :class:`UserRows` every block scores against."""
     def top_k(batches):
         ratings = None
         for batch in batches:
             for block in batch.column("id").to_pylist():
                 if ratings is None:
-                    ratings = Ratings.of(*columns.value)
+                    ratings = Ratings.from_rows(shared.value)
                 if len(ratings.items):
                     yield from block_top_k(ratings, int(block), n_blocks, **kwargs)
     return top_k

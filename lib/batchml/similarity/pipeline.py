@@ -49,14 +49,15 @@ from dataclasses import dataclass
 import numpy as np
 from pyspark import StorageLevel
 from pyspark.sql import DataFrame, Observation, Window as W
-from pyspark.sql import functions as F
+from pyspark.sql import functions as F, types as T
 
 from batchml.errors import ConfigError
 from batchml.logs import stage
 from batchml.spark import fault_point
 from batchml.schema import (CO_COUNT_COL, ITEM_COL, OTHER_COL, RANK_COL, RATING_COL,
                             SIMILARITY_COL, USER_COL)
-from batchml.similarity.item_blocks import PAIRS_COL, SCORED_COL, all_top_k, block_top_k_fn
+from batchml.similarity.item_blocks import (PAIRS_COL, SCORED_COL, UserRows, all_top_k,
+                                            block_top_k_fn, dense_codes)
 from batchml.similarity.pair_sums import (CHUNK_NNZ, DENSE_CELLS, SUM_COLS, SUM_XX, SUM_XY,
                                           SUM_YY, partial_products_fn)
 
@@ -143,12 +144,15 @@ def cap_report(capped_df: DataFrame, *, max_items_per_user: int, col_user: str =
     return out
 
 
-def cap_figures(users, n_all, n_kept, *, max_items_per_user: int) -> dict:
+def cap_figures(users, n_all, *, max_items_per_user: int) -> dict:
     """The figures of :func:`cap_report` from collected rows of a :func:`filter_user_cap` output
-    (numpy arrays of ``col_user``, ``n_user_items`` and ``n_user_kept``, one entry per row)."""
-    _, first = np.unique(users, return_index=True)
-    n, k = n_all[first].astype(np.int64), n_kept[first].astype(np.int64)
-    out = {"users": len(first), "users_capped": int(np.count_nonzero(n > k)),
+    (numpy arrays of ``col_user`` and ``n_user_items``, one entry per kept row: a user's kept rows
+    are its ``n_user_kept``)."""
+    _, ucol = dense_codes(users)
+    k = np.bincount(ucol).astype(np.int64)
+    n = np.zeros(len(k), dtype=np.int64)
+    n[ucol] = n_all                                   # the same figure on every row of a user
+    out = {"users": len(k), "users_capped": int(np.count_nonzero(n > k)),
            "ratings_in": int(n.sum()), "ratings_kept": int(k.sum()),
            "pairs_without_cap": int((n * (n - 1) // 2).sum()),
            "pairs_generated": int((k * (k - 1) // 2).sum()),
@@ -376,10 +380,16 @@ def top_k_similar(sim_df: DataFrame, *, top_k: int, col_item: str = ITEM_COL) ->
 # --------------------------------------------------------------------------------- broadcast
 def collect_ratings(values_df: DataFrame, *, col_user: str = USER_COL, col_item: str = ITEM_COL,
                     extra: tuple[str, ...] = ()) -> dict:
-    """``values_df`` collected (an action) as numpy arrays: ``col_user`` and ``col_item`` (long),
-    ``_value`` (double, or None without one) and the ``extra`` columns."""
+    """``values_df`` collected (an action) as numpy arrays: ``col_user`` and ``col_item`` (int32
+    when their column is an int, else int64), ``_value`` (double, or None without one) and the
+    ``extra`` columns (counts, as int32): the driver holds every row, so 4 bytes where they do."""
     has_value = VALUE_COL in values_df.columns
-    cols = [F.col(c).cast("long").alias(c) for c in (col_user, col_item, *extra)]
+
+    def key(name):
+        small = isinstance(values_df.schema[name].dataType, (T.IntegerType, T.ShortType, T.ByteType))
+        return F.col(name).cast("int" if small else "long").alias(name)
+
+    cols = [key(col_user), key(col_item)] + [F.col(c).cast("int").alias(c) for c in extra]
     cols += [F.col(VALUE_COL).cast("double").alias(VALUE_COL)] if has_value else []
     tbl = values_df.select(*cols).toArrow()
     out = {name: tbl.column(name).to_numpy() for name in tbl.column_names}
@@ -387,12 +397,16 @@ def collect_ratings(values_df: DataFrame, *, col_user: str = USER_COL, col_item:
     return out
 
 
-def blocks_top_k(spark, ratings: dict, *, metric: str, top_k: int, min_support: int = 1,
-                 item_blocks: int | None = None, col_user: str = USER_COL,
-                 col_item: str = ITEM_COL) -> DataFrame:
-    """Top-K per item with the collected ``ratings`` (:func:`collect_ratings`) broadcast to
-    ``item_blocks`` tasks (default: the default parallelism), each scoring its items (every
-    ``item_blocks``-th by id) against all items (:mod:`batchml.similarity.item_blocks`).
+def user_rows(ratings: dict, *, col_user: str = USER_COL, col_item: str = ITEM_COL) -> UserRows:
+    """The :class:`UserRows` of :func:`collect_ratings` arrays (what the broadcast path ships)."""
+    return UserRows.of(ratings[col_user], ratings[col_item], ratings[VALUE_COL])
+
+
+def blocks_top_k(spark, rows: UserRows, *, metric: str, top_k: int, min_support: int = 1,
+                 item_blocks: int | None = None, col_item: str = ITEM_COL) -> DataFrame:
+    """Top-K per item with the collected ratings (:func:`user_rows`) broadcast to ``item_blocks``
+    tasks (default: the default parallelism), each scoring its items (every ``item_blocks``-th
+    by id) against all items (:mod:`batchml.similarity.item_blocks`).
 
     Rows are those of :func:`top_k_similar` (items as longs) plus one summary row per block
     (``rank`` null, ``_pairs``: directed co-occurring pairs, ``_scored``: those scored);
@@ -400,8 +414,7 @@ def blocks_top_k(spark, ratings: dict, *, metric: str, top_k: int, min_support: 
     """
     check_metric(metric)
     n = int(item_blocks or max(1, spark.sparkContext.defaultParallelism))
-    shared = spark.sparkContext.broadcast(
-        (ratings[col_user], ratings[col_item], ratings[VALUE_COL]))
+    shared = spark.sparkContext.broadcast(rows)
     fn = block_top_k_fn(shared, n, metric=metric, top_k=int(top_k), min_support=int(min_support),
                         item_col=col_item)
     schema = (f"{col_item} long, {OTHER_COL} long, {SIMILARITY_COL} double, {CO_COUNT_COL} long, "
@@ -409,13 +422,13 @@ def blocks_top_k(spark, ratings: dict, *, metric: str, top_k: int, min_support: 
     return fault_point(spark.range(0, n, 1, n), "similarity").mapInArrow(fn, schema)
 
 
-def driver_top_k(spark, ratings: dict, *, metric: str, top_k: int, min_support: int = 1,
-                 col_user: str = USER_COL, col_item: str = ITEM_COL) -> DataFrame:
+def driver_top_k(spark, rows: UserRows, *, metric: str, top_k: int, min_support: int = 1,
+                 col_item: str = ITEM_COL) -> DataFrame:
     """The rows of :func:`blocks_top_k` computed here, in the driver, as one block (for work so
     small that starting the tasks' Python workers would cost more), as a DataFrame."""
     check_metric(metric)
-    table = all_top_k(ratings[col_user], ratings[col_item], ratings[VALUE_COL], metric=metric,
-                      top_k=int(top_k), min_support=int(min_support), item_col=col_item)
+    table = all_top_k(rows, metric=metric, top_k=int(top_k), min_support=int(min_support),
+                      item_col=col_item)
     return fault_point(spark.createDataFrame(table), "similarity")
 
 
@@ -424,10 +437,10 @@ def broadcast_top_k(values_df: DataFrame, *, metric: str, top_k: int, min_suppor
                     col_item: str = ITEM_COL) -> DataFrame:
     """:func:`blocks_top_k` of ``values_df`` (collected now: for ratings that fit in the driver
     and in every task)."""
-    ratings = collect_ratings(values_df, col_user=col_user, col_item=col_item)
-    return blocks_top_k(values_df.sparkSession, ratings, metric=metric, top_k=top_k,
-                        min_support=min_support, item_blocks=item_blocks, col_user=col_user,
-                        col_item=col_item)
+    rows = user_rows(collect_ratings(values_df, col_user=col_user, col_item=col_item),
+                     col_user=col_user, col_item=col_item)
+    return blocks_top_k(values_df.sparkSession, rows, metric=metric, top_k=top_k,
+                        min_support=min_support, item_blocks=item_blocks, col_item=col_item)
 
 
 def from_blocks(blocks_df: DataFrame, *, item_type=None, col_item: str = ITEM_COL) -> DataFrame:
@@ -553,40 +566,41 @@ def _capped_values(ratings_df: DataFrame, params: SimilarityParams, *, col_user:
 
 def _collect_stage(ratings_df: DataFrame, params: SimilarityParams, *, col_user: str,
                    col_item: str, col_rating: str, timings: dict | None,
-                   prefix: str) -> tuple[dict | None, dict]:
+                   prefix: str) -> tuple[UserRows | None, dict]:
     """Stage ``cap`` of the broadcast path: with at most ``broadcast_max_ratings`` input ratings,
-    the capped ratings collected (:func:`collect_ratings`) and :func:`cap_figures`; else
-    ``(None, {})`` (one count)."""
+    the capped ratings collected as :class:`UserRows` and :func:`cap_figures`; else ``(None, {})``
+    (one count)."""
     with stage(f"{prefix}cap", ratings_df.sparkSession, timings) as st:
         if not params.broadcast(ratings_df.count()):
             st.info.update(method="shuffle")
             return None, {}
         values = _capped_values(ratings_df, params, col_user=col_user, col_item=col_item,
                                 col_rating=col_rating)
-        ratings = collect_ratings(values, col_user=col_user, col_item=col_item,
-                                  extra=(N_ALL_COL, N_KEPT_COL))
-        report = cap_figures(ratings[col_user], ratings.pop(N_ALL_COL), ratings.pop(N_KEPT_COL),
+        ratings = collect_ratings(values, col_user=col_user, col_item=col_item, extra=(N_ALL_COL,))
+        report = cap_figures(ratings[col_user], ratings.pop(N_ALL_COL),
                              max_items_per_user=params.max_items_per_user)
+        rows = user_rows(ratings, col_user=col_user, col_item=col_item)
+        del ratings
         st.set_rows(report["ratings_kept"])
         st.info.update(users_capped=report["users_capped"],
                        pairs_generated=f"{report['pairs_generated']:,}")
-    return ratings, report
+    return rows, report
 
 
-def _broadcast_stage(spark, ratings: dict, params: SimilarityParams, pairs_generated: int, *,
+def _broadcast_stage(spark, rows: UserRows, params: SimilarityParams, pairs_generated: int, *,
                      col_user: str, col_item: str, item_type, timings: dict | None,
                      prefix: str) -> tuple[DataFrame, dict]:
     """Stage ``top_k`` of the broadcast path (in the driver when ``pairs_generated`` is at most
     ``params.driver_max_pairs``): the persisted top-K table and its figures."""
     with stage(f"{prefix}top_k", spark, timings) as st:
         knobs = dict(metric=params.metric, top_k=params.top_k, min_support=params.min_support,
-                     col_user=col_user, col_item=col_item)
+                     col_item=col_item)
         if 0 < params.driver_max_pairs and pairs_generated <= params.driver_max_pairs:
             method, n_blocks = "driver", 1
-            blocks = driver_top_k(spark, ratings, **knobs)
+            blocks = driver_top_k(spark, rows, **knobs)
         else:
             method, n_blocks = "broadcast", max(1, spark.sparkContext.defaultParallelism)
-            blocks = blocks_top_k(spark, ratings, item_blocks=n_blocks, **knobs)
+            blocks = blocks_top_k(spark, rows, item_blocks=n_blocks, **knobs)
         seen = Observation()
         observed = blocks.observe(seen, F.sum(F.col(PAIRS_COL)).alias("pairs"),
                                   F.sum(F.col(SCORED_COL)).alias("scored"))
@@ -645,11 +659,11 @@ def compute_similar(ratings_df: DataFrame, params: SimilarityParams, *, col_user
     report: dict = {"params": params.__dict__.copy()}
     spark = ratings_df.sparkSession
     cols = dict(col_user=col_user, col_item=col_item, timings=timings, prefix=prefix)
-    ratings, figures = (_collect_stage(ratings_df, params, col_rating=col_rating, **cols)
-                        if params.broadcast_max_ratings > 0 else (None, {}))
-    if ratings is not None:
+    rows, figures = (_collect_stage(ratings_df, params, col_rating=col_rating, **cols)
+                     if params.broadcast_max_ratings > 0 else (None, {}))
+    if rows is not None:
         report.update(figures)
-        top, figures = _broadcast_stage(spark, ratings, params, report["pairs_generated"],
+        top, figures = _broadcast_stage(spark, rows, params, report["pairs_generated"],
                                         item_type=ratings_df.schema[col_item].dataType, **cols)
         report.update(figures)
         return top, report
