@@ -234,9 +234,13 @@ def with_pair_ratings(pairs: DataFrame, ratings: DataFrame, *, max_pairs: int) -
 
 
 def without_probe(ws: Workspace, ratings: DataFrame) -> tuple[DataFrame, int]:
-    """The ratings less the probe pairs (written before), and how many were removed."""
-    probe = maybe_broadcast(ws.spark.read.parquet(f"{ws.tmp}/{S.PROBE}").select(S.USER_COL, S.ITEM_COL))
-    removed = ratings.join(probe, on=[S.USER_COL, S.ITEM_COL], how="left_semi").count()
+    """The ratings less the probe pairs (written before, with their ratings: see
+    :func:`with_pair_ratings`), and how many ratings that removes: the distinct probe pairs that
+    have a rating, counted on the small probe table (the reconcile then checks the anti join)."""
+    written = ws.spark.read.parquet(f"{ws.tmp}/{S.PROBE}")
+    removed = (written.where(F.col(S.RATING_COL).isNotNull())
+               .select(S.USER_COL, S.ITEM_COL).distinct().count())
+    probe = maybe_broadcast(written.select(S.USER_COL, S.ITEM_COL))
     return ratings.join(probe, on=[S.USER_COL, S.ITEM_COL], how="left_anti"), removed
 
 
