@@ -21,7 +21,7 @@ from batchml.errors import JobError
 from batchml.factor_fit import aligned_model, bias_model
 from batchml.factor_model import FactorModel, evaluate, with_prediction
 from batchml.factor_search import overfit_check
-from batchml.factorize import item_cf_metrics, run_factorize, search_iters
+from batchml.factorize import als_blocks, item_cf_metrics, run_factorize, search_iters
 from batchml.model_dir import load_model, read_meta
 from batchml.holdout_spec import parse_test_spec
 from batchml.ratings import sample_users, split_holdout, split_random, split_temporal
@@ -484,6 +484,15 @@ def test_search_candidates_run_fewer_iterations_never_more_than_the_fit():
     assert search_iters(s) == 5
     assert search_iters(replace(s, iters=3)) == 3      # never more than the final fit
     assert search_iters(replace(s, search_iters=0)) == 10
+
+
+def test_als_blocks_one_per_core_and_one_per_block_of_ratings_unless_set():
+    s = build_config({"factorize": {"als_block_ratings": 1000}}).factorize
+    assert als_blocks(s, 500, parallelism=2) == 2           # small: one per core
+    assert als_blocks(s, 2000, parallelism=2) == 2
+    assert als_blocks(s, 2001, parallelism=2) == 3          # large: one per 1000 ratings
+    assert als_blocks(s, 10_000, parallelism=4) == 10
+    assert als_blocks(replace(s, als_blocks=1), 10_000, parallelism=4) == 1
 
 
 def test_probe_rows_never_reach_training(spark, generated, factorized):

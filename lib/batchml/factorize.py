@@ -173,10 +173,21 @@ class TestScores:
     notes: list[str]
 
 
-def _als_args(s) -> dict:
-    """The ALS arguments every fit of the job shares."""
+def als_blocks(s, n_ratings: int, parallelism: int) -> int:
+    """MLlib ALS user (and item) blocks for ``n_ratings``: ``s.als_blocks``, or one per core and at
+    least one per ``s.als_block_ratings`` ratings.  A block's rating arrays are built by one task
+    outside Spark's memory accounting: 100M ratings in 2 blocks ran a 6 GB driver out of heap."""
+    if s.als_blocks:
+        return s.als_blocks
+    per_block = max(1, s.als_block_ratings)
+    return max(1, parallelism, -(-int(n_ratings) // per_block))
+
+
+def _als_args(s, spark: SparkSession, n_ratings: int) -> dict:
+    """The ALS arguments every fit of the job shares (the blocks from :func:`als_blocks`)."""
+    blocks = als_blocks(s, n_ratings, spark.sparkContext.defaultParallelism)
     return dict(iters=s.iters, seed=s.seed, checkpoint_interval=s.checkpoint_interval,
-                blocks=s.als_blocks, rating_min=s.rating_min, rating_max=s.rating_max)
+                blocks=blocks, rating_min=s.rating_min, rating_max=s.rating_max)
 
 
 def search_iters(s) -> int:
@@ -320,7 +331,7 @@ def _tagged(rows: list[dict], tag: str) -> list[dict]:
 def _search_pass(spark: SparkSession, fit_df: DataFrame, val_df: DataFrame, n_fit: int, s,
                  g: _Grids, timings: dict) -> Chosen:
     """One search over ``g`` on (``fit_df``, ``val_df``), which it unpersists."""
-    common = {**_als_args(s), "iters": search_iters(s)}
+    common = {**_als_args(s, spark, n_fit), "iters": search_iters(s)}
     local = n_fit <= s.local_bias_max_ratings
     with stage(f"{g.tag}_bias_regs", spark, timings) as st:
         bias_grid, biases = search_bias_regs(
@@ -364,7 +375,7 @@ def fit_models(spark: SparkSession, train: DataFrame, n_train: int, s, chosen: C
     """Every model of the table re-fit on the whole training set (``n_train`` rows) at the chosen
     settings (ALS+bias runs all ``s.rounds`` rounds, for the report; its model is the chosen
     round's)."""
-    common = _als_args(s)
+    common = _als_args(s, spark, n_train)
     lo, hi = s.rating_min, s.rating_max
     bias_args = dict(reg_user=chosen.bias_reg_user, reg_item=chosen.bias_reg_item,
                      sweeps=s.bias_sweeps, tol=s.bias_tol)
