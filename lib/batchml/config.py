@@ -156,10 +156,11 @@ class FactorizeSettings:
     rounds: int = field(default=1, metadata=_check(lambda v: v >= 1, "an integer >= 1"))
     checkpoint_interval: int = field(default=5, metadata=_check(lambda v: v >= 1, "an integer >= 1"))
     # MLlib ALS user/item blocks; 0: one per core, and at least one per als_block_ratings ratings
-    # (each block's arrays are built in one task: 100M ratings in 2 blocks ran out of a 6 GB heap)
+    # (each block's arrays are built in one task: 98.6M training ratings in 2 blocks, and 88.7M in 9,
+    # ran out of a 6 GB heap beside the job's cached splits)
     als_blocks: int = field(default=0, metadata=_check(lambda v: v >= 0, "an integer >= 0 (0: auto)"))
     als_block_ratings: int = field(
-        default=10_000_000, metadata=_check(lambda v: v >= 1, "an integer >= 1"))
+        default=3_000_000, metadata=_check(lambda v: v >= 1, "an integer >= 1"))
     # the scale predictions are clipped to; unset: the training ratings' min / max
     rating_min: float | None = None
     rating_max: float | None = None
