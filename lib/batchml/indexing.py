@@ -32,6 +32,12 @@ def index_ids(ids_df: DataFrame, *, col_id: str, col_idx: str, numeric: bool = F
 
 def keep_latest(df: DataFrame, *, keys: list[str], order: list[str], value_cols: list[str],
                 few: bool = False) -> DataFrame:
+    """:func:`latest_and_repeats` without the count of repeated keys."""
+    return latest_and_repeats(df, keys=keys, order=order, value_cols=value_cols, few=few)[0]
+
+
+def latest_and_repeats(df: DataFrame, *, keys: list[str], order: list[str], value_cols: list[str],
+                       few: bool = False) -> tuple[DataFrame, int | None]:
     """One row per ``keys``: the one with the greatest ``order`` tuple (e.g. timestamp, then file,
     then line).  Adds ``n_copies`` (how many rows shared the key) so duplicates can be counted.
 
@@ -43,22 +49,24 @@ def keep_latest(df: DataFrame, *, keys: list[str], order: list[str], value_cols:
     (:func:`latest_of_each`).  Keys must not be null (parsed ids of accepted lines never are).
     ``few`` (rows): that one aggregate at once, which costs fewer Spark jobs on small inputs.
 
-    Returns columns ``keys + value_cols + order + ["n_copies"]``.
+    Returns (columns ``keys + value_cols + order + ["n_copies"]``; how many keys repeat, None
+    with ``few``, where they are not counted apart).  With 0, the rows are ``df``'s, projected.
     """
     args = dict(keys=keys, order=order, value_cols=value_cols)
     if few:
-        return latest_of_each(df, **args)
+        return latest_of_each(df, **args), None
     repeated = materialize(df.groupBy(*keys).agg(F.count(F.lit(1)).alias("n_copies"))
                            .where(F.col("n_copies") > 1).select(*keys))
     n_repeated = repeated.count()
     single = df.select(*keys, *value_cols, *order, F.lit(1).cast(T.LongType()).alias("n_copies"))
     if n_repeated == 0:
-        return single
+        return single, 0
     if n_repeated * len(keys) > BROADCAST_MAX_VALUES:
-        return latest_of_each(df, **args)
+        return latest_of_each(df, **args), n_repeated
     repeated = F.broadcast(repeated)
     return (single.join(repeated, on=keys, how="left_anti")
-            .unionByName(latest_of_each(df.join(repeated, on=keys, how="left_semi"), **args)))
+            .unionByName(latest_of_each(df.join(repeated, on=keys, how="left_semi"), **args)),
+            n_repeated)
 
 
 def latest_of_each(df: DataFrame, *, keys: list[str], order: list[str], value_cols: list[str]) -> DataFrame:

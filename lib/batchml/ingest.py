@@ -24,7 +24,7 @@ from pyspark.sql import types as T
 from batchml import schema as S
 from batchml.config import Config
 from batchml.errors import JobError
-from batchml.indexing import index_ids, keep_latest
+from batchml.indexing import index_ids, keep_latest, latest_and_repeats
 from batchml.io import reasons as R
 from batchml.io.atomic import atomic_dir, remove_tree, write_json
 from batchml.io.files import source_name
@@ -188,17 +188,23 @@ def dedupe_and_index(ws: Workspace, parsed: ParsedLines, *, numeric: bool, local
     extras = [c for c in OPTIONAL_RATING_COLS if c in parsed.ratings.columns]
     with ws.stage("de-duplicate and index ids") as st:
         accepted = parsed.ratings.where(F.col("kind") == KIND_DATA)
-        latest = keep_latest(accepted, keys=[S.USER_ID_COL, S.ITEM_ID_COL], order=LATEST_ORDER,
-                             value_cols=[S.RATING_COL, *extras], few=local)
-        latest = ws.staged(latest, "latest")
+        latest, n_repeated = latest_and_repeats(
+            accepted, keys=[S.USER_ID_COL, S.ITEM_ID_COL], order=LATEST_ORDER,
+            value_cols=[S.RATING_COL, *extras], few=local)
+        if n_repeated != 0:  # with none, the rows are the staged parse's: no copy to write
+            latest = ws.staged(latest, "latest")
         users = index_ids(latest, col_id=S.USER_ID_COL, col_idx=S.USER_COL, numeric=numeric, local=local)
         users = ws.table(users, S.USERS, S.USERS_SCHEMA)
         items = ws.table(items_with_metadata(latest, parsed.item_rows, numeric=numeric, local=local),
                          S.ITEMS, S.ITEMS_SCHEMA)
-        figures = latest.agg(F.count(F.lit(1)).alias("n"), F.sum(F.col("n_copies") - 1).alias("d")).first()
-        st.set_rows(figures["n"])
-    return Indexed(latest, users, items, with_indices(latest, users, items),
-                   duplicates_dropped=int(figures["d"] or 0))
+        if n_repeated == 0:
+            n, dropped = accepted_lines(parsed.counts), 0
+        else:
+            figures = latest.agg(F.count(F.lit(1)).alias("n"),
+                                 F.sum(F.col("n_copies") - 1).alias("d")).first()
+            n, dropped = figures["n"], int(figures["d"] or 0)
+        st.set_rows(n)
+    return Indexed(latest, users, items, with_indices(latest, users, items), duplicates_dropped=dropped)
 
 
 def write_pair_tables(ws: Workspace, dump: ParsedDump, name: Column, indexed: Indexed, counts: dict,
