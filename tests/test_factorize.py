@@ -21,7 +21,8 @@ from batchml.errors import JobError
 from batchml.factor_fit import aligned_model, bias_model
 from batchml.factor_model import FactorModel, evaluate, with_prediction
 from batchml.factor_search import overfit_check
-from batchml.factorize import als_blocks, item_cf_metrics, run_factorize, search_iters
+from batchml.factorize import (als_blocks, item_cf_metrics, run_factorize, search_iters,
+                               search_sample_limit)
 from batchml.model_dir import load_model, read_meta
 from batchml.holdout_spec import parse_test_spec
 from batchml.ratings import sample_users, split_holdout, split_random, split_temporal
@@ -443,7 +444,8 @@ def factorized(spark, generated, tmp_path_factory):
     cfg = build_config({"factorize": {
         "test": "probe", "ranks": [3], "regs": [0.05], "iters": 5, "rounds": 2, "bias_sweeps": 2,
         "bias_reg_user": 5.0, "bias_reg_item": 5.0, "item_cf_neighbours": 20,
-        "item_cf_max_items_per_user": 0, "model": "biased", "search_sample_ratings": 8000}})
+        "item_cf_max_items_per_user": 0, "model": "biased", "search_sample_ratings": 8000,
+        "search_sample_item_ratings": 80}})
     out = tmp_path_factory.mktemp("fz") / "model"
     metrics = run_factorize(spark, cfg, dataset=str(generated), output=str(out))
     return metrics, out
@@ -468,7 +470,8 @@ def test_als_bias_beats_the_baselines(factorized):
 def test_the_search_runs_on_a_user_sample_of_a_large_training_set(factorized):
     metrics, _ = factorized
     fraction = metrics["validation"]["search_users_fraction"]
-    assert fraction == pytest.approx(8000 / (metrics["n_train"] * 0.9))
+    # 150 movies x 80 ratings each is more than search_sample_ratings: the item floor sizes it
+    assert fraction == pytest.approx(150 * 80 / (metrics["n_train"] * 0.9))
     assert set(metrics["validation"]["val_rmse"]) == {"als_bias", "plain_als"}
     assert metrics["n_train"] > 15_000  # the chosen setting is re-fit on all of training
     # then the regs are searched again on every training rating, and the choice comes from there
@@ -477,6 +480,15 @@ def test_the_search_runs_on_a_user_sample_of_a_large_training_set(factorized):
     assert metrics["validation"]["val_rmse"]["als_bias"] == min(r["val_rmse"] for r in refined)
     assert any(r["step"].startswith("refine_") for r in metrics["validation"]["plain_als_grid"])
     assert {"refine_als_bias", "refine_plain_als"} <= set(metrics["timings_seconds"])
+
+
+def test_search_sample_limit_keeps_enough_ratings_per_item():
+    s = build_config({"factorize": {"search_sample_ratings": 1000,
+                                    "search_sample_item_ratings": 20}}).factorize
+    assert search_sample_limit(s, 10) == 1000         # the ratings limit
+    assert search_sample_limit(s, 80) == 1600         # the item floor
+    assert search_sample_limit(replace(s, search_sample_item_ratings=0), 80) == 1000
+    assert search_sample_limit(replace(s, search_sample_ratings=0), 80) == 0   # no sample
 
 
 def test_search_candidates_run_fewer_iterations_never_more_than_the_fit():

@@ -263,10 +263,14 @@ def _validation_split(spark: SparkSession, train: DataFrame, n_train: int, s, ti
                       name: str = "split_validation") -> tuple[DataFrame, DataFrame, int, float]:
     """(fit, validation, fit rows, fraction of the users kept) carved from ``train`` (``n_train`` rows),
     cached: both sides keep the ratings of a user sample when ``sample`` and the fit side would
-    hold more than ``s.search_sample_ratings`` ratings."""
+    hold more than :func:`search_sample_limit` ratings."""
     with stage(name, spark, timings) as st:
         n_fit = n_train * (1.0 - s.validation_fraction)
         limit = s.search_sample_ratings if sample else 0
+        if limit and n_fit > limit and s.search_sample_item_ratings:
+            n_items = train.agg(F.countDistinct(ITEM_COL)).first()[0]
+            limit = search_sample_limit(s, n_items)
+            st.info.update(items=n_items, sample_limit=limit)
         fraction = min(1.0, limit / n_fit) if limit and n_fit > 0 else 1.0
         sampled = sample_users(train, fraction=fraction, seed=s.seed + 2)
         fit_df, val_df = split_random(sampled, fraction=s.validation_fraction, seed=s.seed + 1)
@@ -275,6 +279,15 @@ def _validation_split(spark: SparkSession, train: DataFrame, n_train: int, s, ti
         st.set_rows(n_fit)
         st.info.update(validation=val_df.count(), users_fraction=round(fraction, 4))
     return fit_df, val_df, n_fit, fraction
+
+
+def search_sample_limit(s, n_items: int) -> int:
+    """The fit ratings a search's user sample aims at for ``n_items`` training items:
+    ``s.search_sample_ratings``, and at least ``s.search_sample_item_ratings`` per item (0: no
+    sample)."""
+    if not s.search_sample_ratings:
+        return 0
+    return max(s.search_sample_ratings, s.search_sample_item_ratings * int(n_items))
 
 
 def _fit_map(s, n_ratings: int):
