@@ -68,3 +68,5 @@ def test_keep_latest_every_path_matches_plain_python(spark, monkeypatch):
             monkeypatch.setattr(indexing, "BROADCAST_MAX_VALUES", limit)
             got = sorted(tuple(r) for r in indexing.keep_latest(df, few=few, **args).collect())
             assert got == expected, (few, limit, len(rows))
+            n_repeated = indexing.latest_and_repeats(df, few=few, **args)[1]
+            assert n_repeated == (None if few else 0 if rows is unique else 2), (few, limit)
