@@ -359,7 +359,7 @@ def search_table(work: Path, sizes: list[int]) -> str:
         lines.append(line)
     return "\n".join(lines + [
         "job s: the factorize job's wall time (JVM start to exit); search s: its validation splits and "
-        "searches (on the user sample, then the refinement on all); plain fit s: its fit of plain MLlib ALS at the chosen rank on the whole training set.",
+        "searches (on the user sample, then the refinement on a larger one); plain fit s: its fit of plain MLlib ALS at the chosen rank on the whole training set.",
         "probe RMSE: ALS+bias on the probe rows; exhaustive: the same job with "
         "factorize.search_sample_ratings=0 and search_iters=0 (every candidate fitted on every training "
         "rating with the full iterations); gap: ours / its - 1."])
@@ -368,7 +368,8 @@ def search_table(work: Path, sizes: list[int]) -> str:
 def _search_seconds(r: dict) -> float:
     """The validation splits and searches of a factorize run (its ``timings_seconds``)."""
     t = r["extra"].get("timings_seconds") or {}
-    return sum(v for k, v in t.items() if k.startswith(("split_validation", "search_", "refine_")))
+    keys = ("sample_size", "split_validation", "search_", "refine_")
+    return sum(v for k, v in t.items() if k.startswith(keys))
 
 
 def _chosen(r: dict) -> str:

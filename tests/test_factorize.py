@@ -21,8 +21,8 @@ from batchml.errors import JobError
 from batchml.factor_fit import aligned_model, bias_model
 from batchml.factor_model import FactorModel, evaluate, with_prediction
 from batchml.factor_search import overfit_check
-from batchml.factorize import (als_blocks, item_cf_metrics, run_factorize, search_iters,
-                               search_sample_limit)
+from batchml.factorize import (SampleLimits, als_blocks, item_cf_metrics, refine_sample_limit,
+                               run_factorize, sample_limits, search_iters, search_sample_limit)
 from batchml.model_dir import load_model, read_meta
 from batchml.holdout_spec import parse_test_spec
 from batchml.ratings import sample_users, split_holdout, split_random, split_temporal
@@ -445,7 +445,7 @@ def factorized(spark, generated, tmp_path_factory):
         "test": "probe", "ranks": [3], "regs": [0.05], "iters": 5, "rounds": 2, "bias_sweeps": 2,
         "bias_reg_user": 5.0, "bias_reg_item": 5.0, "item_cf_neighbours": 20,
         "item_cf_max_items_per_user": 0, "model": "biased", "search_sample_ratings": 8000,
-        "search_sample_item_ratings": 80}})
+        "search_sample_item_ratings": 80, "search_refine_item_ratings": 110}})
     out = tmp_path_factory.mktemp("fz") / "model"
     metrics = run_factorize(spark, cfg, dataset=str(generated), output=str(out))
     return metrics, out
@@ -472,9 +472,12 @@ def test_the_search_runs_on_a_user_sample_of_a_large_training_set(factorized):
     fraction = metrics["validation"]["search_users_fraction"]
     # 150 movies x 80 ratings each is more than search_sample_ratings: the item floor sizes it
     assert fraction == pytest.approx(150 * 80 / (metrics["n_train"] * 0.9))
+    # the refine's larger sample: 110 per item, below the 0.9 * 19,600 fit ratings
+    assert metrics["validation"]["refine_users_fraction"] == pytest.approx(
+        150 * 110 / (metrics["n_train"] * 0.9))
     assert set(metrics["validation"]["val_rmse"]) == {"als_bias", "plain_als"}
     assert metrics["n_train"] > 15_000  # the chosen setting is re-fit on all of training
-    # then the regs are searched again on every training rating, and the choice comes from there
+    # then the regs are searched again on that larger sample, and the choice comes from there
     refined = [r for r in metrics["validation"]["als_bias_grid"] if r["step"].startswith("refine_")]
     assert refined and metrics["chosen"]["als_bias_reg"] in {r["reg"] for r in refined}
     assert metrics["validation"]["val_rmse"]["als_bias"] == min(r["val_rmse"] for r in refined)
@@ -489,6 +492,24 @@ def test_search_sample_limit_keeps_enough_ratings_per_item():
     assert search_sample_limit(s, 80) == 1600         # the item floor
     assert search_sample_limit(replace(s, search_sample_item_ratings=0), 80) == 1000
     assert search_sample_limit(replace(s, search_sample_ratings=0), 80) == 0   # no sample
+
+
+def test_refine_sample_limit_is_per_item_and_never_below_the_search_sample():
+    s = build_config({"factorize": {"search_sample_ratings": 1000, "search_sample_item_ratings": 20,
+                                    "search_refine_item_ratings": 50}}).factorize
+    assert refine_sample_limit(s, 80) == 4000          # 50 per item
+    assert refine_sample_limit(s, 10) == 1000          # the search's own sample is the least
+    assert refine_sample_limit(replace(s, search_refine_item_ratings=0), 80) == 0  # every rating
+
+
+def test_sample_limits_count_items_only_when_a_sample_is_possible(spark):
+    rows = [(u, i, 3.0) for u in range(20) for i in range(u % 5, 10)]   # 10 items, 160 ratings
+    df = spark.createDataFrame(rows, [USER_COL, ITEM_COL, RATING_COL])
+    s = build_config({"factorize": {"search_sample_ratings": 50, "search_sample_item_ratings": 6,
+                                    "search_refine_item_ratings": 9}}).factorize
+    assert sample_limits(df, len(rows), s) == SampleLimits(search=60, refine=90)
+    assert sample_limits(df, len(rows), replace(s, search_sample_ratings=500)).refine == 0
+    assert sample_limits(df, len(rows), replace(s, search_sample_ratings=0)) == SampleLimits(0, 0)
 
 
 def test_search_candidates_run_fewer_iterations_never_more_than_the_fit():

@@ -139,7 +139,8 @@ class HeldOut:
 @dataclass
 class Chosen:
     """What validation chose: λ_u and λ_i of the biases, the rank, the regs and the ALS+bias rounds,
-    their validation RMSEs, the search paths they came from and the share of the users searched on."""
+    their validation RMSEs, the search paths they came from and the shares of the users searched and
+    refined on (None: no refine)."""
 
     bias_reg_user: float
     bias_reg_item: float
@@ -152,6 +153,7 @@ class Chosen:
     plain_grid: list[dict]
     val_rmse: dict[str, float]
     search_users_fraction: float
+    refine_users_fraction: float | None = None
 
 
 @dataclass
@@ -259,26 +261,29 @@ def hold_out_test(spark: SparkSession, ratings: DataFrame, s, *, dataset: str,
 
 
 def _validation_split(spark: SparkSession, train: DataFrame, n_train: int, s, timings: dict, *,
-                      sample: bool = True,
-                      name: str = "split_validation") -> tuple[DataFrame, DataFrame, int, float]:
+                      limit: int, name: str) -> tuple[DataFrame, DataFrame, int, float]:
     """(fit, validation, fit rows, fraction of the users kept) carved from ``train`` (``n_train`` rows),
-    cached: both sides keep the ratings of a user sample when ``sample`` and the fit side would
-    hold more than :func:`search_sample_limit` ratings."""
+    cached: both sides keep the ratings of a user sample when the fit side would hold more than
+    ``limit`` ratings (0: all of them)."""
     with stage(name, spark, timings) as st:
         n_fit = n_train * (1.0 - s.validation_fraction)
-        limit = s.search_sample_ratings if sample else 0
-        if limit and n_fit > limit and s.search_sample_item_ratings:
-            n_items = train.agg(F.countDistinct(ITEM_COL)).first()[0]
-            limit = search_sample_limit(s, n_items)
-            st.info.update(items=n_items, sample_limit=limit)
         fraction = min(1.0, limit / n_fit) if limit and n_fit > 0 else 1.0
         sampled = sample_users(train, fraction=fraction, seed=s.seed + 2)
         fit_df, val_df = split_random(sampled, fraction=s.validation_fraction, seed=s.seed + 1)
         fit_df, val_df = fit_df.cache(), val_df.cache()
         n_fit = fit_df.count()
         st.set_rows(n_fit)
-        st.info.update(validation=val_df.count(), users_fraction=round(fraction, 4))
+        st.info.update(validation=val_df.count(), users_fraction=round(fraction, 4),
+                       sample_limit=limit)
     return fit_df, val_df, n_fit, fraction
+
+
+@dataclass(frozen=True)
+class SampleLimits:
+    """The fit ratings the search's user sample and the refine's aim at (0: every rating)."""
+
+    search: int
+    refine: int
 
 
 def search_sample_limit(s, n_items: int) -> int:
@@ -288,6 +293,26 @@ def search_sample_limit(s, n_items: int) -> int:
     if not s.search_sample_ratings:
         return 0
     return max(s.search_sample_ratings, s.search_sample_item_ratings * int(n_items))
+
+
+def refine_sample_limit(s, n_items: int) -> int:
+    """The fit ratings the refine's user sample aims at for ``n_items`` training items: at least
+    ``s.search_refine_item_ratings`` per item, and never fewer than the search's sample (0: all)."""
+    if not s.search_refine_item_ratings:
+        return 0
+    return max(search_sample_limit(s, n_items), s.search_refine_item_ratings * int(n_items))
+
+
+def sample_limits(train: DataFrame, n_train: int, s) -> SampleLimits:
+    """:class:`SampleLimits` for ``train`` (``n_train`` rows); its items are counted only when the
+    fit side exceeds ``s.search_sample_ratings`` (a sample is possible) and a per-item floor is set."""
+    n_fit = n_train * (1.0 - s.validation_fraction)
+    if not s.search_sample_ratings or n_fit <= s.search_sample_ratings:
+        return SampleLimits(search=s.search_sample_ratings, refine=0)
+    n_items = 0
+    if s.search_sample_item_ratings or s.search_refine_item_ratings:
+        n_items = train.agg(F.countDistinct(ITEM_COL)).first()[0]
+    return SampleLimits(search=search_sample_limit(s, n_items), refine=refine_sample_limit(s, n_items))
 
 
 def _fit_map(s, n_ratings: int):
@@ -316,11 +341,16 @@ def choose_hyperparameters(spark: SparkSession, train: DataFrame, n_train: int, 
     """On a validation split of ``train`` (of a user sample when it is large): λ_u and λ_i of the
     biases, then rank, reg and rounds of ALS+bias (line searches that extend past a grid edge),
     then plain ALS's reg at that rank (a line centred on ALS+bias's reg).  After a sampled search
-    (and with ``s.search_refine``) both regs are searched again on every training rating, from
-    one grid step below the sample's choice (a sample favours a larger reg)."""
+    (and with ``s.search_refine``) both regs are searched again on a larger user sample
+    (:func:`refine_sample_limit`; all training ratings when it holds fewer), from one grid step
+    below the sample's choice (a sample favours a larger reg)."""
     first = _Grids(s.ranks, s.regs, s.bias_reg_user, s.bias_reg_item,
                    plain_regs=lambda reg: centred_grid(s.regs, reg))
-    fit_df, val_df, n_fit, users_fraction = _validation_split(spark, train, n_train, s, timings)
+    with stage("sample_size", spark, timings) as st:
+        limits = sample_limits(train, n_train, s)
+        st.info.update(search=limits.search, refine=limits.refine)
+    fit_df, val_df, n_fit, users_fraction = _validation_split(
+        spark, train, n_train, s, timings, limit=limits.search, name="split_validation")
     chosen = _search_pass(spark, fit_df, val_df, n_fit, s, first, timings)
     if users_fraction >= 1.0 or not s.search_refine:
         return replace(chosen, search_users_fraction=users_fraction)
@@ -328,10 +358,11 @@ def choose_hyperparameters(spark: SparkSession, train: DataFrame, n_train: int, 
     again = _Grids([chosen.rank], step_down(chosen.als_bias_reg), [chosen.bias_reg_user],
                    [chosen.bias_reg_item], plain_regs=lambda _: step_down(chosen.plain_als_reg),
                    tag="refine")
-    fit_df, val_df, n_fit, _ = _validation_split(spark, train, n_train, s, timings, sample=False,
-                                                 name="refine_split_validation")
+    fit_df, val_df, n_fit, refine_fraction = _validation_split(
+        spark, train, n_train, s, timings, limit=limits.refine, name="refine_split_validation")
     refined = _search_pass(spark, fit_df, val_df, n_fit, s, again, timings)
     return replace(refined, search_users_fraction=users_fraction,
+                   refine_users_fraction=refine_fraction,
                    bias_grid=chosen.bias_grid + _tagged(refined.bias_grid, "refine"),
                    grid=chosen.grid + _tagged(refined.grid, "refine"),
                    plain_grid=chosen.plain_grid + _tagged(refined.plain_grid, "refine"))
@@ -478,6 +509,7 @@ def metrics_dict(s, *, dataset: str, held: HeldOut, chosen: Chosen, fitted: Fitt
         "validation": {"bias_reg_grid": chosen.bias_grid, "als_bias_grid": chosen.grid,
                        "plain_als_grid": chosen.plain_grid, "val_rmse": chosen.val_rmse,
                        "search_users_fraction": chosen.search_users_fraction,
+                       "refine_users_fraction": chosen.refine_users_fraction,
                        "overfit_warning": fitted.overfit},
         "rounds": rounds,
         "fit_seconds": {
