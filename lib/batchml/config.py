@@ -125,8 +125,9 @@ class FactorizeSettings:
     search_refine: bool = True
     # ... on the ratings of a second, larger user sample: at least this many fit ratings per training
     # item (0: every training rating).  100M Prize-shaped: the refine on all 88.7M ratings took 1,254 s
-    # of the job's 2,210 (7 fits at ~180 s); 10M's 450 per item and 30M's 1,500 chose the same λ as
-    # 100M's 5,000
+    # of the job's 2,210 (7 fits at ~180 s); all of 10M's (1,400 per item) and 30M's (2,700) chose
+    # the ALS+bias λ of all of 100M's (4,500), and so did 1,000 per item at 100M (232 s; plain ALS's
+    # λ came out one step higher there: +0.7 % on that row)
     search_refine_item_ratings: int = field(
         default=1000, metadata=_check(lambda v: v >= 0, "an integer >= 0 (0: every rating)"))
     # values tried past an edge of a grid (of >= 2 values) when the best sits on it; 0: the grid only
