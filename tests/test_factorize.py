@@ -21,8 +21,9 @@ from batchml.errors import JobError
 from batchml.factor_fit import aligned_model, bias_model
 from batchml.factor_model import FactorModel, evaluate, with_prediction
 from batchml.factor_search import overfit_check
-from batchml.factorize import (SampleLimits, als_blocks, item_cf_metrics, refine_sample_limit,
-                               run_factorize, sample_limits, search_iters, search_sample_limit)
+from batchml.factorize import (SampleLimits, als_blocks, hold_out_test, item_cf_metrics,
+                               refine_sample_limit, run_factorize, sample_limits, search_iters,
+                               search_sample_limit)
 from batchml.model_dir import load_model, read_meta
 from batchml.holdout_spec import parse_test_spec
 from batchml.ratings import sample_users, split_holdout, split_random, split_temporal
@@ -420,6 +421,20 @@ def test_holdout_pairs_are_removed_from_training(spark):
     assert_df_equality(test2, explicit, ignore_row_order=True)
 
 
+def test_hold_out_test_fails_when_a_test_pair_is_also_in_training(spark):
+    """A (user, item) rated twice (an ingest contract broken) straddling the time cut-off leaks:
+    the job stops with a JobError naming the leaked rows, and a clean table passes."""
+    schema = T.StructType([*RATINGS_T.fields, T.StructField(TS_COL, T.TimestampType(), False)])
+    day = lambda d: pd.Timestamp("2005-01-01") + pd.Timedelta(days=d)  # noqa: E731
+    rows = [(u, i, 3.0, day(u * 7 + i).to_pydatetime()) for u in range(4) for i in range(5)]
+    s = build_config({"factorize": {"test": "cutoff:0.25"}}).factorize
+    held = hold_out_test(spark, spark.createDataFrame(rows, schema), s, dataset="unused", timings={})
+    assert held.n_test + held.n_train == len(rows) and held.n_test > 0
+    twice = rows + [(0, 0, 4.0, day(100).to_pydatetime())]   # (0, 0) again, after the cut-off
+    with pytest.raises(JobError, match="1 test rows are also in the training set"):
+        hold_out_test(spark, spark.createDataFrame(twice, schema), s, dataset="unused", timings={})
+
+
 # ------------------------------------------------------------------------------ end to end
 N_RATINGS = 20_000
 
@@ -743,6 +758,29 @@ def test_a_rank_past_the_grid_is_probed_before_its_reg_line():
     assert ranks.count(40) == 3 and ranks.count(80) == 3
     assert tried.count((40, 0.1)) == 1  # the probe is a point of the reg line, not fitted twice
     assert best_of(rows)["rank"] == 80
+
+
+def test_with_probe_ranks_a_grid_rank_past_the_first_gets_its_reg_line_only_when_it_gains():
+    from batchml.factor_search import best_of, rank_reg_search
+
+    def searched(gain_at_50):
+        tried = []
+
+        def score_at(rank, reg):  # best reg 0.1 at rank 10, 0.05 at rank 50
+            best = 0.1 if rank == 10 else 0.05
+            tried.append((rank, reg))
+            return {"rank": rank, "reg": reg,
+                    "val_rmse": 1.0 + np.log10(reg / best) ** 2 - (gain_at_50 if rank == 50 else 0)}
+        return rank_reg_search(score_at, [10, 50], [0.05, 0.1, 0.2], extend=2,
+                               probe_ranks=True), tried
+
+    rows, tried = searched(-0.05)  # rank 50 loses: one probe at rank 10's best reg, no line
+    assert tried == [(10, 0.05), (10, 0.1), (10, 0.2), (50, 0.1), (5, 0.1)]
+    assert best_of(rows)["rank"] == 10 and rows[3]["eligible"] is False
+    rows, tried = searched(0.2)  # it gains: its line is centred on the probe, which is not refitted
+    at_50 = [g for k, g in tried if k == 50]
+    assert at_50 == [0.1, 0.05, 0.2, 0.025] and tried[:3] == [(10, 0.05), (10, 0.1), (10, 0.2)]
+    assert (best_of(rows)["rank"], best_of(rows)["reg"]) == (50, 0.05)
 
 
 def test_rank_search_extends_with_integer_ranks():

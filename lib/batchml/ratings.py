@@ -40,6 +40,7 @@ from batchml.holdout_spec import TestSpec, parse_test_spec
 from batchml.io.atomic import exists
 from batchml.schema import (ITEM_COL, ITEM_ID_COL, ITEMS, PROBE, RATING_COL, RATINGS, TS_COL, USER_COL,
                             USER_ID_COL, USERS)
+from batchml.spark import maybe_broadcast
 
 HASH_COL = "_split_hash"
 _HASH_BUCKETS = 1 << 30
@@ -133,7 +134,7 @@ def split_holdout(ratings_df: DataFrame, holdout_df: DataFrame, *, col_user: str
     ``col_item``, ``col_rating`` and, where ``ratings_df`` has it, ``ts``.
     """
     keys = [col_user, col_item]
-    pairs = holdout_df.select(*keys).distinct()
+    pairs = maybe_broadcast(holdout_df.select(*keys).distinct(), values_per_row=len(keys))
     train = ratings_df.join(pairs, on=keys, how="left_anti")
     if col_rating in holdout_df.columns:
         test = (holdout_df.select(*keys, F.col(col_rating).cast("float").alias(col_rating))
