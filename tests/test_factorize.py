@@ -275,6 +275,19 @@ def test_item_cf_on_bias_residuals_matches_plain_python(spark):
         _item_cf_reference(train, test, mu, bu, bi), abs=1e-9)
     assert got["item_cf"]["rmse"] == pytest.approx(
         _item_cf_reference(train, test, mu, bu, bi, plain=True), abs=1e-9)
+    # on a user sample of the test rows: only those rows are scored, from the same neighbours
+    # and the same training mean (the sample's users' training rows are all it reads)
+    test_df = _ratings_df(spark, *zip(*test))
+    some = item_cf_metrics(_ratings_df(spark, *zip(*train)), test_df, neighbours=50,
+                           max_items_per_user=0, seed=1, baseline=baseline, n_test=len(test),
+                           max_test=6)
+    kept = {r[USER_COL] for r in sample_users(test_df, fraction=6 / len(test), seed=5).collect()}
+    sub = [t for t in test if t[0] in kept]
+    assert 0 < len(sub) < len(test) and some["item_cf"]["n"] == len(sub)
+    assert some["item_cf_bias"]["test_users_fraction"] == round(6 / len(test), 4)
+    for name, plain in (("item_cf", True), ("item_cf_bias", False)):
+        assert some[name]["rmse"] == pytest.approx(
+            _item_cf_reference(train, sub, mu, bu, bi, plain=plain), abs=1e-9)
 
 
 @pytest.mark.slow

@@ -186,6 +186,11 @@ class FactorizeSettings:
     # Jaccard for the item-CF row: items kept per user (0: exact)
     item_cf_max_items_per_user: int = field(
         default=100, metadata=_check(lambda v: v >= 0, "an integer >= 0 (0: exact, no cap)"))
+    # the item-CF rows are scored on the test rows of a seeded user sample of about this many (0:
+    # every test row): their join reads only those users' training ratings (100M Prize-shaped,
+    # 1.4M probe rows against 98.6M training ratings: 106 s).  100k rows: ±0.2 % on the RMSE
+    item_cf_test_ratings: int = field(
+        default=100_000, metadata=_check(lambda v: v >= 0, "an integer >= 0 (0: every test row)"))
 
 
 @dataclass(frozen=True)

@@ -75,9 +75,22 @@ def read_ground_truth(spark: SparkSession, gt_dir: str, users_df: DataFrame, ite
 
 
 # --------------------------------------------------------------------------------------- item-CF
+def item_cf_test_sample(train_df: DataFrame, test_df: DataFrame, n_test: int, *, max_test: int,
+                        seed: int) -> tuple[DataFrame, DataFrame, float]:
+    """(training rows, test rows, fraction of the test users kept) the item-CF rows are scored
+    on: the test rows of a seeded user sample of about ``max_test`` rows (of ``n_test``; 0 or
+    fewer: all), and only those users' training rows (a broadcast semi-join when few)."""
+    if not max_test or n_test <= max_test:
+        return train_df, test_df, 1.0
+    fraction = max_test / n_test
+    sampled = sample_users(test_df, fraction=fraction, seed=seed)
+    users = maybe_broadcast(sampled.select(USER_COL).distinct(), values_per_row=1)
+    return train_df.join(users, on=USER_COL, how="left_semi"), sampled, fraction
+
+
 def item_cf_metrics(train_df: DataFrame, test_df: DataFrame, *, neighbours: int,
                     max_items_per_user: int, seed: int, baseline: FactorModel | None = None,
-                    broadcast: bool = False) -> dict[str, dict]:
+                    broadcast: bool = False, n_test: int = 0, max_test: int = 0) -> dict[str, dict]:
     """Test metrics of Jaccard-weighted item-CF
     (:func:`batchml.similarity.neighbours.predict_item_cf`'s prediction over the Jaccard
     top-``neighbours`` similar items of the training set; both rows from one
@@ -89,16 +102,22 @@ def item_cf_metrics(train_df: DataFrame, test_df: DataFrame, *, neighbours: int,
     none of i's neighbours), clipped to the baseline's scale.  ``max_items_per_user`` > 0 caps
     the items per user in the co-occurrence counts (deterministic hash sample); 0 is exact.
     ``broadcast``: the similarity's broadcast path (small training sets; the same table).
+    ``max_test``: the rows are scored on :func:`item_cf_test_sample` of the ``n_test`` test rows
+    (the similarity still comes from every training rating).
 
     Returns
     -------
-    {row name: metrics dict (rmse, mae, n, n_missing, neighbours, max_items_per_user)}
+    {row name: metrics dict (rmse, mae, n, n_missing, neighbours, max_items_per_user,
+    test_users_fraction)}
     """
     similar = similar_items(train_df, metric="jaccard", top_k=neighbours,
                             max_items_per_user=max_items_per_user, seed=seed,
                             broadcast=broadcast).cache()
     similar.count()  # computed once, not by each job below
     cols = [USER_COL, ITEM_COL, RATING_COL]
+    mu = float(train_df.agg(F.avg(F.col(RATING_COL).cast("double"))).first()[0])
+    train_df, test_df, fraction = item_cf_test_sample(train_df, test_df, n_test, max_test=max_test,
+                                                      seed=seed + 4)
     pairs, rated = test_df.select(*cols), train_df.select(*cols)
     values = {"_num": RATING_COL}
     if baseline is not None:   # both rows from one join of the training set
@@ -107,7 +126,6 @@ def item_cf_metrics(train_df: DataFrame, test_df: DataFrame, *, neighbours: int,
             "_res", F.col(RATING_COL) - F.col("_base"))
         pairs = with_prediction(pairs, base, col_prediction="_base")
         values["_num_res"] = "_res"
-    mu = float(train_df.agg(F.avg(F.col(RATING_COL).cast("double"))).first()[0])
     scored = pairs.join(item_cf_sums(rated, pairs, similar, values=values),
                         on=[USER_COL, ITEM_COL], how="left").cache()
     predictions = {"item_cf": F.coalesce(F.col("_num") / F.col("_den"), F.lit(mu))}
@@ -115,7 +133,8 @@ def item_cf_metrics(train_df: DataFrame, test_df: DataFrame, *, neighbours: int,
         predictions["item_cf_bias"] = F.least(F.greatest(
             F.col("_base") + F.coalesce(F.col("_num_res") / F.col("_den"), F.lit(0.0)),
             F.lit(float(baseline.rating_min))), F.lit(float(baseline.rating_max)))
-    extra = dict(neighbours=neighbours, max_items_per_user=max_items_per_user)
+    extra = dict(neighbours=neighbours, max_items_per_user=max_items_per_user,
+                 test_users_fraction=round(fraction, 4))
     out = {name: {**regression_metrics(scored.select(RATING_COL, pred.cast("double").alias(PREDICTION_COL))),
                   **extra}
            for name, pred in predictions.items()}
@@ -489,7 +508,12 @@ def score_test(spark: SparkSession, held: HeldOut, fitted: Fitted, s, *, dataset
         table.update(item_cf_metrics(held.train, held.test, neighbours=s.item_cf_neighbours,
                                      max_items_per_user=s.item_cf_max_items_per_user, seed=s.seed,
                                      baseline=fitted.models["bias_only"],
-                                     broadcast=similar_broadcast))
+                                     broadcast=similar_broadcast, n_test=held.n_test,
+                                     max_test=s.item_cf_test_ratings))
+        if table["item_cf"]["n"] < held.n_test:
+            notes.append(f"item-CF rows scored on {table['item_cf']['n']:,} of the {held.n_test:,} "
+                         f"test rows (a {table['item_cf']['test_users_fraction']:.1%} user sample; "
+                         "factorize.item_cf_test_ratings)")
         for entry, m in zip(fitted.biased.rounds, fitted.biased.round_models):
             entry["test_rmse"] = (table["als_bias"] if m is fitted.models["als_bias"]
                                   else evaluate(m, held.test))["rmse"]
