@@ -3,10 +3,11 @@
     .venv/bin/python benchmarks/ingest_netflix.py [--ratings 10000000] [--workdir data/bench]
 
 (a) our raw parse (two passes, movie headers resolved, every field validated) to a DataFrame + count
-(b) spark.read.csv of the same ratings pre-flattened to movie,user,rating,date + count
-(b') the same CSV read, with every column parsed and checked (so the CSV side parses fields too)
-Target: (a)/(b) <= 1.5.  Then the full ingest job through spark-submit.sh: wall time, ratings/s and
-peak RSS of the driver JVM + Python processes.
+(b) spark.read.csv of the same ratings pre-flattened to movie,user,rating,date + count (a bare
+    count: Spark's CSV reader skips the field parsing when no column is used)
+(b') the same typed CSV read, with every column parsed and checked (so the CSV side parses fields too)
+Target (issue 14): (a)/(b') <= 1.3.  Then the full ingest job through spark-submit.sh: wall time,
+ratings/s and peak RSS of the driver JVM + Python processes.
 """
 from __future__ import annotations
 
@@ -89,8 +90,8 @@ def main() -> int:
     print(f"(a)  our raw parse + count          {a:7.2f}s")
     print(f"(b)  spark.read.csv flat + count    {b:7.2f}s")
     print(f"(b') spark.read.csv + parse/check   {b2:7.2f}s")
-    print(f"ratio (a)/(b)  = {a / b:.2f}   (target <= 1.5)")
-    print(f"ratio (a)/(b') = {a / b2:.2f}")
+    print(f"ratio (a)/(b)  = {a / b:.2f}")
+    print(f"ratio (a)/(b') = {a / b2:.2f}   (target <= 1.3)")
 
     if not args.skip_job:
         return run_job(raw, work, args.ratings)
