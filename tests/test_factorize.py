@@ -779,21 +779,22 @@ def test_with_probe_ranks_a_grid_rank_past_the_first_gets_its_reg_line_only_when
     def searched(gain_at_50):
         tried = []
 
-        def score_at(rank, reg):  # best reg 0.1 at rank 10, 0.05 at rank 50
-            best = 0.1 if rank == 10 else 0.05
+        def score_at(rank, reg):  # best reg 0.2 at rank 10, 0.1 at rank 50
+            best = 0.2 if rank == 10 else 0.1
             tried.append((rank, reg))
             return {"rank": rank, "reg": reg,
                     "val_rmse": 1.0 + np.log10(reg / best) ** 2 - (gain_at_50 if rank == 50 else 0)}
         return rank_reg_search(score_at, [10, 50], [0.05, 0.1, 0.2], extend=2,
                                probe_ranks=True), tried
 
+    rank10 = [(10, 0.05), (10, 0.1), (10, 0.2), (10, 0.4)]  # the grid, then one step up
     rows, tried = searched(-0.05)  # rank 50 loses: one probe at rank 10's best reg, no line
-    assert tried == [(10, 0.05), (10, 0.1), (10, 0.2), (50, 0.1), (5, 0.1)]
-    assert best_of(rows)["rank"] == 10 and rows[3]["eligible"] is False
-    rows, tried = searched(0.2)  # it gains: its line is centred on the probe, which is not refitted
-    at_50 = [g for k, g in tried if k == 50]
-    assert at_50 == [0.1, 0.05, 0.2, 0.025] and tried[:3] == [(10, 0.05), (10, 0.1), (10, 0.2)]
-    assert (best_of(rows)["rank"], best_of(rows)["reg"]) == (50, 0.05)
+    assert tried == rank10 + [(50, 0.2), (5, 0.2)]
+    assert best_of(rows)["rank"] == 10 and rows[4]["eligible"] is False
+    rows, tried = searched(0.2)  # it gains: the probe, then the rest of its own reg grid
+    assert tried[:4] == rank10 and [g for k, g in tried if k == 50] == [0.2, 0.05, 0.1]
+    assert (best_of(rows)["rank"], best_of(rows)["reg"]) == (50, 0.1)
+
 
 
 def test_rank_search_extends_with_integer_ranks():
@@ -844,8 +845,9 @@ def test_a_rank_past_the_grid_is_tried_only_within_the_budget():
     # the grid costs 3 * (10² + 50²) = 7800 (+ 10² for rank 10's reg extension): rank 100 (10⁴)
     # costs more than that; with 1.3 times it is probed, gains, and gets its reg line, after which
     # the search has spent 7900 + 3·10⁴, which is less than rank 200's 4·10⁴ at 1.0, more at 1.3
-    assert ranks_tried(1.0) == [10, 50]
+    assert ranks_tried(1.0) == [10, 50] == ranks_tried(1.0, probe_ranks=True)
     assert ranks_tried(1.3) == [10, 50, 100, 200] == ranks_tried(None)
+    assert ranks_tried(1.3, probe_ranks=True) == [10, 50, 100, 200]  # a probed rank-50 costs the same
     assert ranks_tried(0.0) == [10, 50]
     def top_ranks(budget):  # this grid costs 3·(10² + 50² + 100²) + 10² = 37900 < 4·10⁴
         rows = rank_reg_search(score_at, [10, 50, 100], [0.05, 0.1, 0.2], extend=1, budget=budget)

@@ -224,7 +224,8 @@ def rank_reg_search(score_at: Callable[[int, float], dict], ranks: Sequence[int]
     ``ranks`` after the smallest is probed so too, instead of scoring its whole reg grid with the
     smallest's (for fits run one at a time: 100M Prize-shaped, the rank-50 line cost 190 s of a
     245 s search and lost by 3.9 %; on MovieLens folds rank 50 at rank 10's reg gains 0.25 %, so
-    gets its line).  ``score_at(rank, reg)`` returns a row holding rank, reg and ``val_rmse``;
+    gets its line); a probed grid rank that gains scores its own reg grid (plus the probe's reg),
+    so the search, and the budget below, are what they were without the probe.  ``score_at(rank, reg)`` returns a row holding rank, reg and ``val_rmse``;
     ``progress`` hears of the steps added to the plan.
 
     ``budget``: a rank past the grid is tried only when its :func:`rank_cost` is at most
@@ -263,7 +264,10 @@ def rank_reg_search(score_at: Callable[[int, float], dict], ranks: Sequence[int]
                 rejected = {**probe, "step": "probe", "eligible": False}
                 path.append(rejected)
                 return rejected
-            grid, known = centred_grid(regs, best["reg"]), {best["reg"]: probe}
+            # a grid rank scores its own reg grid (so the search costs what it did unprobed), a
+            # rank past the grid a line centred on the probe
+            line = sorted(set(regs) | {best["reg"]}) if rank in ranks else centred_grid(regs, best["reg"])
+            grid, known = line, {best["reg"]: probe}
             more(len(set(grid)) - 1)
 
         def at_reg(reg: float) -> dict:
