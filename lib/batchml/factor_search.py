@@ -225,8 +225,9 @@ def rank_reg_search(score_at: Callable[[int, float], dict], ranks: Sequence[int]
     smallest's (for fits run one at a time: 100M Prize-shaped, the rank-50 line cost 190 s of a
     245 s search and lost by 3.9 %; on MovieLens folds rank 50 at rank 10's reg gains 0.25 %, so
     gets its line); a probed grid rank that gains scores its own reg grid (plus the probe's reg),
-    so the search, and the budget below, are what they were without the probe.  ``score_at(rank, reg)`` returns a row holding rank, reg and ``val_rmse``;
-    ``progress`` hears of the steps added to the plan.
+    so the search, and the budget below, are what they were without the probe.
+    ``score_at(rank, reg)`` returns a row holding rank, reg and ``val_rmse``; ``progress`` hears
+    of the steps added to the plan.
 
     ``budget``: a rank past the grid is tried only when its :func:`rank_cost` is at most
     ``budget`` times the summed cost of every candidate scored so far (None: no limit), so one
