@@ -115,6 +115,48 @@ def test_probe_and_qualifying_parse(spark, dump):
                        ignore_row_order=True, ignore_nullable=True)
 
 
+
+def _fuzzed_lines(fields, n: int, seed: int) -> list[str]:
+    """``n`` data lines of ``fields``, most of them one or two characters away from well-formed
+    (spaces, signs, extra digits, separators), under one header."""
+    import random
+    rng = random.Random(seed)
+    good = {"user": lambda: str(rng.randint(1, 10 ** rng.randint(1, 9))),
+            "rating": lambda: str(rng.randint(0, 7)),
+            "date": lambda: f"{rng.randint(1998, 2006)}-{rng.randint(0, 13):02d}-{rng.randint(0, 32):02d}"}
+    noise = list("0123456789 ,-+:.x") + ["  ", "0000000000"]
+    lines = ["1:"]
+    for _ in range(n):
+        line = list(" , ".join(good[f]() for f in fields) if rng.random() < 0.2
+                    else ",".join(good[f]() for f in fields))
+        for _ in range(rng.choice((0, 0, 1, 2))):
+            pos = rng.randrange(len(line) + 1)
+            op = rng.random()
+            if op < 0.4 and line:
+                line[min(pos, len(line) - 1)] = rng.choice(noise)
+            elif op < 0.8:
+                line.insert(pos, rng.choice(noise))
+            elif line:
+                del line[min(pos, len(line) - 1)]
+        lines.append("".join(line))
+    return lines
+
+
+@pytest.mark.parametrize("fields", [NF.RATING_FIELDS, NF.PROBE_FIELDS, NF.QUALIFYING_FIELDS])
+def test_lines_near_the_well_formed_shape_match_reference(spark, tmp_path, fields):
+    # the parse checks a whole data line with one regex and each field's own regex only when that
+    # fails: both paths must give the reference's verdict, line by line
+    path = tmp_path / "combined_data_1.txt"
+    path.write_text("\n".join(_fuzzed_lines(fields, 3000, seed=len(fields))) + "\n")
+    parsed = spark_parse(spark, tmp_path, [path.name], fields)
+    exp_data, exp_rej, kinds = reference(spark, tmp_path, [path.name], fields)
+    assert 300 < kinds[path.name]["reject"] < 2700, kinds   # both paths are exercised
+    cols = ["source", "line", "movie_id", "user_id"] + [c for c in ("rating", "date") if c in fields]
+    assert_df_equality(parsed.where("kind = 'data'").select(*cols), exp_data.select(*cols),
+                       ignore_row_order=True, ignore_nullable=True)
+    assert_df_equality(parsed.where("kind = 'reject'").select("source", "line", "reason"), exp_rej,
+                       ignore_row_order=True, ignore_nullable=True)
+
 def _cfg(**ingest):
     return build_config({"ingest": ingest})
 
