@@ -77,7 +77,7 @@ class Interval:
     end: int            # last seq (exclusive)
     movie: int | None
     state: int
-    line_delta: int = 0  # seq + line_delta = the line's 1-based number in its file
+    line_delta: int     # seq + line_delta = the line's 1-based number in its file
 
 
 def plan_movie_intervals(blocks: list[Block]) -> list[Interval]:
