@@ -70,3 +70,22 @@ def test_keep_latest_every_path_matches_plain_python(spark, monkeypatch):
             assert got == expected, (few, limit, len(rows))
             n_repeated = indexing.latest_and_repeats(df, few=few, **args)[1]
             assert n_repeated == (None if few else 0 if rows is unique else 2), (few, limit)
+
+
+def test_integer_ids_index_and_map_like_their_text(spark):
+    """A reader's integer ids (Netflix) get the dense ids their text gets, in numeric order, on the
+    distributed and the driver path; an id map (text ids) joins them through ``keyed_like``."""
+    from batchml.indexing import index_ids, keyed_like
+    ids = [7, 10, 7, 123456789, 2, 10]
+    expected = [(i, str(v)) for i, v in enumerate(sorted(set(ids)))]
+    as_int = spark.createDataFrame([(v,) for v in ids], "user_id int")
+    as_text = spark.createDataFrame([(str(v),) for v in ids], "user_id string")
+    for df in (as_int, as_text):
+        for local in (False, True):
+            users = index_ids(df, col_id="user_id", col_idx="user_idx", numeric=True, local=local)
+            assert users.schema["user_id"].dataType.simpleString() == "string"
+            assert sorted(tuple(r) for r in users.collect()) == expected, (df.schema, local)
+    users = index_ids(as_text, col_id="user_id", col_idx="user_idx", numeric=True)
+    mapped = as_int.join(keyed_like(users, as_int, "user_id"), on="user_id")
+    assert sorted((r.user_id, r.user_idx) for r in mapped.collect()) == sorted(
+        (v, dict((b, a) for a, b in expected)[str(v)]) for v in ids)

@@ -13,21 +13,34 @@ def index_ids(ids_df: DataFrame, *, col_id: str, col_idx: str, numeric: bool = F
     """Map the distinct values of ``col_id`` to a dense index 0..n-1, in sorted id order.
 
     Sorting is numeric when ``numeric`` (Netflix customer ids; ids equal as numbers fall back to
-    their text), else lexicographic, so the index is deterministic.  Runs distributed and in the JVM
+    their text), else lexicographic, so the index is deterministic.  Integer ids (a reader's
+    parsed numbers, see :class:`batchml.io.parsed.ParsedDump`) are de-duplicated and sorted as
+    integers, and only the distinct ones turned into text.  Runs distributed and in the JVM
     (a range sort numbered by :func:`batchml.spark.with_global_row_number`): no single-partition
     step, no Python worker; with ``local`` (few ids) the distinct ids are sorted and numbered on the
     driver instead (one Spark job).
 
     Returns columns ``col_idx`` int, ``col_id`` string.
     """
-    distinct = (ids_df.select(F.col(col_id).cast(T.StringType()).alias(col_id))
-                .where(F.col(col_id).isNotNull()).distinct())
+    integral = isinstance(ids_df.schema[col_id].dataType, T.IntegralType)
+    ids = F.col(col_id) if integral else F.col(col_id).cast(T.StringType())
+    distinct = ids_df.select(ids.alias(col_id)).where(F.col(col_id).isNotNull()).distinct()
     if local:
-        ids = sorted((r[0] for r in distinct.collect()), key=(lambda v: (int(v), v)) if numeric else None)
-        return local_frame(ids_df.sparkSession, list(enumerate(ids)), f"{col_idx} int, {col_id} string")
-    order = ([F.col(col_id).cast(T.LongType())] if numeric else []) + [F.col(col_id)]
+        ids = sorted((r[0] for r in distinct.collect()), key=(lambda v: (int(v), str(v))) if numeric else None)
+        return local_frame(ids_df.sparkSession, [(i, str(v)) for i, v in enumerate(ids)],
+                           f"{col_idx} int, {col_id} string")
+    order = ([F.col(col_id).cast(T.LongType())] if numeric and not integral else []) + [F.col(col_id)]
     numbered = with_global_row_number(distinct, order, "_row")
-    return numbered.select((F.col("_row") - 1).cast(T.IntegerType()).alias(col_idx), F.col(col_id))
+    return numbered.select((F.col("_row") - 1).cast(T.IntegerType()).alias(col_idx),
+                           F.col(col_id).cast(T.StringType()).alias(col_id))
+
+
+def keyed_like(small: DataFrame, big: DataFrame, key: str) -> DataFrame:
+    """``small`` with its join column ``key`` cast to ``big``'s type (an id map's text ids against a
+    reader's integer ids, see :class:`batchml.io.parsed.ParsedDump`), so a join compares them as
+    ``big`` holds them, without a cast of every row of ``big``."""
+    want = big.schema[key].dataType
+    return small if small.schema[key].dataType == want else small.withColumn(key, F.col(key).cast(want))
 
 
 def keep_latest(df: DataFrame, *, keys: list[str], order: list[str], value_cols: list[str],

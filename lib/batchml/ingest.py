@@ -24,7 +24,7 @@ from pyspark.sql import types as T
 from batchml import schema as S
 from batchml.config import Config
 from batchml.errors import JobError
-from batchml.indexing import index_ids, keep_latest, latest_and_repeats
+from batchml.indexing import index_ids, keep_latest, keyed_like, latest_and_repeats
 from batchml.io import reasons as R
 from batchml.io.atomic import atomic_dir, remove_tree, write_json
 from batchml.io.files import source_name
@@ -380,17 +380,19 @@ def items_with_metadata(latest: DataFrame, item_rows: DataFrame | None, *, numer
         item_ids = item_ids.unionByName(item_rows.select(S.ITEM_ID_COL))
     items = index_ids(item_ids, col_id=S.ITEM_ID_COL, col_idx=S.ITEM_COL, numeric=numeric, local=local)
     if item_rows is not None:
-        return items.join(item_rows, on=S.ITEM_ID_COL, how="left")
+        return items.join(keyed_like(item_rows, items, S.ITEM_ID_COL), on=S.ITEM_ID_COL, how="left")
     return (items.withColumn(S.TITLE_COL, F.lit(None).cast(T.StringType()))
             .withColumn(S.YEAR_COL, F.lit(None).cast(T.IntegerType())))
 
 
 def with_indices(df: DataFrame, users: DataFrame, items: DataFrame) -> DataFrame:
     """Replace ``user_id``/``item_id`` by dense ``user_idx``/``item_idx`` (inner joins: every id is in
-    the maps by construction)."""
+    the maps by construction; the maps' ids are cast to ``df``'s id type)."""
+    users = keyed_like(users.select(S.USER_ID_COL, S.USER_COL), df, S.USER_ID_COL)
+    items = keyed_like(items.select(S.ITEM_ID_COL, S.ITEM_COL), df, S.ITEM_ID_COL)
     return (
         df.join(maybe_broadcast(users), on=S.USER_ID_COL, how="inner")
-        .join(maybe_broadcast(items.select(S.ITEM_ID_COL, S.ITEM_COL)), on=S.ITEM_ID_COL, how="inner")
+        .join(maybe_broadcast(items), on=S.ITEM_ID_COL, how="inner")
     )
 
 
@@ -401,11 +403,14 @@ def map_pairs(parsed: DataFrame, users: DataFrame, items: DataFrame, raw_max: in
     Returns ``(pairs, unknown_rejects)``: pairs with ``user_idx, item_idx, ts``; rejects with
     ``source, line, raw, reason``."""
     data = parsed.where(F.col("kind") == KIND_DATA)
+    users = keyed_like(users.select(S.USER_ID_COL, S.USER_COL), data, S.USER_ID_COL)
+    items = keyed_like(items.select(S.ITEM_ID_COL, S.ITEM_COL), data, S.ITEM_ID_COL)
     joined = (data.join(users, on=S.USER_ID_COL, how="left")
-              .join(items.select(S.ITEM_ID_COL, S.ITEM_COL), on=S.ITEM_ID_COL, how="left"))
+              .join(items, on=S.ITEM_ID_COL, how="left"))
     pairs = joined.where(F.col(S.USER_COL).isNotNull() & F.col(S.ITEM_COL).isNotNull()).select(
         S.USER_COL, S.ITEM_COL, S.TS_COL)
-    raw = F.concat_ws(",", F.concat(F.col(S.ITEM_ID_COL), F.lit(":")), F.col(S.USER_ID_COL),
+    raw = F.concat_ws(",", F.concat(F.col(S.ITEM_ID_COL).cast(T.StringType()), F.lit(":")),
+                      F.col(S.USER_ID_COL).cast(T.StringType()),
                       F.date_format(S.TS_COL, "yyyy-MM-dd"))
     unknown = joined.where(F.col(S.USER_COL).isNull() | F.col(S.ITEM_COL).isNull()).select(
         "source", F.col("line").cast(T.LongType()).alias("line"), F.substring(raw, 1, raw_max).alias("raw"),

@@ -75,11 +75,12 @@ def check_netflix_format(paths: Sequence[str]) -> None:
 
 
 def _common(df: DataFrame) -> DataFrame:
-    """Netflix parse columns -> the common ingest columns (string ids, float rating, timestamp)."""
+    """Netflix parse columns -> the common ingest columns (int ids: see ``numeric_ids`` of
+    :class:`~batchml.io.parsed.ParsedDump`; float rating, timestamp)."""
     return df.select(
         "source", "line", "kind",
-        F.col("user_id").cast(T.StringType()).alias("user_id"),
-        F.col("movie_id").cast(T.StringType()).alias("item_id"),
+        F.col("user_id").cast(T.IntegerType()).alias("user_id"),
+        F.col("movie_id").cast(T.IntegerType()).alias("item_id"),
         F.col("rating").cast(T.FloatType()).alias("rating"),
         F.col("date").cast(T.TimestampType()).alias("ts"),
         "reason", "raw",
@@ -96,7 +97,7 @@ def parse_netflix_dump(spark: SparkSession, root: str, raw_max: int) -> ParsedDu
     items = None
     if files.titles:
         items = NF.read_movie_titles(spark, files.titles, raw_max_chars=raw_max).select(
-            "source", "line", "kind", F.col("movie_id").cast("string").alias("item_id"), "title", "year",
+            "source", "line", "kind", F.col("movie_id").cast(T.IntegerType()).alias("item_id"), "title", "year",
             "reason", "raw")
     pairs = {}
     for name, path, fields in ((S.PROBE, files.probe, NF.PROBE_FIELDS),
