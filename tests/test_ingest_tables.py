@@ -89,3 +89,17 @@ def test_integer_ids_index_and_map_like_their_text(spark):
     mapped = as_int.join(keyed_like(users, as_int, "user_id"), on="user_id")
     assert sorted((r.user_id, r.user_idx) for r in mapped.collect()) == sorted(
         (v, dict((b, a) for a, b in expected)[str(v)]) for v in ids)
+
+
+def test_repeated_integer_key_pairs_unpack_exactly(spark):
+    """Two int keys are grouped packed into one long: the repeated pairs come back as they were,
+    negative and extreme values included, and match the pair-of-columns aggregate."""
+    from batchml.indexing import repeated_keys
+    edge = [-2**31, -1, 0, 1, 17770, 2**31 - 1]
+    rows = [(u, i) for u in edge for i in edge] + [(u, i) for u in edge[::2] for i in edge[1::2]]
+    df = spark.createDataFrame(rows, "user_id int, item_id int")
+    expected = sorted({r for r in rows if rows.count(r) > 1})
+    got = sorted(tuple(r) for r in repeated_keys(df, ["user_id", "item_id"]).collect())
+    as_long = df.selectExpr("cast(user_id as long) user_id", "cast(item_id as long) item_id")
+    assert got == expected == sorted(tuple(r) for r in repeated_keys(as_long, ["user_id", "item_id"]).collect())
+    assert len(expected) == 9
