@@ -27,7 +27,9 @@ def test_parse_matches_reference(spark, tmp_path, variant, gz):
     path = d.path / d.files[0]
     data, rejects, kinds = parse_ratings(path, sep, ML.FIELDS, header, half)
     got = with_lines(ML.read_movielens_ratings(spark, v, found.files)).cache()
-    exp = spark.createDataFrame(data, "line long, user_id string, item_id string, rating float, t long")
+    # the reader's ids are numbers (long), the reference's their canonical text
+    exp = spark.createDataFrame([(n, int(u), int(i), r, t) for n, u, i, r, t in data],
+                                "line long, user_id long, item_id long, rating float, t long")
     assert_df_equality(
         got.where("kind = 'data'").select("line", "user_id", "item_id", "rating",
                                           F.unix_seconds("ts").alias("t")),
@@ -41,8 +43,8 @@ def test_parse_matches_reference(spark, tmp_path, variant, gz):
     assert any(any(ord(c) > 127 for c in t) for t, _ in titles.values())
     assert any(y is None for _, y in titles.values()) and any(y for _, y in titles.values())
     got_t = ML.read_movielens_titles(spark, v, titles_path)
-    exp_t = spark.createDataFrame([(k, t, y) for k, (t, y) in titles.items()],
-                                  "item_id string, title string, year int")
+    exp_t = spark.createDataFrame([(int(k), t, y) for k, (t, y) in titles.items()],
+                                  "item_id long, title string, year int")
     assert_df_equality(got_t.where("kind = 'data'").select("item_id", "title", "year"), exp_t,
                        ignore_row_order=True, ignore_nullable=True)
     assert sorted(r["line"] for r in got_t.where("kind = 'reject'").collect()) == bad == [bad[0]]

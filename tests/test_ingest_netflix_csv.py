@@ -27,8 +27,9 @@ def test_ratings_and_movies_parse_match_reference(spark, dump):
     path = dump.path / "Netflix_Dataset_Rating.csv"
     got = with_lines(NC.read_netflix_csv_ratings(spark, [str(path)])).cache()
     data, rejects, kinds = parse_ratings(path)
-    exp = spark.createDataFrame([(n, u, i, r) for n, u, i, r, _ in data],
-                                "line long, user_id string, item_id string, rating float")
+    # the reader's ids are numbers (long), the reference's their canonical text
+    exp = spark.createDataFrame([(n, int(u), int(i), r) for n, u, i, r, _ in data],
+                                "line long, user_id long, item_id long, rating float")
     assert_df_equality(got.where("kind = 'data'").select("line", "user_id", "item_id", "rating"), exp,
                        ignore_row_order=True, ignore_nullable=True)
     assert sorted((r["line"], r["reason"]) for r in got.where("kind = 'reject'").collect()) == rejects
@@ -42,8 +43,8 @@ def test_ratings_and_movies_parse_match_reference(spark, dump):
     movies = NC.read_netflix_csv_movies(spark, [str(mpath)])
     titles, bad, _ = parse_movies(mpath)
     assert any("," in t for t, _ in titles.values()) and any(y is None for _, y in titles.values())
-    exp_m = spark.createDataFrame([(k, t, y) for k, (t, y) in titles.items()],
-                                  "item_id string, title string, year int")
+    exp_m = spark.createDataFrame([(int(k), t, y) for k, (t, y) in titles.items()],
+                                  "item_id long, title string, year int")
     assert_df_equality(movies.where("kind = 'data'").select("item_id", "title", "year"), exp_m,
                        ignore_row_order=True, ignore_nullable=True)
     assert sorted(r["line"] for r in movies.where("kind = 'reject'").collect()) == bad

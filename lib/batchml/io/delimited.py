@@ -28,9 +28,10 @@ def read_text_lines(spark: SparkSession, paths: Sequence[str]) -> DataFrame:
 
 
 def positive_id(token: Column) -> Column:
-    """A positive integer id (up to 12 digits) as its canonical string, else null."""
+    """A positive integer id (up to 12 digits) as a long, else null (the ids of the numeric formats
+    stay numbers through the ingest: see :class:`batchml.io.parsed.ParsedDump`)."""
     as_long = F.when(token.rlike(r"^[0-9]{1,12}$"), token.try_cast(T.LongType()))
-    return F.when(as_long > 0, as_long.cast(T.StringType()))
+    return F.when(as_long > 0, as_long)
 
 
 #: the shape of a ``YYYY-MM-DD`` token (unanchored: a reader may match it inside a whole-line regex)
@@ -80,15 +81,16 @@ def ratings_columns(df: DataFrame, *, user: Column, item: Column, rating: Column
                     position: Sequence[str] = ("block", "seq")) -> DataFrame:
     """The common ingest ratings columns from a frame holding ``value``, ``kind``, ``reason``.
 
-    Returns ``source, <position>, kind, user_id, item_id, rating float, ts, [extra...], reason, raw``;
+    Returns ``source, <position>, kind, user_id, item_id (as ``user``, ``item`` give them), rating
+    float, ts, [extra...], reason, raw``;
     data fields are null unless kind is data, ``raw`` is set for rejects only.
     """
     ok = F.col("kind") == KIND_DATA
     extra = extra or {}
     return df.select(
         "source", *position, "kind",
-        F.when(ok, user).cast(T.StringType()).alias("user_id"),
-        F.when(ok, item).cast(T.StringType()).alias("item_id"),
+        F.when(ok, user).alias("user_id"),
+        F.when(ok, item).alias("item_id"),
         F.when(ok, rating).cast(T.FloatType()).alias("rating"),
         F.when(ok, ts).cast(T.TimestampType()).alias("ts"),
         *[F.when(ok, c).alias(name) for name, c in extra.items()],
@@ -105,7 +107,7 @@ def items_columns(df: DataFrame, *, item: Column, title: Column, year: Column, r
     rej = F.col("kind") == KIND_REJECT
     return df.select(
         "source", "line", "kind",
-        F.when(ok, item).cast(T.StringType()).alias("item_id"),
+        F.when(ok, item).alias("item_id"),
         F.when(ok, title).alias("title"),
         F.when(ok, year).cast(T.IntegerType()).alias("year"),
         F.when(rej, F.lit(reason_name)).alias("reason"),
