@@ -385,11 +385,17 @@ def items_with_metadata(latest: DataFrame, item_rows: DataFrame | None, *, numer
             .withColumn(S.YEAR_COL, F.lit(None).cast(T.IntegerType())))
 
 
+def id_maps(users: DataFrame, items: DataFrame, *, like: DataFrame) -> tuple[DataFrame, DataFrame]:
+    """The ``user_id, user_idx`` and ``item_id, item_idx`` maps of the users and items tables, their
+    ids cast to ``like``'s id types (see :func:`batchml.indexing.keyed_like`)."""
+    return (keyed_like(users.select(S.USER_ID_COL, S.USER_COL), like, S.USER_ID_COL),
+            keyed_like(items.select(S.ITEM_ID_COL, S.ITEM_COL), like, S.ITEM_ID_COL))
+
+
 def with_indices(df: DataFrame, users: DataFrame, items: DataFrame) -> DataFrame:
     """Replace ``user_id``/``item_id`` by dense ``user_idx``/``item_idx`` (inner joins: every id is in
-    the maps by construction; the maps' ids are cast to ``df``'s id type)."""
-    users = keyed_like(users.select(S.USER_ID_COL, S.USER_COL), df, S.USER_ID_COL)
-    items = keyed_like(items.select(S.ITEM_ID_COL, S.ITEM_COL), df, S.ITEM_ID_COL)
+    the maps by construction)."""
+    users, items = id_maps(users, items, like=df)
     return (
         df.join(maybe_broadcast(users), on=S.USER_ID_COL, how="inner")
         .join(maybe_broadcast(items), on=S.ITEM_ID_COL, how="inner")
@@ -403,8 +409,7 @@ def map_pairs(parsed: DataFrame, users: DataFrame, items: DataFrame, raw_max: in
     Returns ``(pairs, unknown_rejects)``: pairs with ``user_idx, item_idx, ts``; rejects with
     ``source, line, raw, reason``."""
     data = parsed.where(F.col("kind") == KIND_DATA)
-    users = keyed_like(users.select(S.USER_ID_COL, S.USER_COL), data, S.USER_ID_COL)
-    items = keyed_like(items.select(S.ITEM_ID_COL, S.ITEM_COL), data, S.ITEM_ID_COL)
+    users, items = id_maps(users, items, like=data)
     joined = (data.join(users, on=S.USER_ID_COL, how="left")
               .join(items, on=S.ITEM_ID_COL, how="left"))
     pairs = joined.where(F.col(S.USER_COL).isNotNull() & F.col(S.ITEM_COL).isNotNull()).select(

@@ -26,10 +26,11 @@ class ParsedDump:
 
     ``ratings``: ``source, line, kind, user_id, item_id, rating float, ts timestamp,
     [verified boolean, helpful_votes int,] reason, raw`` (kind: header / data / blank / reject).
-    Ids are strings, or integers where the reader parses them as numbers (the Netflix Prize dump;
-    ``numeric_ids`` is then set): the shared stages key on the ids as they come (10M Prize-shaped
-    ratings: int keys de-duplicate, index and map to dense ids about twice as fast as their text)
-    and the users and items tables store their text.  A reader gives all its id columns one type.
+    Ids are strings, or integers where the reader parses them as numbers (``numeric_ids`` is then
+    set: the Netflix Prize dump's are int, MovieLens's and the Kaggle CSV's long): the shared
+    stages key on the ids as they come (10M Prize-shaped ratings: int keys de-duplicate, index and
+    map to dense ids about twice as fast as their text) and the users and items tables store their
+    text.  A reader gives all its id columns one type.
     ``items``: ``source, line, kind, item_id, title, year, reason, raw`` or None.
     ``pairs``: extra (user, item[, ts]) tables such as Netflix ``probe`` and ``qualifying``, in the
     ratings columns.
